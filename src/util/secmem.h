@@ -59,6 +59,9 @@ void km_secret_free(void *p, size_t len);
 /** km_secret_wipe: wipe @len bytes at @p in a way the compiler keeps. */
 void km_secret_wipe(void *p, size_t len);
 
+/** km_secret_wipe_str: wipe @len bytes of a string held in ordinary memory. */
+#define km_secret_wipe_str(s, len) km_secret_wipe((s), (len))
+
 /** km_secure_strdup: copy a NUL-terminated secret (a PIN) into the arena. */
 char *km_secure_strdup(const char *s);
 

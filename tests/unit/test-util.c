@@ -9,6 +9,7 @@
 
 #include "kmt.h"
 #include "util/buf.h"
+#include "util/conf.h"
 #include "util/err.h"
 #include "util/secmem.h"
 #include "util/util.h"
@@ -203,6 +204,95 @@ test_strerror_total(void)
 	CU_ASSERT(strcmp(km_strerror(-1000), "unknown error") == 0);
 }
 
+static void
+test_conf_parse(void)
+{
+	static const char text[] = "# a comment\n"
+				   "name = node1\n"
+				   "[token]\n"
+				   "pin = \" 12 # 34 \"  # trailing\n"
+				   "label = km-node1 # comment\n"
+				   "slots = 42\n"
+				   "strict = yes\n";
+	static const char *const known[] = { "pin", "label", "slots", "strict",
+		NULL };
+	char err[256];
+	km_conf c;
+	uint64_t u;
+	bool b;
+
+	CU_ASSERT_FATAL(km_conf_parse("/etc/x.conf", text, &c, err,
+			    sizeof(err)) == 0);
+	CU_ASSERT(strcmp(km_conf_get(&c, "", "name"), "node1") == 0);
+	CU_ASSERT(strcmp(km_conf_get(&c, "token", "pin"), " 12 # 34 ") == 0);
+	CU_ASSERT(strcmp(km_conf_get(&c, "token", "label"), "km-node1") == 0);
+	CU_ASSERT(km_conf_get(&c, "token", "name") == NULL);
+	CU_ASSERT(km_conf_check_keys(&c, "token", known, err, sizeof(err)) ==
+	    0);
+	CU_ASSERT(km_conf_get_uint(&c, "token", "slots", 1, 100, 7, &u, err,
+		      sizeof(err)) == 0 &&
+	    u == 42);
+	CU_ASSERT(km_conf_get_uint(&c, "token", "absent", 1, 100, 7, &u, err,
+		      sizeof(err)) == 0 &&
+	    u == 7);
+	CU_ASSERT(km_conf_get_uint(&c, "token", "slots", 1, 10, 7, &u, err,
+		      sizeof(err)) == KM_ERR_CONFIG);
+	CU_ASSERT(strstr(err, "x.conf:6") != NULL);
+	CU_ASSERT(km_conf_get_bool(&c, "token", "strict", false, &b, err,
+		      sizeof(err)) == 0 &&
+	    b);
+	CU_ASSERT(km_conf_get_bool(&c, "token", "label", false, &b, err,
+		      sizeof(err)) == KM_ERR_CONFIG);
+	km_conf_free(&c);
+}
+
+static void
+test_conf_errors(void)
+{
+	static const char *const known[] = { "a", NULL };
+	char err[256];
+	km_conf c;
+
+	CU_ASSERT(km_conf_parse("f", "just words\n", &c, err, sizeof(err)) ==
+	    KM_ERR_CONFIG);
+	CU_ASSERT(strstr(err, "f:1:") != NULL);
+	CU_ASSERT(km_conf_parse("f", "a=1\n[x\n", &c, err, sizeof(err)) ==
+	    KM_ERR_CONFIG);
+	CU_ASSERT(strstr(err, "f:2:") != NULL);
+	CU_ASSERT(km_conf_parse("f", "v = \"open\n", &c, err, sizeof(err)) ==
+	    KM_ERR_CONFIG);
+	CU_ASSERT(km_conf_parse("f", "a = 1\nb = 2\n", &c, err,
+			    sizeof(err)) == 0);
+	CU_ASSERT(km_conf_check_keys(&c, "", known, err, sizeof(err)) ==
+	    KM_ERR_CONFIG);
+	CU_ASSERT(strstr(err, "unknown setting 'b'") != NULL);
+	km_conf_free(&c);
+	CU_ASSERT(km_conf_load("/nonexistent.conf", &c, err, sizeof(err)) ==
+	    KM_ERR_NOT_FOUND);
+}
+
+static void
+test_conf_resolve_path(void)
+{
+	char err[64], out[256];
+	km_conf c;
+
+	CU_ASSERT_FATAL(km_conf_parse("/etc/km/d.conf", "a=1\n", &c, err,
+			    sizeof(err)) == 0);
+	CU_ASSERT(km_conf_resolve_path(&c, "ca.crt", out, sizeof(out)) == 0);
+	CU_ASSERT(strcmp(out, "/etc/km/ca.crt") == 0);
+	CU_ASSERT(km_conf_resolve_path(&c, "/x/y", out, sizeof(out)) == 0);
+	CU_ASSERT(strcmp(out, "/x/y") == 0);
+	km_conf_free(&c);
+}
+
+static const kmt_test conf_tests[] = {
+	{ "parse", test_conf_parse },
+	{ "errors", test_conf_errors },
+	{ "resolve_path", test_conf_resolve_path },
+	KMT_END,
+};
+
 static const kmt_test buf_tests[] = {
 	{ "roundtrip", test_buf_roundtrip },
 	{ "get_u32_short", test_buf_get_u32_short },
@@ -224,6 +314,7 @@ static const kmt_test misc_tests[] = {
 static const kmt_suite suites[] = {
 	{ "wire", NULL, NULL, buf_tests },
 	{ "util", NULL, NULL, misc_tests },
+	{ "conf", NULL, NULL, conf_tests },
 	{ NULL, NULL, NULL, NULL },
 };
 
