@@ -108,6 +108,31 @@ kmt_free_port(void)
 	return port;
 }
 
+/* CUnit keeps test name pointers until the registry is cleaned up. */
+#define KMT_MAX_NAMES 1024
+static char *kmt_names[KMT_MAX_NAMES];
+static int kmt_nnames;
+
+static const char *
+kmt_keep_name(const char *name)
+{
+	char *copy;
+
+	if (kmt_nnames == KMT_MAX_NAMES || (copy = strdup(name)) == NULL) {
+		return NULL;
+	}
+	kmt_names[kmt_nnames++] = copy;
+	return copy;
+}
+
+static void
+kmt_free_names(void)
+{
+	while (kmt_nnames > 0) {
+		free(kmt_names[--kmt_nnames]);
+	}
+}
+
 int
 kmt_main(int argc, char **argv, const kmt_suite *suites)
 {
@@ -134,7 +159,7 @@ kmt_main(int argc, char **argv, const kmt_suite *suites)
 				continue;
 			}
 			/* CUnit keeps the pointer: give it a stable copy. */
-			if (CU_add_test(suite, strdup(name),
+			if (CU_add_test(suite, kmt_keep_name(name),
 				suites[s].tests[t].fn) == NULL) {
 				CU_cleanup_registry();
 				return 2;
@@ -147,6 +172,7 @@ kmt_main(int argc, char **argv, const kmt_suite *suites)
 	    CU_get_number_of_suites_failed() + CU_get_number_of_tests_failed();
 	run = CU_get_number_of_tests_run();
 	CU_cleanup_registry();
+	kmt_free_names();
 	if (run == 0 && filter == NULL) {
 		fprintf(stderr, "kmt: no test ran\n");
 		return 1;
