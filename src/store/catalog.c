@@ -1,0 +1,1446 @@
+/*
+ * The key catalog state machine: entry and payload codecs, strict
+ * decoding, and km_catalog_apply().
+ *
+ * Determinism is the whole point here: apply reads only the entry and the
+ * store, never the clock, the random generator or anything local to the
+ * node, so replicas fed the same entries hold the same catalog (and the
+ * same head hash, which makes a divergence visible).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "store/catalog.h"
+#include "store/store-int.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define KM_CATALOG_FORMAT 1
+static const char km_catalog_tbs_ctx[] = "keymesh-catalog-entry-v1";
+
+/* ---- entries ----------------------------------------------------------- */
+
+int
+km_catalog_entry_tbs(const km_catalog_entry *e, km_buf *out)
+{
+	if (e == NULL || out == NULL
+	    || (e->payload == NULL && e->payload_len > 0)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (km_buf_put_cstring(out, km_catalog_tbs_ctx) != 0
+	    || km_buf_put_u64(out, e->seq) != 0
+	    || km_buf_put_u32(out, e->type) != 0
+	    || km_buf_put_string(out, e->payload, e->payload_len) != 0) {
+		return KM_ERR_ALLOC;
+	}
+	return 0;
+}
+
+int
+km_catalog_entry_encode(const km_catalog_entry *e, km_buf *out)
+{
+	if (e == NULL || out == NULL
+	    || (e->payload == NULL && e->payload_len > 0)
+	    || (e->signer == NULL && e->signer_len > 0)
+	    || (e->sig == NULL && e->sig_len > 0)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (km_buf_put_u32(out, KM_CATALOG_FORMAT) != 0
+	    || km_buf_put_u64(out, e->seq) != 0
+	    || km_buf_put_u32(out, e->type) != 0
+	    || km_buf_put_string(out, e->payload, e->payload_len) != 0
+	    || km_buf_put_string(out, e->signer, e->signer_len) != 0
+	    || km_buf_put_string(out, e->sig, e->sig_len) != 0) {
+		return KM_ERR_ALLOC;
+	}
+	return 0;
+}
+
+static int
+km_dup_bytes(const uint8_t *p, size_t len, uint8_t **out)
+{
+	/* Always allocate, so an empty field is still a non-NULL pointer. */
+	if ((*out = malloc(len > 0 ? len : 1)) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	if (len > 0) {
+		memcpy(*out, p, len);
+	}
+	return 0;
+}
+
+void
+km_catalog_entry_clear(km_catalog_entry *e)
+{
+	if (e == NULL) {
+		return;
+	}
+	free(e->payload);
+	free(e->signer);
+	free(e->sig);
+	memset(e, 0, sizeof(*e));
+}
+
+int
+km_catalog_entry_decode(const uint8_t *data, size_t len, km_catalog_entry *e)
+{
+	km_catalog_entry n;
+	const uint8_t *pl, *sg, *sig;
+	size_t pllen, sglen, siglen;
+	uint32_t version;
+	km_buf b;
+	int r;
+
+	if (data == NULL || e == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (len > KM_CATALOG_ENTRY_MAX) {
+		return KM_ERR_TOO_LARGE;
+	}
+	memset(&n, 0, sizeof(n));
+	km_buf_init_view(&b, data, len);
+	if (km_buf_get_u32(&b, &version) != 0) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if (version != KM_CATALOG_FORMAT) {
+		return KM_ERR_BAD_VERSION;
+	}
+	(void)km_buf_get_u64(&b, &n.seq);
+	(void)km_buf_get_u32(&b, &n.type);
+	(void)km_buf_get_string_ptr(&b, &pl, &pllen, KM_CATALOG_ENTRY_MAX);
+	(void)km_buf_get_string_ptr(&b, &sg, &sglen, KM_CATALOG_CERT_MAX);
+	(void)km_buf_get_string_ptr(&b, &sig, &siglen, KM_CATALOG_SIG_MAX);
+	if (km_buf_failed(&b) || km_buf_remaining(&b) != 0 || n.seq == 0) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if ((r = km_dup_bytes(pl, pllen, &n.payload)) != 0
+	    || (r = km_dup_bytes(sg, sglen, &n.signer)) != 0
+	    || (r = km_dup_bytes(sig, siglen, &n.sig)) != 0) {
+		km_catalog_entry_clear(&n);
+		return r;
+	}
+	n.payload_len = pllen;
+	n.signer_len = sglen;
+	n.sig_len = siglen;
+	*e = n;
+	return 0;
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+void
+km_catalog_policy_free(km_catalog_policy *p)
+{
+	size_t i;
+
+	if (p == NULL) {
+		return;
+	}
+	for (i = 0; i < p->nclients; i++) {
+		free(p->clients[i]);
+	}
+	free(p->clients);
+	free(p->mechs);
+	memset(p, 0, sizeof(*p));
+}
+
+int
+km_catalog_policy_encode(const km_catalog_policy *p, km_buf *out)
+{
+	size_t i;
+
+	if (p == NULL || out == NULL || p->nmechs > KM_CATALOG_POLICY_MAX_ITEMS
+	    || p->nclients > KM_CATALOG_POLICY_MAX_ITEMS
+	    || (p->nmechs > 0 && p->mechs == NULL)
+	    || (p->nclients > 0 && p->clients == NULL)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	for (i = 0; i < p->nclients; i++) {
+		if (!km_name_valid(p->clients[i])) {
+			return KM_ERR_INVALID_ARG;
+		}
+	}
+	(void)km_buf_put_u32(out, (uint32_t)p->nmechs);
+	for (i = 0; i < p->nmechs; i++) {
+		(void)km_buf_put_u32(out, p->mechs[i]);
+	}
+	(void)km_buf_put_u32(out, (uint32_t)p->nclients);
+	for (i = 0; i < p->nclients; i++) {
+		(void)km_buf_put_cstring(out, p->clients[i]);
+	}
+	return km_buf_failed(out) ? KM_ERR_ALLOC : 0;
+}
+
+int
+km_catalog_policy_decode(const uint8_t *data, size_t len, km_catalog_policy *p)
+{
+	km_catalog_policy n;
+	uint32_t cnt;
+	km_buf b;
+	size_t i;
+	int r;
+
+	if ((data == NULL && len > 0) || p == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (len > KM_CATALOG_POLICY_MAX) {
+		return KM_ERR_TOO_LARGE;
+	}
+	memset(&n, 0, sizeof(n));
+	km_buf_init_view(&b, data, len);
+	if (km_buf_get_u32(&b, &cnt) != 0
+	    || cnt > KM_CATALOG_POLICY_MAX_ITEMS) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	if (cnt > 0 && (n.mechs = calloc(cnt, sizeof(*n.mechs))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	n.nmechs = cnt;
+	for (i = 0; i < n.nmechs; i++) {
+		(void)km_buf_get_u32(&b, &n.mechs[i]);
+	}
+	if (km_buf_get_u32(&b, &cnt) != 0
+	    || cnt > KM_CATALOG_POLICY_MAX_ITEMS) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	if (cnt > 0 && (n.clients = calloc(cnt, sizeof(*n.clients))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < cnt; i++) {
+		if (km_buf_get_cstring(&b, &n.clients[i], KM_NAME_MAX) != 0) {
+			break;
+		}
+		n.nclients = i + 1;
+		if (!km_name_valid(n.clients[i])) {
+			r = KM_ERR_BAD_FORMAT;
+			goto out;
+		}
+	}
+	if (km_buf_failed(&b) || km_buf_remaining(&b) != 0) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	*p = n;
+	memset(&n, 0, sizeof(n));
+	r = 0;
+out:
+	km_catalog_policy_free(&n);
+	return r;
+}
+
+bool
+km_catalog_policy_allows(
+    const km_catalog_policy *p, uint32_t mech, const char *client)
+{
+	bool mech_ok = (p->nmechs == 0), client_ok = (p->nclients == 0);
+	size_t i;
+
+	for (i = 0; i < p->nmechs && !mech_ok; i++) {
+		mech_ok = (p->mechs[i] == mech);
+	}
+	for (i = 0; i < p->nclients && !client_ok && client != NULL; i++) {
+		client_ok = (strcmp(p->clients[i], client) == 0);
+	}
+	return mech_ok && client_ok;
+}
+
+/* ---- payloads ---------------------------------------------------------- */
+
+void
+km_catalog_payload_free(km_catalog_payload *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	free(p->holders);
+	free(p->public_data);
+	free(p->policy);
+	free(p->cert);
+	memset(p, 0, sizeof(*p));
+}
+
+static bool
+km_epoch_ok(uint32_t epoch)
+{
+	return epoch > 0 && epoch <= INT32_MAX;
+}
+
+static bool
+km_key_type_ok(uint32_t type, uint32_t bits)
+{
+	switch (type) {
+	case KM_KEY_RSA:
+		return bits == 2048 || bits == 3072 || bits == 4096;
+	case KM_KEY_EC_P256:
+		return bits == 256;
+	case KM_KEY_EC_P384:
+		return bits == 384;
+	case KM_KEY_ED25519:
+		return bits == 256;
+	default:
+		return false;
+	}
+}
+
+/* Holder maps: 1..64 holders, indices non-zero and unique, valid names,
+ * and a threshold a quorum of them can meet. */
+static bool
+km_holders_ok(const km_catalog_holder *h, size_t n, uint32_t threshold)
+{
+	size_t i, j;
+
+	if (n == 0 || n > KM_CATALOG_MAX_HOLDERS || threshold == 0
+	    || threshold > n) {
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (h[i].index == 0 || h[i].index > 0xffff
+		    || !km_name_valid(h[i].node)) {
+			return false;
+		}
+		for (j = 0; j < i; j++) {
+			if (h[j].index == h[i].index) {
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+static bool
+km_policy_bytes_ok(const uint8_t *p, size_t len)
+{
+	km_catalog_policy pol;
+
+	if (km_catalog_policy_decode(p, len, &pol) != 0) {
+		return false;
+	}
+	km_catalog_policy_free(&pol);
+	return true;
+}
+
+/* Checks a payload's fields for its type: shared by encoder and decoder,
+ * so nothing is encoded that the decoder would refuse. */
+static bool
+km_payload_ok(const km_catalog_payload *p)
+{
+	switch (p->type) {
+	case KM_CAT_KEY_CREATE:
+		return km_name_valid(p->key_id) && km_name_valid(p->label)
+		    && km_key_type_ok(p->key_type, p->bits)
+		    && km_epoch_ok(p->epoch)
+		    && km_holders_ok(p->holders, p->nholders, p->threshold)
+		    && p->public_len <= KM_CATALOG_PUBLIC_MAX
+		    && km_policy_bytes_ok(p->policy, p->policy_len);
+	case KM_CAT_KEY_ACTIVATE:
+	case KM_CAT_RESHARE_COMMIT:
+	case KM_CAT_RESHARE_ABORT:
+		return km_name_valid(p->key_id) && km_epoch_ok(p->epoch);
+	case KM_CAT_KEY_DESTROY:
+		return km_name_valid(p->key_id);
+	case KM_CAT_RESHARE_BEGIN:
+		return km_name_valid(p->key_id) && km_epoch_ok(p->epoch)
+		    && km_holders_ok(p->holders, p->nholders, p->threshold)
+		    && p->public_len <= KM_CATALOG_PUBLIC_MAX;
+	case KM_CAT_MEMBER_ADD:
+		return km_name_valid(p->node) && p->role >= 1 && p->role <= 3
+		    && p->cert_len > 0 && p->cert_len <= KM_CATALOG_CERT_MAX;
+	case KM_CAT_MEMBER_REMOVE:
+		return km_name_valid(p->node);
+	case KM_CAT_POLICY_SET:
+		return (p->key_id[0] == '\0' || km_name_valid(p->key_id))
+		    && km_policy_bytes_ok(p->policy, p->policy_len);
+	default:
+		return false;
+	}
+}
+
+static void
+km_put_holders(km_buf *b, const km_catalog_payload *p)
+{
+	size_t i;
+
+	(void)km_buf_put_u32(b, (uint32_t)p->nholders);
+	for (i = 0; i < p->nholders; i++) {
+		(void)km_buf_put_u32(b, p->holders[i].index);
+		(void)km_buf_put_cstring(b, p->holders[i].node);
+	}
+}
+
+int
+km_catalog_payload_encode(const km_catalog_payload *p, km_buf *out)
+{
+	if (p == NULL || out == NULL || !km_payload_ok(p)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	switch (p->type) {
+	case KM_CAT_KEY_CREATE:
+		(void)km_buf_put_cstring(out, p->key_id);
+		(void)km_buf_put_cstring(out, p->label);
+		(void)km_buf_put_u32(out, p->key_type);
+		(void)km_buf_put_u32(out, p->bits);
+		(void)km_buf_put_u32(out, p->threshold);
+		(void)km_buf_put_u32(out, p->epoch);
+		km_put_holders(out, p);
+		(void)km_buf_put_string(out, p->public_data, p->public_len);
+		(void)km_buf_put_string(out, p->policy, p->policy_len);
+		break;
+	case KM_CAT_KEY_ACTIVATE:
+	case KM_CAT_RESHARE_COMMIT:
+	case KM_CAT_RESHARE_ABORT:
+		(void)km_buf_put_cstring(out, p->key_id);
+		(void)km_buf_put_u32(out, p->epoch);
+		break;
+	case KM_CAT_KEY_DESTROY:
+		(void)km_buf_put_cstring(out, p->key_id);
+		break;
+	case KM_CAT_RESHARE_BEGIN:
+		(void)km_buf_put_cstring(out, p->key_id);
+		(void)km_buf_put_u32(out, p->epoch);
+		(void)km_buf_put_u32(out, p->threshold);
+		km_put_holders(out, p);
+		(void)km_buf_put_string(out, p->public_data, p->public_len);
+		break;
+	case KM_CAT_MEMBER_ADD:
+		(void)km_buf_put_cstring(out, p->node);
+		(void)km_buf_put_u32(out, p->role);
+		(void)km_buf_put_string(out, p->cert, p->cert_len);
+		break;
+	case KM_CAT_MEMBER_REMOVE:
+		(void)km_buf_put_cstring(out, p->node);
+		break;
+	case KM_CAT_POLICY_SET:
+		(void)km_buf_put_cstring(out, p->key_id);
+		(void)km_buf_put_string(out, p->policy, p->policy_len);
+		break;
+	default:
+		return KM_ERR_INVALID_ARG;
+	}
+	return km_buf_failed(out) ? KM_ERR_ALLOC : 0;
+}
+
+/* A name field into a fixed array; "" only where @empty_ok. */
+static void
+km_get_name(km_buf *b, char *dst, bool empty_ok)
+{
+	const uint8_t *p;
+	size_t n;
+
+	if (km_buf_get_string_ptr(b, &p, &n, KM_NAME_MAX) != 0) {
+		return;
+	}
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+	if (strlen(dst) != n || (n == 0 && !empty_ok)
+	    || (n > 0 && !km_name_valid(dst))) {
+		b->failed = true;
+	}
+}
+
+static void
+km_get_bytes(km_buf *b, uint8_t **dst, size_t *len, size_t max)
+{
+	const uint8_t *p;
+	size_t n;
+
+	if (km_buf_get_string_ptr(b, &p, &n, max) != 0) {
+		return;
+	}
+	if (km_dup_bytes(p, n, dst) != 0) {
+		b->failed = true;
+		return;
+	}
+	*len = n;
+}
+
+static void
+km_get_holders(km_buf *b, km_catalog_payload *p)
+{
+	uint32_t n, i;
+
+	if (km_buf_get_u32(b, &n) != 0) {
+		return;
+	}
+	if (n == 0 || n > KM_CATALOG_MAX_HOLDERS) {
+		b->failed = true;
+		return;
+	}
+	if ((p->holders = calloc(n, sizeof(*p->holders))) == NULL) {
+		b->failed = true;
+		return;
+	}
+	p->nholders = n;
+	for (i = 0; i < n && !km_buf_failed(b); i++) {
+		(void)km_buf_get_u32(b, &p->holders[i].index);
+		km_get_name(b, p->holders[i].node, false);
+	}
+}
+
+int
+km_catalog_payload_decode(
+    uint32_t type, const uint8_t *data, size_t len, km_catalog_payload *p)
+{
+	km_catalog_payload n;
+	km_buf b;
+	int r;
+
+	if ((data == NULL && len > 0) || p == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (len > KM_CATALOG_ENTRY_MAX) {
+		return KM_ERR_TOO_LARGE;
+	}
+	memset(&n, 0, sizeof(n));
+	n.type = type;
+	km_buf_init_view(&b, data, len);
+	switch (type) {
+	case KM_CAT_KEY_CREATE:
+		km_get_name(&b, n.key_id, false);
+		km_get_name(&b, n.label, false);
+		(void)km_buf_get_u32(&b, &n.key_type);
+		(void)km_buf_get_u32(&b, &n.bits);
+		(void)km_buf_get_u32(&b, &n.threshold);
+		(void)km_buf_get_u32(&b, &n.epoch);
+		km_get_holders(&b, &n);
+		km_get_bytes(
+		    &b, &n.public_data, &n.public_len, KM_CATALOG_PUBLIC_MAX);
+		km_get_bytes(
+		    &b, &n.policy, &n.policy_len, KM_CATALOG_POLICY_MAX);
+		break;
+	case KM_CAT_KEY_ACTIVATE:
+	case KM_CAT_RESHARE_COMMIT:
+	case KM_CAT_RESHARE_ABORT:
+		km_get_name(&b, n.key_id, false);
+		(void)km_buf_get_u32(&b, &n.epoch);
+		break;
+	case KM_CAT_KEY_DESTROY:
+		km_get_name(&b, n.key_id, false);
+		break;
+	case KM_CAT_RESHARE_BEGIN:
+		km_get_name(&b, n.key_id, false);
+		(void)km_buf_get_u32(&b, &n.epoch);
+		(void)km_buf_get_u32(&b, &n.threshold);
+		km_get_holders(&b, &n);
+		km_get_bytes(
+		    &b, &n.public_data, &n.public_len, KM_CATALOG_PUBLIC_MAX);
+		break;
+	case KM_CAT_MEMBER_ADD:
+		km_get_name(&b, n.node, false);
+		(void)km_buf_get_u32(&b, &n.role);
+		km_get_bytes(&b, &n.cert, &n.cert_len, KM_CATALOG_CERT_MAX);
+		break;
+	case KM_CAT_MEMBER_REMOVE:
+		km_get_name(&b, n.node, false);
+		break;
+	case KM_CAT_POLICY_SET:
+		km_get_name(&b, n.key_id, true);
+		km_get_bytes(
+		    &b, &n.policy, &n.policy_len, KM_CATALOG_POLICY_MAX);
+		break;
+	default:
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	if (km_buf_failed(&b) || km_buf_remaining(&b) != 0
+	    || !km_payload_ok(&n)) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	*p = n;
+	memset(&n, 0, sizeof(n));
+	r = 0;
+out:
+	km_catalog_payload_free(&n);
+	return r;
+}
+
+/* ---- reading the catalog ----------------------------------------------- */
+
+static int
+km_cat_head_locked(km_store *s, uint64_t *seq, uint8_t head[32])
+{
+	sqlite3_stmt *st = NULL;
+	const void *h;
+	int r, rc;
+
+	if ((r = km_store_stmt(s, KM_STMT_CAT_HEAD_GET, &st)) != 0) {
+		return r;
+	}
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "catalog head");
+		goto out;
+	}
+	*seq = (uint64_t)sqlite3_column_int64(st, 0);
+	h = sqlite3_column_blob(st, 1);
+	if (h == NULL || sqlite3_column_bytes(st, 1) != 32) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	if (head != NULL) {
+		memcpy(head, h, 32);
+	}
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	return r;
+}
+
+int
+km_catalog_last_seq(km_store *s, uint64_t *seq, uint8_t head[32])
+{
+	int r;
+
+	if (s == NULL || seq == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	r = km_cat_head_locked(s, seq, head);
+	km_store_unlock(s);
+	return r;
+}
+
+static int
+km_col_name(sqlite3_stmt *st, int col, char *dst)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	int n = sqlite3_column_bytes(st, col);
+
+	if (t == NULL || n < 0 || n > KM_NAME_MAX) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	memcpy(dst, t, (size_t)n);
+	dst[n] = '\0';
+	return 0;
+}
+
+static int
+km_col_bytes(sqlite3_stmt *st, int col, uint8_t **dst, size_t *len)
+{
+	const void *p = sqlite3_column_blob(st, col);
+	int n = sqlite3_column_bytes(st, col);
+
+	if (n < 0) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if (km_dup_bytes(p, (size_t)n, dst) != 0) {
+		return KM_ERR_ALLOC;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+static int
+km_cat_holders_locked(km_store *s, const char *key_id, uint32_t epoch,
+    km_catalog_holder **out, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_holder *v = NULL, *nv;
+	size_t cnt = 0;
+	int r, rc;
+
+	if ((r = km_store_stmt(s, KM_STMT_CAT_HOLDER_LIST, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, epoch);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((nv = realloc(v, (cnt + 1) * sizeof(*v))) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		v = nv;
+		v[cnt].index = (uint32_t)sqlite3_column_int64(st, 0);
+		if ((r = km_col_name(st, 1, v[cnt].node)) != 0) {
+			goto out;
+		}
+		cnt++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = km_store_sqlerr(s, rc, "holder list");
+		goto out;
+	}
+	*out = v;
+	v = NULL;
+	*n = cnt;
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	free(v);
+	return r;
+}
+
+void
+km_catalog_key_free(km_catalog_key *k)
+{
+	if (k == NULL) {
+		return;
+	}
+	free(k->holders);
+	free(k->next_holders);
+	free(k->public_data);
+	free(k->policy);
+	memset(k, 0, sizeof(*k));
+}
+
+void
+km_catalog_key_list_free(km_catalog_key *keys, size_t n)
+{
+	size_t i;
+
+	if (keys == NULL) {
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		km_catalog_key_free(&keys[i]);
+	}
+	free(keys);
+}
+
+static int
+km_cat_key_locked(km_store *s, const char *key_id, km_catalog_key *out)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_key k;
+	int r, rc;
+
+	memset(&k, 0, sizeof(k));
+	if ((r = km_store_stmt(s, KM_STMT_CAT_KEY_GET, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = KM_ERR_NOT_FOUND;
+		goto out;
+	} else if (rc != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "key get");
+		goto out;
+	}
+	if ((r = km_col_name(st, 0, k.key_id)) != 0
+	    || (r = km_col_name(st, 1, k.label)) != 0
+	    || (r = km_col_bytes(st, 7, &k.public_data, &k.public_len)) != 0
+	    || (r = km_col_bytes(st, 8, &k.policy, &k.policy_len)) != 0) {
+		goto out;
+	}
+	k.key_type = (uint32_t)sqlite3_column_int64(st, 2);
+	k.bits = (uint32_t)sqlite3_column_int64(st, 3);
+	k.threshold = (uint32_t)sqlite3_column_int64(st, 4);
+	k.epoch = (uint32_t)sqlite3_column_int64(st, 5);
+	k.state = (km_key_state)sqlite3_column_int(st, 6);
+	k.next_epoch = (uint32_t)sqlite3_column_int64(st, 9);
+	k.next_threshold = (uint32_t)sqlite3_column_int64(st, 10);
+	k.created_seq = (uint64_t)sqlite3_column_int64(st, 11);
+	k.updated_seq = (uint64_t)sqlite3_column_int64(st, 12);
+	(void)sqlite3_reset(st);
+	st = NULL;
+	if ((r = km_cat_holders_locked(
+	         s, k.key_id, k.epoch, &k.holders, &k.nholders))
+	    != 0) {
+		goto out;
+	}
+	if (k.state == KM_KEY_RESHARING
+	    && (r = km_cat_holders_locked(s, k.key_id, k.next_epoch,
+	            &k.next_holders, &k.next_nholders))
+	        != 0) {
+		goto out;
+	}
+	*out = k;
+	memset(&k, 0, sizeof(k));
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	km_catalog_key_free(&k);
+	return r;
+}
+
+int
+km_catalog_key_get(km_store *s, const char *key_id, km_catalog_key *k)
+{
+	int r;
+
+	if (s == NULL || !km_name_valid(key_id) || k == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	r = km_cat_key_locked(s, key_id, k);
+	km_store_unlock(s);
+	return r;
+}
+
+int
+km_catalog_key_get_by_label(km_store *s, const char *label, km_catalog_key *k)
+{
+	sqlite3_stmt *st = NULL;
+	char id[KM_NAME_MAX + 1];
+	int r, rc;
+
+	if (s == NULL || !km_name_valid(label) || k == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	if ((r = km_store_stmt(s, KM_STMT_CAT_KEY_BY_LABEL, &st)) != 0) {
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, label, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = KM_ERR_NOT_FOUND;
+		goto out;
+	} else if (rc != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "key by label");
+		goto out;
+	}
+	if ((r = km_col_name(st, 0, id)) != 0) {
+		goto out;
+	}
+	(void)sqlite3_reset(st);
+	st = NULL;
+	r = km_cat_key_locked(s, id, k);
+out:
+	(void)sqlite3_reset(st);
+	km_store_unlock(s);
+	return r;
+}
+
+int
+km_catalog_key_list(km_store *s, km_catalog_key **keys, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	char(*ids)[KM_NAME_MAX + 1] = NULL, (*nids)[KM_NAME_MAX + 1];
+	km_catalog_key *v = NULL;
+	size_t cnt = 0, i, done = 0;
+	int r, rc;
+
+	if (s == NULL || keys == NULL || n == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	if ((r = km_store_stmt(s, KM_STMT_CAT_KEY_LIST, &st)) != 0) {
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((nids = realloc(ids, (cnt + 1) * sizeof(*ids))) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		ids = nids;
+		if ((r = km_col_name(st, 0, ids[cnt])) != 0) {
+			goto out;
+		}
+		cnt++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = km_store_sqlerr(s, rc, "key list");
+		goto out;
+	}
+	(void)sqlite3_reset(st);
+	st = NULL;
+	if (cnt > 0 && (v = calloc(cnt, sizeof(*v))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < cnt; i++) {
+		if ((r = km_cat_key_locked(s, ids[i], &v[i])) != 0) {
+			goto out;
+		}
+		done++;
+	}
+	*keys = v;
+	v = NULL;
+	*n = cnt;
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	km_store_unlock(s);
+	km_catalog_key_list_free(v, done);
+	free(ids);
+	return r;
+}
+
+int
+km_catalog_entry_get(
+    km_store *s, uint64_t seq, km_catalog_entry *e, int *result)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_entry n;
+	int r, rc;
+
+	if (s == NULL || e == NULL || seq == 0 || seq > INT64_MAX) {
+		return KM_ERR_INVALID_ARG;
+	}
+	memset(&n, 0, sizeof(n));
+	km_store_lock(s);
+	if ((r = km_store_stmt(s, KM_STMT_CAT_LOG_GET, &st)) != 0) {
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = KM_ERR_NOT_FOUND;
+		goto out;
+	} else if (rc != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "catalog log get");
+		goto out;
+	}
+	n.seq = seq;
+	n.type = (uint32_t)sqlite3_column_int64(st, 0);
+	if ((r = km_col_bytes(st, 1, &n.payload, &n.payload_len)) != 0
+	    || (r = km_col_bytes(st, 2, &n.signer, &n.signer_len)) != 0
+	    || (r = km_col_bytes(st, 3, &n.sig, &n.sig_len)) != 0) {
+		goto out;
+	}
+	if (result != NULL) {
+		*result = sqlite3_column_int(st, 4);
+	}
+	*e = n;
+	memset(&n, 0, sizeof(n));
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	km_store_unlock(s);
+	km_catalog_entry_clear(&n);
+	return r;
+}
+
+static int
+km_cat_blob_get_locked(km_store *s, km_stmt_id id, const char *name, int col,
+    uint32_t *role, uint8_t **out, size_t *len)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if ((r = km_store_stmt(s, id, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = KM_ERR_NOT_FOUND;
+		goto out;
+	} else if (rc != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "catalog get");
+		goto out;
+	}
+	if (role != NULL) {
+		*role = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	r = (out != NULL) ? km_col_bytes(st, col, out, len) : 0;
+out:
+	(void)sqlite3_reset(st);
+	return r;
+}
+
+int
+km_catalog_member_get(km_store *s, const char *node, uint32_t *role,
+    uint8_t **cert, size_t *cert_len)
+{
+	int r;
+
+	if (s == NULL || !km_name_valid(node)
+	    || (cert != NULL && cert_len == NULL)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	r = km_cat_blob_get_locked(
+	    s, KM_STMT_CAT_MEMBER_GET, node, 1, role, cert, cert_len);
+	km_store_unlock(s);
+	return r;
+}
+
+int
+km_catalog_policy_get(
+    km_store *s, const char *key_id, uint8_t **policy, size_t *len)
+{
+	km_catalog_key k;
+	int r;
+
+	if (s == NULL || key_id == NULL || policy == NULL || len == NULL
+	    || (key_id[0] != '\0' && !km_name_valid(key_id))) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (key_id[0] == '\0') {
+		km_store_lock(s);
+		r = km_cat_blob_get_locked(
+		    s, KM_STMT_CAT_POLICY_GET, key_id, 0, NULL, policy, len);
+		km_store_unlock(s);
+		return r;
+	}
+	memset(&k, 0, sizeof(k));
+	if ((r = km_catalog_key_get(s, key_id, &k)) != 0) {
+		return r;
+	}
+	if (k.state == KM_KEY_DESTROYED) {
+		r = KM_ERR_NOT_FOUND;
+	} else {
+		*policy = k.policy;
+		*len = k.policy_len;
+		k.policy = NULL;
+	}
+	km_catalog_key_free(&k);
+	return r;
+}
+
+/* ---- apply -------------------------------------------------------------- */
+
+/* Outcomes that every replica reaches the same way from the same entries:
+ * the entry is consumed with no effect.  Anything else (I/O, memory, a
+ * bug) is this node's problem and the entry is not consumed. */
+static bool
+km_cat_deterministic(int r)
+{
+	switch (r) {
+	case KM_ERR_BAD_FORMAT:
+	case KM_ERR_NOT_FOUND:
+	case KM_ERR_EXISTS:
+	case KM_ERR_STATE:
+	case KM_ERR_RANGE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* State and epochs of a key, for the preconditions of each entry. */
+static int
+km_cat_key_state(km_store *s, const char *key_id, km_catalog_key *k)
+{
+	return km_cat_key_locked(s, key_id, k);
+}
+
+static int
+km_cat_insert_holders(km_store *s, const km_catalog_payload *p)
+{
+	sqlite3_stmt *st = NULL;
+	size_t i;
+	int r;
+
+	for (i = 0; i < p->nholders; i++) {
+		if ((r = km_store_stmt(s, KM_STMT_CAT_HOLDER_INSERT, &st))
+		    != 0) {
+			return r;
+		}
+		sqlite3_bind_text(st, 1, p->key_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, p->epoch);
+		sqlite3_bind_int64(st, 3, p->holders[i].index);
+		sqlite3_bind_text(
+		    st, 4, p->holders[i].node, -1, SQLITE_STATIC);
+		if ((r = km_store_exec_stmt(s, st, "holder insert")) != 0) {
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int
+km_cat_bind_exec(km_store *s, km_stmt_id id, const char *what, const char *key,
+    int64_t a, int64_t b, const uint8_t *blob, size_t bloblen, int64_t c)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	/* Small binder for the UPDATEs below: ?1 key, then ints/blob in
+	 * the positions each statement's SQL names. */
+	if ((r = km_store_stmt(s, id, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	switch (id) {
+	case KM_STMT_CAT_KEY_SET_STATE:
+		sqlite3_bind_int64(st, 2, a);
+		sqlite3_bind_int64(st, 3, b);
+		break;
+	case KM_STMT_CAT_KEY_RESHARE_BEGIN:
+		sqlite3_bind_int64(st, 2, a);
+		sqlite3_bind_int64(st, 3, b);
+		sqlite3_bind_blob(st, 4,
+		    blob != NULL ? blob : (const void *)"", (int)bloblen,
+		    SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, c);
+		break;
+	case KM_STMT_CAT_KEY_RESHARE_COMMIT:
+	case KM_STMT_CAT_KEY_RESHARE_ABORT:
+		sqlite3_bind_int64(st, 2, a);
+		break;
+	case KM_STMT_CAT_KEY_SET_POLICY:
+		sqlite3_bind_blob(st, 2, blob, (int)bloblen, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, a);
+		break;
+	case KM_STMT_CAT_HOLDER_DELETE_EPOCH:
+	case KM_STMT_CAT_HOLDER_DELETE_OLDER:
+		sqlite3_bind_int64(st, 2, a);
+		break;
+	case KM_STMT_CAT_MEMBER_DELETE:
+		break;
+	default:
+		return KM_ERR_INTERNAL;
+	}
+	return km_store_exec_stmt(s, st, what);
+}
+
+static int
+km_cat_key_create(km_store *s, const km_catalog_payload *p, uint64_t seq)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_key k;
+	int r, rc;
+
+	memset(&k, 0, sizeof(k));
+	r = km_cat_key_state(s, p->key_id, &k);
+	km_catalog_key_free(&k);
+	if (r == 0) {
+		/* Key ids are never reused, not even after a destroy. */
+		return KM_ERR_EXISTS;
+	} else if (r != KM_ERR_NOT_FOUND) {
+		return r;
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_LABEL_LIVE, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, p->label, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	(void)sqlite3_reset(st);
+	if (rc == SQLITE_ROW) {
+		return KM_ERR_EXISTS;
+	} else if (rc != SQLITE_DONE) {
+		return km_store_sqlerr(s, rc, "label");
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_KEY_INSERT, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, p->key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->label, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, p->key_type);
+	sqlite3_bind_int64(st, 4, p->bits);
+	sqlite3_bind_int64(st, 5, p->threshold);
+	sqlite3_bind_int64(st, 6, p->epoch);
+	sqlite3_bind_blob(st, 7,
+	    p->public_data != NULL ? (const void *)p->public_data
+	                           : (const void *)"",
+	    (int)p->public_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 8, p->policy, (int)p->policy_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)seq);
+	if ((r = km_store_exec_stmt(s, st, "key insert")) != 0) {
+		return r;
+	}
+	return km_cat_insert_holders(s, p);
+}
+
+static int
+km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
+{
+	km_catalog_key k;
+	int64_t sq = (int64_t)seq;
+	int r;
+
+	if (p->type == KM_CAT_KEY_CREATE) {
+		return km_cat_key_create(s, p, seq);
+	}
+	if (p->type == KM_CAT_MEMBER_ADD) {
+		sqlite3_stmt *st = NULL;
+
+		r = km_cat_blob_get_locked(
+		    s, KM_STMT_CAT_MEMBER_GET, p->node, 1, NULL, NULL, NULL);
+		if (r == 0) {
+			return KM_ERR_EXISTS;
+		} else if (r != KM_ERR_NOT_FOUND) {
+			return r;
+		}
+		if ((r = km_store_stmt(s, KM_STMT_CAT_MEMBER_INSERT, &st))
+		    != 0) {
+			return r;
+		}
+		sqlite3_bind_text(st, 1, p->node, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, p->role);
+		sqlite3_bind_blob(
+		    st, 3, p->cert, (int)p->cert_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, sq);
+		return km_store_exec_stmt(s, st, "member insert");
+	}
+	if (p->type == KM_CAT_MEMBER_REMOVE) {
+		r = km_cat_blob_get_locked(
+		    s, KM_STMT_CAT_MEMBER_GET, p->node, 1, NULL, NULL, NULL);
+		if (r != 0) {
+			return r;
+		}
+		return km_cat_bind_exec(s, KM_STMT_CAT_MEMBER_DELETE,
+		    "member delete", p->node, 0, 0, NULL, 0, 0);
+	}
+	if (p->type == KM_CAT_POLICY_SET && p->key_id[0] == '\0') {
+		sqlite3_stmt *st = NULL;
+
+		if ((r = km_store_stmt(s, KM_STMT_CAT_POLICY_SET, &st)) != 0) {
+			return r;
+		}
+		sqlite3_bind_text(st, 1, "", -1, SQLITE_STATIC);
+		sqlite3_bind_blob(
+		    st, 2, p->policy, (int)p->policy_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, sq);
+		return km_store_exec_stmt(s, st, "policy set");
+	}
+
+	/* The rest act on an existing key. */
+	memset(&k, 0, sizeof(k));
+	if ((r = km_cat_key_state(s, p->key_id, &k)) != 0) {
+		return r;
+	}
+	if (k.state == KM_KEY_DESTROYED) {
+		r = KM_ERR_STATE;
+		goto out;
+	}
+	switch (p->type) {
+	case KM_CAT_KEY_ACTIVATE:
+		if (k.state != KM_KEY_PENDING || p->epoch != k.epoch) {
+			r = KM_ERR_STATE;
+			goto out;
+		}
+		/* The mesh decided every holder stored its share: this
+		 * node's prepared shares of the epoch are committed too. */
+		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_SET_STATE,
+		         "key activate", p->key_id, KM_KEY_ACTIVE, sq, NULL, 0,
+		         0))
+		        != 0
+		    || (r = km_store_share_commit_locked(
+		            s, p->key_id, p->epoch))
+		        != 0) {
+			goto out;
+		}
+		break;
+	case KM_CAT_KEY_DESTROY:
+		/* Clear any pending epoch first: that statement also
+		 * resets the state, which the next one then overrides. */
+		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_RESHARE_ABORT,
+		         "key destroy", p->key_id, sq, 0, NULL, 0, 0))
+		        != 0
+		    || (r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_SET_STATE,
+		            "key destroy", p->key_id, KM_KEY_DESTROYED, sq,
+		            NULL, 0, 0))
+		        != 0
+		    || (r = km_cat_bind_exec(s,
+		            KM_STMT_CAT_HOLDER_DELETE_OLDER, "key destroy",
+		            p->key_id, INT64_MAX, 0, NULL, 0, 0))
+		        != 0
+		    || (r = km_store_share_delete_key_locked(s, p->key_id))
+		        != 0) {
+			goto out;
+		}
+		break;
+	case KM_CAT_RESHARE_BEGIN:
+		if (k.state != KM_KEY_ACTIVE || p->epoch <= k.epoch) {
+			r = KM_ERR_STATE;
+			goto out;
+		}
+		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_RESHARE_BEGIN,
+		         "reshare begin", p->key_id, p->epoch, p->threshold,
+		         p->public_data, p->public_len, sq))
+		        != 0
+		    || (r = km_cat_insert_holders(s, p)) != 0) {
+			goto out;
+		}
+		break;
+	case KM_CAT_RESHARE_COMMIT:
+		if (k.state != KM_KEY_RESHARING || p->epoch != k.next_epoch) {
+			r = KM_ERR_STATE;
+			goto out;
+		}
+		/* WARNING: the old epoch's shares go only here, in the
+		 * transaction that makes the new epoch current. */
+		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_RESHARE_COMMIT,
+		         "reshare commit", p->key_id, sq, 0, NULL, 0, 0))
+		        != 0
+		    || (r = km_cat_bind_exec(s,
+		            KM_STMT_CAT_HOLDER_DELETE_OLDER, "reshare commit",
+		            p->key_id, p->epoch, 0, NULL, 0, 0))
+		        != 0
+		    || (r = km_store_share_commit_locked(
+		            s, p->key_id, p->epoch))
+		        != 0
+		    || (r = km_store_share_delete_older_locked(
+		            s, p->key_id, p->epoch))
+		        != 0) {
+			goto out;
+		}
+		break;
+	case KM_CAT_RESHARE_ABORT:
+		if (k.state != KM_KEY_RESHARING || p->epoch != k.next_epoch) {
+			r = KM_ERR_STATE;
+			goto out;
+		}
+		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_RESHARE_ABORT,
+		         "reshare abort", p->key_id, sq, 0, NULL, 0, 0))
+		        != 0
+		    || (r = km_cat_bind_exec(s,
+		            KM_STMT_CAT_HOLDER_DELETE_EPOCH, "reshare abort",
+		            p->key_id, p->epoch, 0, NULL, 0, 0))
+		        != 0
+		    || (r = km_store_share_delete_epoch_locked(
+		            s, p->key_id, p->epoch))
+		        != 0) {
+			goto out;
+		}
+		break;
+	case KM_CAT_POLICY_SET:
+		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_SET_POLICY,
+		         "policy set", p->key_id, sq, 0, p->policy,
+		         p->policy_len, 0))
+		    != 0) {
+			goto out;
+		}
+		break;
+	default:
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	r = 0;
+out:
+	km_catalog_key_free(&k);
+	return r;
+}
+
+/* head' = SHA-256(head || encoded entry || uint32 result) */
+static int
+km_cat_next_head(const uint8_t head[32], const km_catalog_entry *e, int result,
+    uint8_t out[32])
+{
+	km_buf b;
+	unsigned int n = 0;
+	int r;
+
+	km_buf_init(&b);
+	if ((r = km_buf_put_raw(&b, head, 32)) != 0
+	    || (r = km_catalog_entry_encode(e, &b)) != 0
+	    || (r = km_buf_put_u32(&b, (uint32_t)result)) != 0) {
+		goto out;
+	}
+	if (EVP_Digest(b.data, b.len, out, &n, EVP_sha256(), NULL) != 1
+	    || n != 32) {
+		r = KM_ERR_CRYPTO;
+		goto out;
+	}
+	r = 0;
+out:
+	km_buf_free(&b);
+	return r;
+}
+
+int
+km_catalog_apply(km_store *s, const km_catalog_entry *e,
+    km_catalog_verify_fn verify, void *arg, int *result)
+{
+	km_catalog_payload p;
+	sqlite3_stmt *st = NULL;
+	uint8_t head[32], next[32];
+	uint64_t last = 0;
+	km_buf tbs;
+	int r, res;
+
+	memset(&p, 0, sizeof(p));
+	km_buf_init(&tbs);
+	if (s == NULL || e == NULL || verify == NULL || e->seq == 0
+	    || e->seq > INT64_MAX || (e->payload == NULL && e->payload_len)
+	    || (e->signer == NULL && e->signer_len)
+	    || (e->sig == NULL && e->sig_len)
+	    || e->payload_len > KM_CATALOG_ENTRY_MAX
+	    || e->signer_len > KM_CATALOG_CERT_MAX
+	    || e->sig_len > KM_CATALOG_SIG_MAX) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	if ((r = km_store_begin(s)) != 0) {
+		goto unlock;
+	}
+	if ((r = km_cat_head_locked(s, &last, head)) != 0) {
+		goto out;
+	}
+	if (e->seq != last + 1) {
+		km_log_warn("KM-CATALOG-SEQ",
+		    "entry %llu refused: last applied is %llu",
+		    (unsigned long long)e->seq, (unsigned long long)last);
+		r = KM_ERR_STALE;
+		goto out;
+	}
+	if ((r = km_catalog_entry_tbs(e, &tbs)) != 0) {
+		goto out;
+	}
+	if ((r = verify(arg, e, tbs.data, tbs.len)) != 0) {
+		km_log_warn_r(r, "KM-CATALOG-SIG",
+		    "entry %llu type %u refused", (unsigned long long)e->seq,
+		    e->type);
+		r = (r > 0) ? KM_ERR_VERIFY : r;
+		goto out;
+	}
+	if ((r = km_store_run(s, KM_STMT_SAVEPOINT, "savepoint")) != 0) {
+		goto out;
+	}
+	res = km_catalog_payload_decode(
+	    e->type, e->payload, e->payload_len, &p);
+	if (res == 0) {
+		res = km_cat_apply_payload(s, &p, e->seq);
+	}
+	if (res != 0 && !km_cat_deterministic(res)) {
+		r = res;
+		goto out;
+	}
+	if (res != 0) {
+		/* Undo whatever part of the entry ran; keep the txn. */
+		if ((r = km_store_run(s, KM_STMT_ROLLBACK_TO, "rollback to"))
+		    != 0) {
+			goto out;
+		}
+		km_log_warn_r(res, "KM-CATALOG-REJECT",
+		    "entry %llu type %u consumed without effect",
+		    (unsigned long long)e->seq, e->type);
+	}
+	if ((r = km_store_run(s, KM_STMT_RELEASE, "release")) != 0) {
+		goto out;
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_LOG_INSERT, &st)) != 0) {
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
+	sqlite3_bind_int64(st, 2, e->type);
+	sqlite3_bind_blob(st, 3, e->payload != NULL ? e->payload : tbs.data,
+	    (int)e->payload_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, e->signer != NULL ? e->signer : tbs.data,
+	    (int)e->signer_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, e->sig != NULL ? e->sig : tbs.data,
+	    (int)e->sig_len, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, res);
+	if ((r = km_store_exec_stmt(s, st, "catalog log")) != 0) {
+		goto out;
+	}
+	if ((r = km_cat_next_head(head, e, res, next)) != 0) {
+		goto out;
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_HEAD_SET, &st)) != 0) {
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
+	sqlite3_bind_blob(st, 2, next, 32, SQLITE_STATIC);
+	if ((r = km_store_exec_stmt(s, st, "catalog head")) != 0) {
+		goto out;
+	}
+	if ((r = km_store_commit(s)) != 0) {
+		goto out;
+	}
+	if (result != NULL) {
+		*result = res;
+	}
+	r = 0;
+out:
+	if (r != 0) {
+		km_store_rollback(s);
+	}
+unlock:
+	km_store_unlock(s);
+	km_catalog_payload_free(&p);
+	km_buf_free(&tbs);
+	return r;
+}

@@ -1,0 +1,1266 @@
+/*
+ * Unit tests for src/store: the schema, the two-phase share install, the
+ * catalog state machine, and crash safety under kill -9.
+ *
+ * Catalog entries are signed for real (Ed25519 through EVP) and checked by
+ * a verify callback, as the daemon will do with the mesh PKI.  Tests edit
+ * the database behind the store's back with a second SQLite connection.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "kmt.h"
+#include "store/audit.h"
+#include "store/catalog.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static EVP_PKEY *admin_key; /* signs the good entries */
+static EVP_PKEY *rogue_key; /* signs entries that must be refused */
+static const char admin_id[] = "admin";
+
+/* ---- helpers -------------------------------------------------------------
+ */
+
+static int
+verify_cb(
+    void *arg, const km_catalog_entry *e, const uint8_t *tbs, size_t tbs_len)
+{
+	EVP_MD_CTX *ctx;
+	int ok;
+
+	(void)arg;
+	if (e->signer_len != strlen(admin_id)
+	    || memcmp(e->signer, admin_id, e->signer_len) != 0) {
+		return KM_ERR_AUTH;
+	}
+	if ((ctx = EVP_MD_CTX_new()) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, admin_key) == 1
+	    && EVP_DigestVerify(ctx, e->sig, e->sig_len, tbs, tbs_len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : KM_ERR_VERIFY;
+}
+
+/* Signs @e (seq, type and payload set) with @key into @sig. */
+static int
+sign_entry(km_catalog_entry *e, EVP_PKEY *key, uint8_t sig[64])
+{
+	EVP_MD_CTX *ctx = NULL;
+	size_t siglen = 64;
+	km_buf tbs;
+	int r = -1;
+
+	km_buf_init(&tbs);
+	if (km_catalog_entry_tbs(e, &tbs) != 0
+	    || (ctx = EVP_MD_CTX_new()) == NULL) {
+		goto out;
+	}
+	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1
+	    || EVP_DigestSign(ctx, sig, &siglen, tbs.data, tbs.len) != 1) {
+		goto out;
+	}
+	e->sig = sig;
+	e->sig_len = siglen;
+	e->signer = (uint8_t *)admin_id;
+	e->signer_len = strlen(admin_id);
+	r = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	km_buf_free(&tbs);
+	return r;
+}
+
+/* Encodes @p, signs it as entry @seq (0: next) and applies it. */
+static int
+apply_at(km_store *s, uint64_t seq, const km_catalog_payload *p, int *result)
+{
+	km_catalog_entry e;
+	uint8_t sig[64];
+	uint64_t last;
+	km_buf pb;
+	int r;
+
+	km_buf_init(&pb);
+	if ((r = km_catalog_payload_encode(p, &pb)) != 0) {
+		goto out;
+	}
+	if (seq == 0) {
+		if ((r = km_catalog_last_seq(s, &last, NULL)) != 0) {
+			goto out;
+		}
+		seq = last + 1;
+	}
+	memset(&e, 0, sizeof(e));
+	e.seq = seq;
+	e.type = p->type;
+	e.payload = pb.data;
+	e.payload_len = pb.len;
+	if (sign_entry(&e, admin_key, sig) != 0) {
+		r = KM_ERR_CRYPTO;
+		goto out;
+	}
+	r = km_catalog_apply(s, &e, verify_cb, NULL, result);
+out:
+	km_buf_free(&pb);
+	return r;
+}
+
+/* An empty policy: no restriction. */
+static uint8_t empty_policy[8];
+
+static void
+mk_create(km_catalog_payload *p, const char *id, const char *label,
+    km_catalog_holder *h, size_t nh, uint32_t threshold)
+{
+	memset(p, 0, sizeof(*p));
+	p->type = KM_CAT_KEY_CREATE;
+	snprintf(p->key_id, sizeof(p->key_id), "%s", id);
+	snprintf(p->label, sizeof(p->label), "%s", label);
+	p->key_type = KM_KEY_EC_P256;
+	p->bits = 256;
+	p->threshold = threshold;
+	p->epoch = 1;
+	p->holders = h;
+	p->nholders = nh;
+	p->public_data = (uint8_t *)"\x04pubkey";
+	p->public_len = 7;
+	p->policy = empty_policy;
+	p->policy_len = sizeof(empty_policy);
+}
+
+static void
+mk_key_op(km_catalog_payload *p, uint32_t type, const char *id, uint32_t epoch)
+{
+	memset(p, 0, sizeof(*p));
+	p->type = type;
+	snprintf(p->key_id, sizeof(p->key_id), "%s", id);
+	p->epoch = epoch;
+}
+
+static const char *
+store_path(const char *dir, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", dir, KM_STORE_FILE);
+	return buf;
+}
+
+/* Runs SQL on a second connection, as an attacker or a test would. */
+static int
+raw_sql(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK) {
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* One integer from a query on a second connection (-1 on error). */
+static long long
+raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	long long v = -1;
+
+	if (sqlite3_open(path, &db) == SQLITE_OK
+	    && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK
+	    && sqlite3_step(st) == SQLITE_ROW) {
+		v = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static km_store *
+fresh_store(char *path, size_t len)
+{
+	const char *dir = kmt_tmpdir();
+	km_store *s = NULL;
+
+	if (dir == NULL || km_store_open_dir(dir, &s) != 0) {
+		return NULL;
+	}
+	store_path(dir, path, len);
+	return s;
+}
+
+static const uint8_t blob1[] = "wrapped-share-one";
+static const uint8_t blob2[] = "wrapped-share-two";
+
+/* ---- schema --------------------------------------------------------------
+ */
+
+static void
+test_open_schema(void)
+{
+	char path[4200];
+	struct stat st;
+	km_store *s;
+	int v = 0;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	CU_ASSERT(km_store_schema_version(s, &v) == 0);
+	CU_ASSERT(v == KM_STORE_SCHEMA_VERSION);
+	CU_ASSERT(km_store_integrity_check(s) == 0);
+	km_store_close(s);
+	CU_ASSERT(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	/* journal_mode is persistent: another connection sees WAL. */
+	CU_ASSERT(raw_int(path,
+	              "SELECT count(*) FROM pragma_journal_mode "
+	              "WHERE journal_mode = 'wal'")
+	    == 1);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM schema_version") == 1);
+	/* Reopening migrates nothing. */
+	CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
+	CU_ASSERT(km_store_schema_version(s, &v) == 0 && v == 1);
+	km_store_close(s);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM schema_version") == 1);
+	/* A store written by a newer keymesh is refused, not misread. */
+	CU_ASSERT(
+	    raw_sql(path, "INSERT INTO schema_version VALUES (99, 0)") == 0);
+	s = NULL;
+	CU_ASSERT(km_store_open(path, &s) == KM_ERR_BAD_VERSION);
+	CU_ASSERT(s == NULL);
+}
+
+static void
+test_open_garbage(void)
+{
+	const char *dir = kmt_tmpdir();
+	char path[4200];
+	km_store *s = NULL;
+
+	CU_ASSERT_FATAL(dir != NULL);
+	snprintf(path, sizeof(path), "%s/junk.db", dir);
+	CU_ASSERT_FATAL(km_write_file_atomic(path,
+	                    "this is not an SQLite database, not at all....."
+	                    "................................................",
+	                    96, 0600)
+	    == 0);
+	CU_ASSERT(km_store_open(path, &s) == KM_ERR_IO);
+	CU_ASSERT(s == NULL);
+	CU_ASSERT(
+	    km_store_open("/nonexistent/dir/x.db", &s) == KM_ERR_NOT_FOUND);
+	CU_ASSERT(km_store_open(NULL, &s) == KM_ERR_INVALID_ARG);
+}
+
+/* ---- shares --------------------------------------------------------------
+ */
+
+static void
+test_share_two_phase(void)
+{
+	char path[4200];
+	km_store *s;
+	km_share_info *info = NULL;
+	km_share_state st;
+	uint8_t *b = NULL;
+	size_t n = 0, len = 0;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 1, blob1, sizeof(blob1), 1000)
+	    == 0);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 3, blob2, sizeof(blob2), 1000)
+	    == 0);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 3, blob2, sizeof(blob2), 0)
+	    == KM_ERR_EXISTS);
+	CU_ASSERT(km_store_share_list(s, "k1", &info, &n) == 0);
+	CU_ASSERT_FATAL(n == 2 && info != NULL);
+	CU_ASSERT(info[0].index == 1 && info[1].index == 3);
+	CU_ASSERT(info[0].state == KM_SHARE_PREPARED
+	    && info[1].state == KM_SHARE_PREPARED);
+	CU_ASSERT(info[0].created_ms == 1000);
+	free(info);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 0);
+
+	/* Commit flips every share of the epoch at once. */
+	CU_ASSERT(km_store_share_commit(s, "k1", 1) == 0);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 2);
+	CU_ASSERT(km_store_share_get(s, "k1", 1, 3, &st, &b, &len) == 0);
+	CU_ASSERT(st == KM_SHARE_COMMITTED && len == sizeof(blob2)
+	    && memcmp(b, blob2, len) == 0);
+	free(b);
+	/* Retried commit is harmless; nothing to commit is an error. */
+	CU_ASSERT(km_store_share_commit(s, "k1", 1) == 0);
+	CU_ASSERT(km_store_share_commit(s, "k1", 7) == KM_ERR_NOT_FOUND);
+	/* A committed epoch takes no more shares and is not aborted. */
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 2, blob1, sizeof(blob1), 0)
+	    == KM_ERR_STATE);
+	CU_ASSERT(km_store_share_abort(s, "k1", 1) == KM_ERR_STATE);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 2);
+
+	/* A new epoch is prepared beside the old and can be aborted. */
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 2, 1, blob2, sizeof(blob2), 0)
+	    == 0);
+	CU_ASSERT(km_store_share_abort(s, "k1", 2) == 0);
+	CU_ASSERT(km_store_share_get(s, "k1", 2, 1, &st, &b, &len)
+	    == KM_ERR_NOT_FOUND);
+	CU_ASSERT(km_store_share_abort(s, "k1", 2) == 0);
+	/* Committing epoch 2 leaves epoch 1 in place: old shares go only
+	 * when the catalog commits the re-share. */
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 2, 1, blob2, sizeof(blob2), 0)
+	    == 0);
+	CU_ASSERT(km_store_share_commit(s, "k1", 2) == 0);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 3);
+	/* Never an epoch older than a committed one. */
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 9, blob1, sizeof(blob1), 0)
+	    == KM_ERR_STATE);
+
+	/* Bad arguments. */
+	CU_ASSERT(km_store_share_prepare(s, "bad id", 1, 1, blob1, 3, 0)
+	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(km_store_share_prepare(s, "k2", 0, 1, blob1, 3, 0)
+	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(km_store_share_prepare(s, "k2", 1, 0, blob1, 3, 0)
+	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(km_store_share_prepare(s, "k2", 1, 1, blob1, 0, 0)
+	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(km_store_share_prepare(
+	              s, "k2", 1, 1, blob1, KM_STORE_BLOB_MAX + 1, 0)
+	    == KM_ERR_TOO_LARGE);
+	CU_ASSERT(km_store_share_commit(s, NULL, 1) == KM_ERR_INVALID_ARG);
+	km_store_close(s);
+}
+
+/*
+ * Every API leaves the state intact when it fails: a trigger (added behind
+ * the store's back) makes the last write of a call fail, and nothing of
+ * the call remains.
+ */
+static void
+test_failure_leaves_state(void)
+{
+	km_catalog_holder h[2] = { { 1, "node1" }, { 2, "boom" } };
+	km_catalog_payload p;
+	char path[4200];
+	uint64_t seq = 0;
+	km_catalog_key k;
+	km_store *s;
+	size_t n;
+	int res;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 1, blob1, sizeof(blob1), 0)
+	    == 0);
+	CU_ASSERT_FATAL(raw_sql(path,
+	                    "CREATE TRIGGER no_commit BEFORE UPDATE ON shares "
+	                    "BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+	                    "CREATE TRIGGER no_boom BEFORE INSERT ON "
+	                    "key_holders WHEN NEW.node = 'boom' "
+	                    "BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+	    == 0);
+	CU_ASSERT(km_store_share_commit(s, "k1", 1) != 0);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 0);
+
+	/* The key row is inserted before the failing holder row: the whole
+	 * entry is rolled back and not consumed. */
+	mk_create(&p, "k1", "label1", h, 2, 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == KM_ERR_INTERNAL);
+	CU_ASSERT(km_catalog_last_seq(s, &seq, NULL) == 0 && seq == 0);
+	CU_ASSERT(km_catalog_key_get(s, "k1", &k) == KM_ERR_NOT_FOUND);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM catalog_log") == 0);
+
+	/* Once the fault is gone the same entry applies. */
+	CU_ASSERT_FATAL(raw_sql(path,
+	                    "DROP TRIGGER no_commit;"
+	                    "DROP TRIGGER no_boom;")
+	    == 0);
+	CU_ASSERT(apply_at(s, 1, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_store_share_commit(s, "k1", 1) == 0);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 1);
+	CU_ASSERT(km_store_integrity_check(s) == 0);
+	km_store_close(s);
+}
+
+/* ---- catalog codecs ------------------------------------------------------
+ */
+
+static void
+test_payload_codec(void)
+{
+	km_catalog_holder h[3]
+	    = { { 1, "node1" }, { 2, "node2" }, { 5, "node1" } };
+	km_catalog_payload p, d;
+	km_buf b;
+	size_t cut;
+
+	mk_create(&p, "key-1", "my.key", h, 3, 2);
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_catalog_payload_encode(&p, &b) == 0);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_KEY_CREATE, b.data, b.len, &d)
+	    == 0);
+	CU_ASSERT(
+	    strcmp(d.key_id, "key-1") == 0 && strcmp(d.label, "my.key") == 0);
+	CU_ASSERT(d.key_type == KM_KEY_EC_P256 && d.bits == 256
+	    && d.threshold == 2 && d.epoch == 1);
+	CU_ASSERT(d.nholders == 3 && d.holders[2].index == 5
+	    && strcmp(d.holders[2].node, "node1") == 0);
+	CU_ASSERT(
+	    d.public_len == 7 && memcmp(d.public_data, "\x04pubkey", 7) == 0);
+	km_catalog_payload_free(&d);
+
+	/* Every truncation and a trailing byte are refused. */
+	for (cut = 0; cut < b.len; cut++) {
+		CU_ASSERT(km_catalog_payload_decode(
+		              KM_CAT_KEY_CREATE, b.data, cut, &d)
+		    == KM_ERR_BAD_FORMAT);
+	}
+	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_KEY_CREATE, b.data, b.len, &d)
+	    == KM_ERR_BAD_FORMAT);
+	/* The same bytes under another type or an unknown one. */
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_MEMBER_ADD, b.data, b.len - 1, &d)
+	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_catalog_payload_decode(77, b.data, b.len - 1, &d)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_free(&b);
+
+	/* The encoder refuses what the decoder would. */
+	km_buf_init(&b);
+	h[2].index = 2; /* duplicate index */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	h[2].index = 0;
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	h[2].index = 5;
+	p.threshold = 4; /* more than the holders */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	p.threshold = 2;
+	p.bits = 2048; /* P-256 is 256 bits */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	p.bits = 256;
+	snprintf(h[1].node, sizeof(h[1].node), "../etc");
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	snprintf(h[1].node, sizeof(h[1].node), "node2");
+	p.policy_len = 3; /* not a policy */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	CU_ASSERT(b.len == 0);
+
+	/* Hand-made bytes with a bad name in them. */
+	km_buf_reset(&b);
+	(void)km_buf_put_cstring(&b, "a b");
+	(void)km_buf_put_u32(&b, 1);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_KEY_ACTIVATE, b.data, b.len, &d)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_reset(&b);
+	(void)km_buf_put_cstring(&b, "k");
+	(void)km_buf_put_u32(&b, 0); /* epoch 0 */
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_KEY_ACTIVATE, b.data, b.len, &d)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_reset(&b);
+	(void)km_buf_put_cstring(&b, "k");
+	(void)km_buf_put_u32(&b, 3);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_KEY_ACTIVATE, b.data, b.len, &d)
+	    == 0);
+	CU_ASSERT(strcmp(d.key_id, "k") == 0 && d.epoch == 3);
+	km_catalog_payload_free(&d);
+	/* A holder count far beyond the bytes present. */
+	km_buf_reset(&b);
+	(void)km_buf_put_cstring(&b, "k");
+	(void)km_buf_put_u32(&b, 2);
+	(void)km_buf_put_u32(&b, 1);
+	(void)km_buf_put_u32(&b, 0xffffffffu);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_RESHARE_BEGIN, b.data, b.len, &d)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_free(&b);
+}
+
+static void
+test_entry_codec(void)
+{
+	km_catalog_entry e, d;
+	uint8_t sig[64];
+	km_buf b;
+	size_t cut;
+
+	memset(&e, 0, sizeof(e));
+	e.seq = 42;
+	e.type = KM_CAT_KEY_DESTROY;
+	e.payload = (uint8_t *)"\0\0\0\x01k";
+	e.payload_len = 5;
+	CU_ASSERT_FATAL(sign_entry(&e, admin_key, sig) == 0);
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_catalog_entry_encode(&e, &b) == 0);
+	CU_ASSERT(km_catalog_entry_decode(b.data, b.len, &d) == 0);
+	CU_ASSERT(d.seq == 42 && d.type == KM_CAT_KEY_DESTROY);
+	CU_ASSERT(d.payload_len == 5 && memcmp(d.payload, e.payload, 5) == 0);
+	CU_ASSERT(d.sig_len == 64 && memcmp(d.sig, sig, 64) == 0);
+	CU_ASSERT(d.signer_len == 5 && memcmp(d.signer, "admin", 5) == 0);
+	km_catalog_entry_clear(&d);
+	for (cut = 0; cut < b.len; cut++) {
+		CU_ASSERT(km_catalog_entry_decode(b.data, cut, &d) != 0);
+	}
+	b.data[3] = 9; /* version */
+	CU_ASSERT(
+	    km_catalog_entry_decode(b.data, b.len, &d) == KM_ERR_BAD_VERSION);
+	b.data[3] = 1;
+	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
+	CU_ASSERT(
+	    km_catalog_entry_decode(b.data, b.len, &d) == KM_ERR_BAD_FORMAT);
+	km_buf_free(&b);
+}
+
+static void
+test_policy(void)
+{
+	uint32_t mechs[2] = { 0x1, 0x1041 };
+	char *clients[1] = { "app1" };
+	km_catalog_policy p = { 2, mechs, 1, clients }, d;
+	km_buf b;
+
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_catalog_policy_encode(&p, &b) == 0);
+	CU_ASSERT_FATAL(km_catalog_policy_decode(b.data, b.len, &d) == 0);
+	CU_ASSERT(d.nmechs == 2 && d.mechs[1] == 0x1041);
+	CU_ASSERT(d.nclients == 1 && strcmp(d.clients[0], "app1") == 0);
+	CU_ASSERT(km_catalog_policy_allows(&d, 0x1041, "app1"));
+	CU_ASSERT(!km_catalog_policy_allows(&d, 0x1042, "app1"));
+	CU_ASSERT(!km_catalog_policy_allows(&d, 0x1, "app2"));
+	CU_ASSERT(!km_catalog_policy_allows(&d, 0x1, NULL));
+	km_catalog_policy_free(&d);
+	CU_ASSERT(km_catalog_policy_decode(b.data, b.len - 1, &d)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_free(&b);
+	/* Empty lists: no restriction. */
+	CU_ASSERT(km_catalog_policy_decode(empty_policy, 8, &d) == 0);
+	CU_ASSERT(km_catalog_policy_allows(&d, 0x1234, "anyone"));
+	km_catalog_policy_free(&d);
+	clients[0] = "bad name";
+	km_buf_init(&b);
+	CU_ASSERT(km_catalog_policy_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	km_buf_free(&b);
+}
+
+/* ---- catalog apply -------------------------------------------------------
+ */
+
+static void
+test_apply_order_and_signature(void)
+{
+	km_catalog_holder h[2] = { { 1, "node1" }, { 2, "node2" } };
+	km_catalog_payload p;
+	km_catalog_entry e;
+	km_buf pb;
+	uint8_t sig[64];
+	char path[4200];
+	uint64_t seq;
+	km_store *s;
+	int res = 99;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	mk_create(&p, "k1", "one", h, 2, 2);
+	/* A gap: seq 2 before 1. */
+	CU_ASSERT(apply_at(s, 2, &p, &res) == KM_ERR_STALE);
+	CU_ASSERT(apply_at(s, 1, &p, &res) == 0 && res == 0);
+	/* A replay of seq 1. */
+	CU_ASSERT(apply_at(s, 1, &p, &res) == KM_ERR_STALE);
+	CU_ASSERT(km_catalog_last_seq(s, &seq, NULL) == 0 && seq == 1);
+
+	/* Signed by someone else, or tampered after signing: refused and
+	 * not consumed. */
+	km_buf_init(&pb);
+	mk_key_op(&p, KM_CAT_KEY_ACTIVATE, "k1", 1);
+	CU_ASSERT_FATAL(km_catalog_payload_encode(&p, &pb) == 0);
+	memset(&e, 0, sizeof(e));
+	e.seq = 2;
+	e.type = p.type;
+	e.payload = pb.data;
+	e.payload_len = pb.len;
+	CU_ASSERT_FATAL(sign_entry(&e, rogue_key, sig) == 0);
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, verify_cb, NULL, &res) == KM_ERR_VERIFY);
+	CU_ASSERT_FATAL(sign_entry(&e, admin_key, sig) == 0);
+	e.seq = 3; /* signature covers the position */
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, verify_cb, NULL, &res) == KM_ERR_STALE);
+	e.seq = 2;
+	e.type = KM_CAT_RESHARE_COMMIT; /* ... and the type */
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, verify_cb, NULL, &res) == KM_ERR_VERIFY);
+	e.type = KM_CAT_KEY_ACTIVATE;
+	pb.data[pb.len - 1] ^= 1; /* ... and the payload */
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, verify_cb, NULL, &res) == KM_ERR_VERIFY);
+	pb.data[pb.len - 1] ^= 1;
+	e.signer = (uint8_t *)"mallory";
+	e.signer_len = 7;
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, verify_cb, NULL, &res) == KM_ERR_AUTH);
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, NULL, NULL, &res) == KM_ERR_INVALID_ARG);
+	CU_ASSERT(km_catalog_last_seq(s, &seq, NULL) == 0 && seq == 1);
+	CU_ASSERT_FATAL(sign_entry(&e, admin_key, sig) == 0);
+	CU_ASSERT(
+	    km_catalog_apply(s, &e, verify_cb, NULL, &res) == 0 && res == 0);
+	km_buf_free(&pb);
+
+	/* Well signed but not applicable: consumed, no effect, the same
+	 * outcome on every replica. */
+	mk_key_op(&p, KM_CAT_KEY_ACTIVATE, "nokey", 1);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_NOT_FOUND);
+	mk_key_op(&p, KM_CAT_KEY_ACTIVATE, "k1", 1);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+	mk_create(&p, "k2", "one", h, 2, 2); /* label in use */
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_EXISTS);
+	CU_ASSERT(km_catalog_last_seq(s, &seq, NULL) == 0 && seq == 5);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM keys") == 1);
+	CU_ASSERT(raw_int(path,
+	              "SELECT result FROM catalog_log "
+	              "WHERE seq = 3")
+	    == KM_ERR_NOT_FOUND);
+	km_store_close(s);
+}
+
+static void
+test_apply_key_lifecycle(void)
+{
+	km_catalog_holder h[3]
+	    = { { 1, "node1" }, { 2, "node2" }, { 3, "node1" } };
+	km_catalog_holder h2[2] = { { 1, "node2" }, { 2, "node1" } };
+	km_catalog_payload p;
+	km_catalog_key k, *list = NULL;
+	km_share_info *info = NULL;
+	uint8_t *pol = NULL;
+	size_t n = 0, len;
+	char path[4200];
+	km_store *s;
+	int res;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	mk_create(&p, "k1", "signing", h, 3, 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT_FATAL(km_catalog_key_get(s, "k1", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_PENDING && k.epoch == 1 && k.threshold == 2
+	    && k.nholders == 3);
+	CU_ASSERT(k.holders[2].index == 3
+	    && strcmp(k.holders[2].node, "node1") == 0);
+	km_catalog_key_free(&k);
+
+	/* This node (node1) holds indices 1 and 3: phase one. */
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 1, blob1, sizeof(blob1), 0)
+	    == 0);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 1, 3, blob2, sizeof(blob2), 0)
+	    == 0);
+	/* The mesh activates the key: the prepared shares commit with it. */
+	mk_key_op(&p, KM_CAT_KEY_ACTIVATE, "k1", 1);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_catalog_key_get_by_label(s, "signing", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_ACTIVE && strcmp(k.key_id, "k1") == 0);
+	km_catalog_key_free(&k);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 2);
+
+	/* Re-share to epoch 2: node1 now holds index 2 only. */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = 2;
+	p.threshold = 2;
+	p.holders = h2;
+	p.nholders = 2;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT_FATAL(km_catalog_key_get(s, "k1", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_RESHARING && k.epoch == 1
+	    && k.next_epoch == 2 && k.next_nholders == 2 && k.nholders == 3);
+	km_catalog_key_free(&k);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 2, 2, blob1, sizeof(blob1), 0)
+	    == 0);
+	/* Abort: epoch 2 vanishes, epoch 1 is untouched. */
+	mk_key_op(&p, KM_CAT_RESHARE_ABORT, "k1", 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_store_share_list(s, "k1", &info, &n) == 0);
+	CU_ASSERT(n == 2 && info[0].epoch == 1 && info[1].epoch == 1);
+	free(info);
+	CU_ASSERT_FATAL(km_catalog_key_get(s, "k1", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_ACTIVE && k.next_epoch == 0);
+	km_catalog_key_free(&k);
+
+	/* Again, and commit this time. */
+	p.type = KM_CAT_RESHARE_BEGIN;
+	p.epoch = 3;
+	p.threshold = 2;
+	p.holders = h2;
+	p.nholders = 2;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(
+	    km_store_share_prepare(s, "k1", 3, 2, blob1, sizeof(blob1), 0)
+	    == 0);
+	mk_key_op(&p, KM_CAT_RESHARE_COMMIT, "k1", 2); /* wrong epoch */
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 2);
+	mk_key_op(&p, KM_CAT_RESHARE_COMMIT, "k1", 3);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_store_share_list(s, "k1", &info, &n) == 0);
+	CU_ASSERT_FATAL(n == 1);
+	CU_ASSERT(info[0].epoch == 3 && info[0].index == 2
+	    && info[0].state == KM_SHARE_COMMITTED);
+	free(info);
+	CU_ASSERT_FATAL(km_catalog_key_get(s, "k1", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_ACTIVE && k.epoch == 3 && k.nholders == 2
+	    && strcmp(k.holders[0].node, "node2") == 0);
+	km_catalog_key_free(&k);
+
+	/* Policies: per key and mesh-wide. */
+	{
+		uint32_t mechs[1] = { 0x1 };
+		km_catalog_policy pol_in = { 1, mechs, 0, NULL };
+		km_buf pb;
+
+		km_buf_init(&pb);
+		CU_ASSERT_FATAL(km_catalog_policy_encode(&pol_in, &pb) == 0);
+		memset(&p, 0, sizeof(p));
+		p.type = KM_CAT_POLICY_SET;
+		snprintf(p.key_id, sizeof(p.key_id), "k1");
+		p.policy = pb.data;
+		p.policy_len = pb.len;
+		CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+		p.key_id[0] = '\0';
+		CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+		CU_ASSERT(km_catalog_policy_get(s, "k1", &pol, &len) == 0);
+		CU_ASSERT(len == pb.len && memcmp(pol, pb.data, len) == 0);
+		free(pol);
+		CU_ASSERT(km_catalog_policy_get(s, "", &pol, &len) == 0);
+		CU_ASSERT(len == pb.len && memcmp(pol, pb.data, len) == 0);
+		free(pol);
+		km_buf_free(&pb);
+	}
+
+	/* Members. */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_MEMBER_ADD;
+	snprintf(p.node, sizeof(p.node), "node3");
+	p.role = 1;
+	p.cert = (uint8_t *)"\x30\x03\x02\x01\x01";
+	p.cert_len = 5;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_EXISTS);
+	{
+		uint32_t role = 0;
+		uint8_t *cert = NULL;
+		size_t certlen = 0;
+
+		CU_ASSERT(
+		    km_catalog_member_get(s, "node3", &role, &cert, &certlen)
+		    == 0);
+		CU_ASSERT(role == 1 && certlen == 5);
+		free(cert);
+	}
+	p.type = KM_CAT_MEMBER_REMOVE;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_catalog_member_get(s, "node3", NULL, NULL, NULL)
+	    == KM_ERR_NOT_FOUND);
+
+	/* A second key, then destroy the first: its shares go with it and
+	 * its label is free again; its id is not. */
+	mk_create(&p, "k2", "other", h, 3, 3);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_catalog_key_list(s, &list, &n) == 0 && n == 2);
+	km_catalog_key_list_free(list, n);
+	mk_key_op(&p, KM_CAT_KEY_DESTROY, "k1", 0);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+	CU_ASSERT(km_store_share_list(s, "k1", &info, &n) == 0 && n == 0);
+	free(info);
+	CU_ASSERT(km_catalog_key_list(s, &list, &n) == 0 && n == 1);
+	CU_ASSERT(n == 1 && strcmp(list[0].key_id, "k2") == 0);
+	km_catalog_key_list_free(list, n);
+	CU_ASSERT(km_catalog_key_get(s, "k1", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_DESTROYED);
+	km_catalog_key_free(&k);
+	CU_ASSERT(
+	    km_catalog_key_get_by_label(s, "signing", &k) == KM_ERR_NOT_FOUND);
+	mk_create(&p, "k3", "signing", h, 3, 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	mk_create(&p, "k1", "again", h, 3, 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_EXISTS);
+	CU_ASSERT(km_store_integrity_check(s) == 0);
+	km_store_close(s);
+}
+
+/* Feeds every entry of @a's log to a fresh store; returns it. */
+static km_store *
+replay_into_fresh(km_store *a, uint64_t last)
+{
+	km_catalog_entry e;
+	char path[4200];
+	km_store *b;
+	uint64_t i;
+	int res, want, r = 0;
+
+	if ((b = fresh_store(path, sizeof(path))) == NULL) {
+		return NULL;
+	}
+	for (i = 1; i <= last && r == 0; i++) {
+		if ((r = km_catalog_entry_get(a, i, &e, &want)) != 0) {
+			break;
+		}
+		r = km_catalog_apply(b, &e, verify_cb, NULL, &res);
+		if (r == 0 && res != want) {
+			r = KM_ERR_STATE;
+		}
+		km_catalog_entry_clear(&e);
+	}
+	if (r != 0) {
+		km_store_close(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* Same keys, states, epochs and holders in both catalogs. */
+static bool
+catalogs_equal(km_store *a, km_store *b)
+{
+	km_catalog_key *ka = NULL, *kb = NULL;
+	size_t na = 0, nb = 0, i, j;
+	bool eq = false;
+
+	if (km_catalog_key_list(a, &ka, &na) != 0
+	    || km_catalog_key_list(b, &kb, &nb) != 0 || na != nb) {
+		goto out;
+	}
+	for (i = 0; i < na; i++) {
+		if (strcmp(ka[i].key_id, kb[i].key_id) != 0
+		    || strcmp(ka[i].label, kb[i].label) != 0
+		    || ka[i].state != kb[i].state || ka[i].epoch != kb[i].epoch
+		    || ka[i].next_epoch != kb[i].next_epoch
+		    || ka[i].threshold != kb[i].threshold
+		    || ka[i].nholders != kb[i].nholders
+		    || ka[i].updated_seq != kb[i].updated_seq) {
+			goto out;
+		}
+		for (j = 0; j < ka[i].nholders; j++) {
+			if (ka[i].holders[j].index != kb[i].holders[j].index
+			    || strcmp(ka[i].holders[j].node,
+			           kb[i].holders[j].node)
+			        != 0) {
+				goto out;
+			}
+		}
+	}
+	eq = true;
+out:
+	km_catalog_key_list_free(ka, na);
+	km_catalog_key_list_free(kb, nb);
+	return eq;
+}
+
+static void
+test_apply_deterministic_replay(void)
+{
+	km_catalog_holder h[2] = { { 1, "node1" }, { 2, "node2" } };
+	km_catalog_payload p;
+	uint8_t ha[32], hb[32];
+	uint64_t sa, sb;
+	char path[4200], id[16], label[16];
+	km_store *a, *b;
+	int i, res;
+
+	CU_ASSERT_FATAL((a = fresh_store(path, sizeof(path))) != NULL);
+	for (i = 0; i < 6; i++) {
+		snprintf(id, sizeof(id), "k%d", i);
+		snprintf(label, sizeof(label), "l%d", i % 4); /* clashes */
+		mk_create(&p, id, label, h, 2, 1 + i % 2);
+		CU_ASSERT(apply_at(a, 0, &p, &res) == 0);
+		mk_key_op(&p, KM_CAT_KEY_ACTIVATE, id, 1);
+		CU_ASSERT(apply_at(a, 0, &p, &res) == 0);
+		if (i % 3 == 0) {
+			mk_key_op(&p, KM_CAT_KEY_DESTROY, id, 0);
+			CU_ASSERT(apply_at(a, 0, &p, &res) == 0);
+		}
+	}
+	CU_ASSERT(km_catalog_last_seq(a, &sa, ha) == 0 && sa == 14);
+	CU_ASSERT_FATAL((b = replay_into_fresh(a, sa)) != NULL);
+	CU_ASSERT(km_catalog_last_seq(b, &sb, hb) == 0 && sb == sa);
+	CU_ASSERT(memcmp(ha, hb, 32) == 0);
+	CU_ASSERT(catalogs_equal(a, b));
+	km_store_close(a);
+	km_store_close(b);
+}
+
+/* ---- crash safety --------------------------------------------------------
+ */
+
+#define SELF "node1"
+
+/*
+ * The child: an endless stream of the daemon's writes, each of them one
+ * transaction: create a key, prepare this node's shares, commit them,
+ * activate the key, audit; re-share an older key (commit or abort) and
+ * destroy some.  On start it finishes what a kill left open, as the
+ * daemon's recovery would: pending re-shares are aborted and keys never
+ * activated are destroyed.
+ */
+static void
+crash_child(const char *path, int ready_fd)
+{
+	km_catalog_holder h[3] = { { 1, SELF }, { 2, "node2" }, { 3, SELF } };
+	km_catalog_holder h2[2] = { { 1, "node2" }, { 2, SELF } };
+	km_catalog_key *list = NULL;
+	km_catalog_payload p;
+	uint8_t digest[32], blob[96];
+	char id[32], label[40];
+	km_store *s = NULL;
+	uint64_t last;
+	size_t n = 0, i;
+	int res, iter = 0;
+
+	km_log_set_level(KM_LOG_NONE);
+	if (km_store_open(path, &s) != 0) {
+		_exit(3);
+	}
+	if (km_catalog_key_list(s, &list, &n) != 0) {
+		_exit(4);
+	}
+	for (i = 0; i < n; i++) {
+		if (list[i].state == KM_KEY_RESHARING) {
+			mk_key_op(&p, KM_CAT_RESHARE_ABORT, list[i].key_id,
+			    list[i].next_epoch);
+		} else if (list[i].state == KM_KEY_PENDING) {
+			mk_key_op(&p, KM_CAT_KEY_DESTROY, list[i].key_id, 0);
+		} else {
+			continue;
+		}
+		if (apply_at(s, 0, &p, &res) != 0 || res != 0) {
+			_exit(5);
+		}
+	}
+	km_catalog_key_list_free(list, n);
+	memset(blob, 0xb5, sizeof(blob));
+	for (;;) {
+		if (km_catalog_last_seq(s, &last, NULL) != 0) {
+			_exit(6);
+		}
+		snprintf(
+		    id, sizeof(id), "k%llu", (unsigned long long)last + 1);
+		snprintf(label, sizeof(label), "label-%s", id);
+		mk_create(&p, id, label, h, 3, 2);
+		if (apply_at(s, 0, &p, &res) != 0 || res != 0
+		    || km_store_share_prepare(
+		           s, id, 1, 1, blob, sizeof(blob), 0)
+		        != 0
+		    || km_store_share_prepare(
+		           s, id, 1, 3, blob, sizeof(blob), 0)
+		        != 0) {
+			_exit(7);
+		}
+		/* Half the time the holder commits locally first; the rest
+		 * the activation commits the prepared shares. */
+		if (iter % 2 == 0 && km_store_share_commit(s, id, 1) != 0) {
+			_exit(8);
+		}
+		mk_key_op(&p, KM_CAT_KEY_ACTIVATE, id, 1);
+		if (apply_at(s, 0, &p, &res) != 0 || res != 0) {
+			_exit(9);
+		}
+		if (km_audit_sha256(id, strlen(id), digest) != 0
+		    || km_audit_append(
+		           s, 0, "client1", id, "ecdh", digest, 0, NULL)
+		        != 0) {
+			_exit(10);
+		}
+		/* Re-share the key made in this iteration. */
+		memset(&p, 0, sizeof(p));
+		p.type = KM_CAT_RESHARE_BEGIN;
+		snprintf(p.key_id, sizeof(p.key_id), "%s", id);
+		p.epoch = 2;
+		p.threshold = 2;
+		p.holders = h2;
+		p.nholders = 2;
+		if (apply_at(s, 0, &p, &res) != 0 || res != 0
+		    || km_store_share_prepare(
+		           s, id, 2, 2, blob, sizeof(blob), 0)
+		        != 0) {
+			_exit(11);
+		}
+		mk_key_op(&p,
+		    iter % 4 == 3 ? KM_CAT_RESHARE_ABORT
+		                  : KM_CAT_RESHARE_COMMIT,
+		    id, 2);
+		if (apply_at(s, 0, &p, &res) != 0 || res != 0) {
+			_exit(12);
+		}
+		if (iter % 5 == 4) {
+			mk_key_op(&p, KM_CAT_KEY_DESTROY, id, 0);
+			if (apply_at(s, 0, &p, &res) != 0 || res != 0) {
+				_exit(13);
+			}
+		}
+		if (iter++ == 0 && ready_fd >= 0) {
+			/* One full round is on disk: the parent may kill. */
+			if (write(ready_fd, "r", 1) != 1) {
+				_exit(14);
+			}
+			close(ready_fd);
+		}
+	}
+}
+
+/*
+ * The invariants after a crash, each checked with SQL on the raw
+ * database and through the API:
+ *  - the shares of one (key, epoch) are all prepared or all committed;
+ *  - no share belongs to a key the catalog does not know or destroyed;
+ *  - an active key has exactly this node's indices of its epoch, all
+ *    committed, and nothing of other epochs; a re-sharing key may in
+ *    addition have prepared shares of its pending epoch only;
+ *  - a pending key has shares of its epoch only.
+ */
+static void
+check_store(const char *path, bool replay)
+{
+	km_catalog_key *list = NULL;
+	km_share_info *info = NULL;
+	km_store *s = NULL, *r = NULL;
+	uint8_t ha[32], hb[32];
+	uint64_t last = 0, bad = 1, lb = 0;
+	size_t n = 0, ni, i, j, mine;
+
+	CU_ASSERT(raw_int(path,
+	              "SELECT count(*) FROM ("
+	              "SELECT key_id, epoch FROM shares "
+	              "GROUP BY key_id, epoch "
+	              "HAVING COUNT(DISTINCT state) > 1)")
+	    == 0);
+	CU_ASSERT(raw_int(path,
+	              "SELECT count(*) FROM shares WHERE key_id "
+	              "NOT IN (SELECT key_id FROM keys "
+	              "WHERE state != 4)")
+	    == 0);
+	CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
+	CU_ASSERT(km_store_integrity_check(s) == 0);
+	CU_ASSERT(km_audit_verify(s, &bad, NULL) == 0 && bad == 0);
+	CU_ASSERT(km_catalog_last_seq(s, &last, ha) == 0);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM catalog_log")
+	    == (long long)last);
+	CU_ASSERT(raw_int(path,
+	              "SELECT COALESCE(MAX(seq), 0) FROM "
+	              "catalog_log")
+	    == (long long)last);
+	/* Applied seq matches the contents: replaying the log elsewhere
+	 * gives the same catalog and the same head (every few rounds: each
+	 * replayed entry costs an fsync). */
+	if (replay) {
+		CU_ASSERT_FATAL((r = replay_into_fresh(s, last)) != NULL);
+		CU_ASSERT(km_catalog_last_seq(r, &lb, hb) == 0 && lb == last);
+		CU_ASSERT(memcmp(ha, hb, 32) == 0);
+		CU_ASSERT(catalogs_equal(s, r));
+		km_store_close(r);
+	}
+
+	CU_ASSERT(km_catalog_key_list(s, &list, &n) == 0);
+	for (i = 0; i < n; i++) {
+		const km_catalog_key *k = &list[i];
+
+		CU_ASSERT(km_store_share_list(s, k->key_id, &info, &ni) == 0);
+		for (mine = 0, j = 0; j < k->nholders; j++) {
+			mine += strcmp(k->holders[j].node, SELF) == 0;
+		}
+		if (k->state == KM_KEY_ACTIVE) {
+			CU_ASSERT(ni == mine);
+		}
+		for (j = 0; j < ni; j++) {
+			if (info[j].epoch == k->epoch) {
+				CU_ASSERT(k->state == KM_KEY_PENDING
+				    || info[j].state == KM_SHARE_COMMITTED);
+			} else {
+				CU_ASSERT(k->state == KM_KEY_RESHARING
+				    && info[j].epoch == k->next_epoch
+				    && info[j].state == KM_SHARE_PREPARED);
+			}
+		}
+		free(info);
+		info = NULL;
+	}
+	km_catalog_key_list_free(list, n);
+	km_store_close(s);
+}
+
+static void
+test_kill9(void)
+{
+	const char *dir = kmt_tmpdir();
+	char path[4200], c;
+	uint64_t before = 0, after = 0;
+	km_store *s = NULL;
+	int round, fds[2], st;
+	pid_t pid;
+
+	CU_ASSERT_FATAL(dir != NULL);
+	store_path(dir, path, sizeof(path));
+	srand((unsigned)getpid() ^ (unsigned)time(NULL));
+	for (round = 0; round < 12; round++) {
+		CU_ASSERT_FATAL(pipe(fds) == 0);
+		fflush(NULL);
+		pid = fork();
+		CU_ASSERT_FATAL(pid >= 0);
+		if (pid == 0) {
+			close(fds[0]);
+			crash_child(path, fds[1]);
+			_exit(2);
+		}
+		close(fds[1]);
+		/* Wait for one complete iteration, then a random moment. */
+		CU_ASSERT(read(fds[0], &c, 1) == 1);
+		close(fds[0]);
+		usleep((useconds_t)(1000 * (2 + rand() % 120)));
+		CU_ASSERT(kill(pid, SIGKILL) == 0);
+		CU_ASSERT(waitpid(pid, &st, 0) == pid);
+		CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+		check_store(path, round % 4 == 3);
+		CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
+		CU_ASSERT(km_catalog_last_seq(s, &after, NULL) == 0);
+		km_store_close(s);
+		s = NULL;
+		/* Progress per round, for whoever reads the log. */
+		fprintf(stderr, "[round %d: catalog seq %llu] ", round,
+		    (unsigned long long)after);
+	}
+	CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
+	CU_ASSERT(km_catalog_last_seq(s, &after, NULL) == 0);
+	CU_ASSERT(after > before);
+	km_store_close(s);
+}
+
+/* ---- threads -------------------------------------------------------------
+ */
+
+typedef struct thr_arg {
+	km_store *s;
+	int id;
+	int failures;
+} thr_arg;
+
+static void *
+thr_main(void *p)
+{
+	thr_arg *a = p;
+	uint8_t d[32] = { 0 };
+	char id[16];
+	int i;
+
+	for (i = 0; i < 25; i++) {
+		snprintf(id, sizeof(id), "t%d-%d", a->id, i);
+		if (km_audit_append(a->s, 0, "c", id, "op", d, 0, NULL) != 0
+		    || km_store_share_prepare(
+		           a->s, id, 1, 1, blob1, sizeof(blob1), 0)
+		        != 0
+		    || km_store_share_commit(a->s, id, 1) != 0) {
+			a->failures++;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_threads(void)
+{
+	char path[4200];
+	pthread_t th[4];
+	thr_arg args[4];
+	uint64_t bad = 1, count = 0;
+	km_store *s;
+	size_t n = 0;
+	int i;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	for (i = 0; i < 4; i++) {
+		args[i].s = s;
+		args[i].id = i;
+		args[i].failures = 0;
+		CU_ASSERT_FATAL(
+		    pthread_create(&th[i], NULL, thr_main, &args[i]) == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT(args[i].failures == 0);
+	}
+	CU_ASSERT(km_audit_verify(s, &bad, &count) == 0 && bad == 0);
+	CU_ASSERT(count == 100);
+	CU_ASSERT(km_store_share_count(s, &n) == 0 && n == 100);
+	km_store_close(s);
+}
+
+static const kmt_test store_tests[] = {
+	{ "open_schema", test_open_schema },
+	{ "open_garbage", test_open_garbage },
+	{ "share_two_phase", test_share_two_phase },
+	{ "failure_leaves_state", test_failure_leaves_state },
+	{ "threads", test_threads },
+	{ "kill9", test_kill9 },
+	KMT_END,
+};
+
+static const kmt_test catalog_tests[] = {
+	{ "payload_codec", test_payload_codec },
+	{ "entry_codec", test_entry_codec },
+	{ "policy", test_policy },
+	{ "apply_order_and_signature", test_apply_order_and_signature },
+	{ "apply_key_lifecycle", test_apply_key_lifecycle },
+	{ "apply_deterministic_replay", test_apply_deterministic_replay },
+	KMT_END,
+};
+
+static const kmt_suite suites[] = {
+	{ "store", NULL, NULL, store_tests },
+	{ "catalog", NULL, NULL, catalog_tests },
+	{ NULL, NULL, NULL, NULL },
+};
+
+int
+main(int argc, char **argv)
+{
+	int r;
+
+	admin_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	rogue_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (admin_key == NULL || rogue_key == NULL) {
+		return 2;
+	}
+	r = kmt_main(argc, argv, suites);
+	EVP_PKEY_free(admin_key);
+	EVP_PKEY_free(rogue_key);
+	return r;
+}
