@@ -20,6 +20,8 @@
 
 static const kmc_command *const kmc_tables[] = {
 	kmc_pki_commands,
+	kmc_key_commands,
+	kmc_dev_commands,
 	NULL,
 };
 
@@ -118,6 +120,9 @@ main(int argc, char **argv)
 			const kmc_command *k = &kmc_tables[t][c];
 			if (strcmp(argv[1], k->group) != 0) {
 				continue;
+			}
+			if (k->verb[0] == '\0') {
+				return k->fn(argc - 2, argv + 2);
 			}
 			if (argc < 3 || strcmp(argv[2], k->verb) != 0) {
 				continue;

@@ -31,5 +31,7 @@ int kmc_opts(const char *cmd, int argc, char **argv, const char *const *names,
     const char **values, int count);
 
 extern const kmc_command kmc_pki_commands[];
+extern const kmc_command kmc_key_commands[];
+extern const kmc_command kmc_dev_commands[];
 
 #endif /* KM_TOOLS_KEYMESH_H */

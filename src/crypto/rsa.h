@@ -381,4 +381,13 @@ int km_rsa_subdeal_encode(const km_rsa_subdeal *sd, unsigned j, km_buf *b);
 int km_rsa_subdeal_decode(const km_rsa_pub *pub, const uint8_t *data,
     size_t len, km_rsa_subdeal **out);
 
+#ifdef KM_TEST_HOOKS
+/*
+ * Test builds only (--enable-test-hooks): called with the dealer's primes
+ * after a successful km_rsa_keygen(), so a test can search every process
+ * and file for them afterwards.  Never compiled into a production build.
+ */
+extern void (*km_rsa_test_prime_hook)(const BIGNUM *p, const BIGNUM *q);
+#endif
+
 #endif /* KM_CRYPTO_RSA_H */

@@ -310,6 +310,10 @@ out:
 	return NULL;
 }
 
+#ifdef KM_TEST_HOOKS
+void (*km_rsa_test_prime_hook)(const BIGNUM *p, const BIGNUM *q);
+#endif
+
 int
 km_rsa_keygen(int bits, unsigned k, unsigned n, km_rsa_progress_fn progress,
     void *arg, km_rsa_pub **pub, km_rsa_share **shares)
@@ -366,6 +370,11 @@ km_rsa_keygen(int bits, unsigned k, unsigned n, km_rsa_progress_fn progress,
 	}
 	r = km_rsa_deal(
 	    job[0].prime, job[1].prime, e, true, k, n, pub, shares);
+#ifdef KM_TEST_HOOKS
+	if (r == 0 && km_rsa_test_prime_hook != NULL) {
+		km_rsa_test_prime_hook(job[0].prime, job[1].prime);
+	}
+#endif
 out:
 	if (started) {
 		pthread_join(tid, NULL);

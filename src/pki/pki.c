@@ -861,3 +861,108 @@ out:
 	X509_STORE_CTX_free(ctx);
 	return r;
 }
+
+int
+km_pki_load_key(const char *path, EVP_PKEY **out)
+{
+	BIO *bio = NULL;
+	int r;
+
+	if ((r = km_pki_read_pem(path, &bio)) != 0) {
+		return r;
+	}
+	*out = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	return *out != NULL ? 0 : KM_ERR_BAD_FORMAT;
+}
+
+int
+km_pki_load_cert(const char *path, X509 **out)
+{
+	BIO *bio = NULL;
+	int r;
+
+	if ((r = km_pki_read_pem(path, &bio)) != 0) {
+		return r;
+	}
+	*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	return *out != NULL ? 0 : KM_ERR_BAD_FORMAT;
+}
+
+int
+km_pki_sign(EVP_PKEY *key, const void *data, size_t len, uint8_t **sig,
+    size_t *siglen)
+{
+	EVP_MD_CTX *ctx = NULL;
+	uint8_t *s = NULL;
+	size_t n = 0;
+	int r = KM_ERR_CRYPTO;
+
+	if ((ctx = EVP_MD_CTX_new()) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) !=
+		RET_OSSL_OK ||
+	    EVP_DigestSign(ctx, NULL, &n, data, len) != RET_OSSL_OK) {
+		goto out;
+	}
+	if ((s = malloc(n)) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	if (EVP_DigestSign(ctx, s, &n, data, len) != RET_OSSL_OK) {
+		goto out;
+	}
+	*sig = s;
+	*siglen = n;
+	s = NULL;
+	r = 0;
+out:
+	free(s);
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return r;
+}
+
+int
+km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
+    size_t cert_len, km_role role, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen, km_identity *id)
+{
+	const unsigned char *p = cert_der;
+	EVP_MD_CTX *ctx = NULL;
+	X509 *cert = NULL;
+	int r;
+
+	if (cert_der == NULL || cert_len == 0 || cert_len > KM_PKI_MAX_FILE ||
+	    sig == NULL || siglen == 0) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if ((cert = d2i_X509(NULL, &p, (long)cert_len)) == NULL ||
+	    p != cert_der + cert_len) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	if ((r = km_pki_verify(store, cert, role, id)) != 0) {
+		goto out;
+	}
+	if ((ctx = EVP_MD_CTX_new()) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	if (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL,
+		X509_get0_pubkey(cert)) != RET_OSSL_OK ||
+	    EVP_DigestVerify(ctx, sig, siglen, data, len) != RET_OSSL_OK) {
+		r = KM_ERR_VERIFY;
+		goto out;
+	}
+	r = 0;
+out:
+	ERR_clear_error();
+	EVP_MD_CTX_free(ctx);
+	X509_free(cert);
+	return r;
+}

@@ -127,4 +127,43 @@ int km_pki_store_load(const char *ca_pem, const char *crl_pem,
 int km_pki_verify(X509_STORE *store, X509 *cert, km_role role,
     km_identity *id);
 
+/**
+ * km_pki_load_key:
+ * @path: a PEM private key file
+ * @out: receives the key
+ *
+ * Returns: 0, KM_ERR_NOT_FOUND, KM_ERR_BAD_FORMAT, KM_ERR_IO.
+ */
+int km_pki_load_key(const char *path, EVP_PKEY **out);
+
+/** km_pki_load_cert: a PEM certificate file. */
+int km_pki_load_cert(const char *path, X509 **out);
+
+/**
+ * km_pki_sign:
+ * @key: an identity key (P-256)
+ * @data, @len: the bytes to sign
+ * @sig, @siglen: receive a malloc'd DER ECDSA-SHA256 signature
+ */
+int km_pki_sign(EVP_PKEY *key, const void *data, size_t len, uint8_t **sig,
+    size_t *siglen);
+
+/**
+ * km_pki_verify_signed:
+ * @store: the CA store (km_pki_store_load)
+ * @cert_der, @cert_len: the signer's certificate, DER
+ * @role: the role the signer must have (KM_ROLE_NONE: any)
+ * @data, @len: the signed bytes
+ * @sig, @siglen: the signature
+ * @id: receives the signer's identity (may be NULL)
+ *
+ * Checks the certificate (chain, CRL, role) and then the signature.
+ *
+ * Returns: 0, KM_ERR_VERIFY (bad signature), KM_ERR_AUTH, KM_ERR_REVOKED,
+ * KM_ERR_BAD_FORMAT.
+ */
+int km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
+    size_t cert_len, km_role role, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen, km_identity *id);
+
 #endif /* KM_PKI_PKI_H */

@@ -1,0 +1,242 @@
+/*
+ * The daemon's side of the key catalog: entries arrive signed by an admin,
+ * are applied strictly in order by the store's state machine, and are
+ * served to peers that missed some (catch-up after a restart).
+ *
+ * Authority comes from the signature checked when an entry is applied, not
+ * from who delivered it: any peer may relay entries, and a relayed entry is
+ * worth exactly its admin signature (DESIGN.md §3).  A later version feeds
+ * the same entries through Raft.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/kmd.h"
+#include "mesh/rpc.h"
+#include "pki/pki.h"
+#include "store/catalog.h"
+#include "store/store.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define KMD_FETCH_MAX 64
+#define KMD_SYNC_TIMEOUT_MS 1000
+
+/* Only an admin of this mesh may sign catalog entries. */
+static int
+kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
+    size_t tbs_len)
+{
+	kmd_state *st = arg;
+	X509_STORE *store;
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	store = st->x509;
+	X509_STORE_up_ref(store);
+	pthread_mutex_unlock(&st->lock);
+	r = km_pki_verify_signed(store, e->signer, e->signer_len,
+	    KM_ROLE_ADMIN, tbs, tbs_len, e->sig, e->sig_len, NULL);
+	X509_STORE_free(store);
+	return r;
+}
+
+/* Applies one encoded entry; entries already applied are checked equal. */
+static int
+kmd_catalog_apply_bytes(kmd_state *st, const uint8_t *data, size_t len,
+    int *result)
+{
+	km_catalog_entry e, have;
+	km_buf a, b;
+	uint64_t last = 0;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	memset(&have, 0, sizeof(have));
+	*result = 0;
+	if ((r = km_catalog_entry_decode(data, len, &e)) != 0) {
+		return r;
+	}
+	pthread_mutex_lock(&st->catalog_lock);
+	if ((r = km_catalog_last_seq(st->store, &last, NULL)) != 0) {
+		goto out;
+	}
+	if (e.seq <= last) {
+		/* a replay: fine only if it is the very same entry */
+		km_buf_init(&a);
+		km_buf_init(&b);
+		r = km_catalog_entry_get(st->store, e.seq, &have, result);
+		if (r == 0 && km_catalog_entry_encode(&e, &a) == 0 &&
+		    km_catalog_entry_encode(&have, &b) == 0 &&
+		    a.len == b.len && memcmp(a.data, b.data, a.len) == 0) {
+			r = 0;
+		} else {
+			r = KM_ERR_STALE;
+		}
+		km_buf_free(&a);
+		km_buf_free(&b);
+		goto out;
+	}
+	if (e.seq > last + 1) {
+		r = KM_ERR_STALE; /* a gap: the caller syncs first */
+		goto out;
+	}
+	r = km_catalog_apply(st->store, &e, kmd_catalog_verify, st, result);
+	if (r == 0) {
+		km_log_info("KMD-CATALOG-APPLY", "applied catalog entry %llu "
+						 "(type %u, outcome %d)",
+		    (unsigned long long)e.seq, e.type, *result);
+	}
+out:
+	pthread_mutex_unlock(&st->catalog_lock);
+	km_catalog_entry_clear(&e);
+	km_catalog_entry_clear(&have);
+	return r;
+}
+
+/* Asks each peer in turn for the entries after ours, until none is new. */
+int
+kmd_catalog_sync(kmd_state *st)
+{
+	unsigned i;
+	int applied = 0;
+
+	for (i = 0; i < st->cfg.npeers; i++) {
+		km_buf req, rep;
+		uint64_t last = 0, their = 0;
+		uint32_t n, j;
+		char msg[256];
+		int r, result;
+
+		if (st->stopping) {
+			break;
+		}
+		if (st->peer_clients[i] == NULL ||
+		    !km_net_client_connected(st->peer_clients[i]) ||
+		    km_catalog_last_seq(st->store, &last, NULL) != 0) {
+			continue;
+		}
+		km_buf_init(&req);
+		km_buf_init(&rep);
+		if (km_rpc_request(&req, KM_MSG_CATALOG_FETCH, NULL, 0, NULL) !=
+			0 ||
+		    km_buf_put_u64(&req, last + 1) != 0 ||
+		    km_buf_put_u32(&req, KMD_FETCH_MAX) != 0) {
+			goto next;
+		}
+		if (km_rpc_call(st->peer_clients[i], &req, KMD_SYNC_TIMEOUT_MS,
+			&rep, msg, sizeof(msg)) != 0) {
+			goto next;
+		}
+		if (km_buf_get_u64(&rep, &their) != 0 ||
+		    km_buf_get_u32(&rep, &n) != 0 || n > KMD_FETCH_MAX) {
+			goto next;
+		}
+		for (j = 0; j < n; j++) {
+			const uint8_t *p;
+			size_t len;
+
+			if (km_buf_get_string_ptr(&rep, &p, &len,
+				KM_CATALOG_ENTRY_MAX) != 0) {
+				break;
+			}
+			r = kmd_catalog_apply_bytes(st, p, len, &result);
+			if (r != 0) {
+				km_log_warn_r(r, "KMD-CATALOG-SYNC",
+				    "entry from %s not applied",
+				    st->cfg.peers[i].name);
+				break;
+			}
+			applied++;
+		}
+	next:
+		km_buf_free(&req);
+		km_buf_free(&rep);
+	}
+	return applied;
+}
+
+int
+kmd_do_catalog_append(kmd_state *st, const km_identity *peer, km_buf *in,
+    km_buf *out, char *msg, size_t msglen)
+{
+	const uint8_t *p;
+	size_t len;
+	int r, result = 0;
+
+	if (km_buf_get_string_ptr(in, &p, &len, KM_CATALOG_ENTRY_MAX) != 0 ||
+	    km_buf_remaining(in) != 0) {
+		snprintf(msg, msglen, "malformed catalog-append request");
+		return KM_ERR_BAD_FORMAT;
+	}
+	r = kmd_catalog_apply_bytes(st, p, len, &result);
+	if (r == KM_ERR_STALE) {
+		/* maybe we missed entries: catch up, then try again */
+		(void)kmd_catalog_sync(st);
+		r = kmd_catalog_apply_bytes(st, p, len, &result);
+	}
+	if (r != 0) {
+		snprintf(msg, msglen, "catalog entry not applied: %s",
+		    r == KM_ERR_STALE ?
+			"out of sequence" :
+			(r == KM_ERR_AUTH || r == KM_ERR_VERIFY ||
+			    r == KM_ERR_REVOKED) ?
+			"not signed by a valid admin" :
+			km_strerror(r));
+		return r;
+	}
+	return km_buf_put_u32(out, (uint32_t)result);
+}
+
+int
+kmd_do_catalog_fetch(kmd_state *st, km_buf *in, km_buf *out, char *msg,
+    size_t msglen)
+{
+	uint64_t from = 0, last = 0, s;
+	uint32_t max = 0, n = 0;
+	km_buf entries;
+	int r;
+
+	if (km_buf_get_u64(in, &from) != 0 || km_buf_get_u32(in, &max) != 0 ||
+	    km_buf_remaining(in) != 0 || from == 0) {
+		snprintf(msg, msglen, "malformed catalog-fetch request");
+		return KM_ERR_BAD_FORMAT;
+	}
+	if (max > KMD_FETCH_MAX) {
+		max = KMD_FETCH_MAX;
+	}
+	if ((r = km_catalog_last_seq(st->store, &last, NULL)) != 0) {
+		return r;
+	}
+	km_buf_init(&entries);
+	for (s = from; s <= last && n < max; s++, n++) {
+		km_catalog_entry e;
+		km_buf enc;
+
+		memset(&e, 0, sizeof(e));
+		km_buf_init(&enc);
+		r = km_catalog_entry_get(st->store, s, &e, NULL);
+		if (r == 0) {
+			r = km_catalog_entry_encode(&e, &enc);
+		}
+		if (r == 0) {
+			r = km_buf_put_string(&entries, enc.data, enc.len);
+		}
+		km_catalog_entry_clear(&e);
+		km_buf_free(&enc);
+		if (r != 0) {
+			km_buf_free(&entries);
+			return r;
+		}
+	}
+	r = 0;
+	r |= km_buf_put_u64(out, last);
+	r |= km_buf_put_u32(out, n);
+	r |= km_buf_put_raw(out, entries.data, entries.len);
+	km_buf_free(&entries);
+	return r != 0 ? KM_ERR_ALLOC : 0;
+}

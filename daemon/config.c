@@ -1,0 +1,292 @@
+/*
+ * keymeshd.conf: read, check every value, refuse unknown settings.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/kmd.h"
+#include "util/err.h"
+#include "util/secmem.h"
+#include "util/util.h"
+
+static const char *const kmd_sections[] = { "", "node", "tls", "token",
+	"mesh", "policy", NULL };
+static const char *const kmd_keys_node[] = { "name", "listen", "state_dir",
+	"workers", "log_level", NULL };
+static const char *const kmd_keys_tls[] = { "ca", "crl", "cert", "key",
+	NULL };
+static const char *const kmd_keys_token[] = { "module", "label", "pin",
+	"pin_file", "softhsm2_conf", NULL };
+static const char *const kmd_keys_mesh[] = { "peer", NULL };
+static const char *const kmd_keys_policy[] = { "request_window_ms",
+	"login_ticket_s", NULL };
+static const char *const kmd_keys_none[] = { NULL };
+
+static int
+kmd_conf_path(const km_conf *c, const char *section, const char *key,
+    bool required, char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *v = km_conf_get(c, section, key);
+
+	out[0] = '\0';
+	if (v == NULL || *v == '\0') {
+		if (required) {
+			snprintf(err, errlen, "%s: [%s] %s is required",
+			    c->path, section, key);
+			return KM_ERR_CONFIG;
+		}
+		return 0;
+	}
+	if (km_conf_resolve_path(c, v, out, outlen) != 0) {
+		snprintf(err, errlen, "%s: [%s] %s is too long", c->path,
+		    section, key);
+		return KM_ERR_CONFIG;
+	}
+	return 0;
+}
+
+static int
+kmd_conf_str(const km_conf *c, const char *section, const char *key,
+    bool required, char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *v = km_conf_get(c, section, key);
+
+	out[0] = '\0';
+	if (v == NULL || *v == '\0') {
+		if (required) {
+			snprintf(err, errlen, "%s: [%s] %s is required",
+			    c->path, section, key);
+			return KM_ERR_CONFIG;
+		}
+		return 0;
+	}
+	if (strlen(v) >= outlen) {
+		snprintf(err, errlen, "%s: [%s] %s is too long", c->path,
+		    section, key);
+		return KM_ERR_CONFIG;
+	}
+	memcpy(out, v, strlen(v) + 1);
+	return 0;
+}
+
+static int
+kmd_conf_pin(const km_conf *c, kmd_config *cfg, char *err, size_t errlen)
+{
+	const char *pin = km_conf_get(c, "token", "pin");
+	char path[4096];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int r;
+
+	if (km_conf_get(c, "token", "pin_file") != NULL) {
+		if (pin != NULL) {
+			snprintf(err, errlen,
+			    "%s: [token] set pin or pin_file, not both",
+			    c->path);
+			return KM_ERR_CONFIG;
+		}
+		if ((r = kmd_conf_path(c, "token", "pin_file", true, path,
+			 sizeof(path), err, errlen)) != 0) {
+			return r;
+		}
+		if ((r = km_read_file(path, &data, &len, 256)) != 0) {
+			snprintf(err, errlen, "%s: cannot read the token PIN "
+					      "file %s: %s",
+			    c->path, path, km_strerror(r));
+			return KM_ERR_CONFIG;
+		}
+		while (len > 0 &&
+		    (data[len - 1] == '\n' || data[len - 1] == '\r')) {
+			data[--len] = '\0';
+		}
+		cfg->token_pin = km_secure_strdup((char *)data);
+		km_secret_wipe(data, len);
+		free(data);
+	} else if (pin != NULL) {
+		cfg->token_pin = km_secure_strdup(pin);
+	} else {
+		snprintf(err, errlen, "%s: [token] pin or pin_file is required",
+		    c->path);
+		return KM_ERR_CONFIG;
+	}
+	if (cfg->token_pin == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	if (cfg->token_pin[0] == '\0') {
+		snprintf(err, errlen, "%s: the token PIN is empty", c->path);
+		return KM_ERR_CONFIG;
+	}
+	return 0;
+}
+
+static int
+kmd_conf_peers(const km_conf *c, kmd_config *cfg, char *err, size_t errlen)
+{
+	size_t i;
+
+	for (i = 0; i < c->count; i++) {
+		const km_conf_item *it = &c->items[i];
+		char name[128], url[300];
+		kmd_peer *p;
+
+		if (strcmp(it->section, "mesh") != 0 ||
+		    strcmp(it->key, "peer") != 0) {
+			continue;
+		}
+		if (sscanf(it->value, "%127s %299s", name, url) != 2 ||
+		    !km_name_valid(name) ||
+		    strncmp(url, "tls+tcp://", 10) != 0 ||
+		    strlen(url) >= sizeof(p->url)) {
+			snprintf(err, errlen,
+			    "%s:%u: peer must be 'NAME tls+tcp://HOST:PORT'",
+			    c->path, it->line);
+			return KM_ERR_CONFIG;
+		}
+		if (cfg->npeers == KMD_MAX_PEERS) {
+			snprintf(err, errlen, "%s:%u: more than %d peers",
+			    c->path, it->line, KMD_MAX_PEERS);
+			return KM_ERR_CONFIG;
+		}
+		p = &cfg->peers[cfg->npeers++];
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		snprintf(p->url, sizeof(p->url), "%s", url);
+	}
+	return 0;
+}
+
+int
+kmd_config_load(const char *path, kmd_config *cfg, char *err, size_t errlen)
+{
+	km_conf c;
+	uint64_t u;
+	char level[16];
+	size_t i;
+	int r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if ((r = km_conf_load(path, &c, err, errlen)) != 0) {
+		return r;
+	}
+	snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+	for (i = 0; i < c.count; i++) {
+		bool known = false;
+		for (size_t j = 0; kmd_sections[j] != NULL; j++) {
+			known |= strcmp(c.items[i].section, kmd_sections[j]) ==
+			    0;
+		}
+		if (!known) {
+			snprintf(err, errlen, "%s:%u: unknown section [%s]",
+			    path, c.items[i].line, c.items[i].section);
+			r = KM_ERR_CONFIG;
+			goto out;
+		}
+	}
+	if ((r = km_conf_check_keys(&c, "", kmd_keys_none, err, errlen)) != 0 ||
+	    (r = km_conf_check_keys(&c, "node", kmd_keys_node, err,
+		 errlen)) != 0 ||
+	    (r = km_conf_check_keys(&c, "tls", kmd_keys_tls, err, errlen)) !=
+		0 ||
+	    (r = km_conf_check_keys(&c, "token", kmd_keys_token, err,
+		 errlen)) != 0 ||
+	    (r = km_conf_check_keys(&c, "mesh", kmd_keys_mesh, err,
+		 errlen)) != 0 ||
+	    (r = km_conf_check_keys(&c, "policy", kmd_keys_policy, err,
+		 errlen)) != 0) {
+		goto out;
+	}
+	if ((r = kmd_conf_str(&c, "node", "name", true, cfg->name,
+		 sizeof(cfg->name), err, errlen)) != 0 ||
+	    (r = kmd_conf_str(&c, "node", "listen", true, cfg->listen,
+		 sizeof(cfg->listen), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "node", "state_dir", true, cfg->state_dir,
+		 sizeof(cfg->state_dir), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "tls", "ca", true, cfg->ca,
+		 sizeof(cfg->ca), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "tls", "crl", false, cfg->crl,
+		 sizeof(cfg->crl), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "tls", "cert", true, cfg->cert,
+		 sizeof(cfg->cert), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "tls", "key", true, cfg->key,
+		 sizeof(cfg->key), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "token", "module", false,
+		 cfg->token_module, sizeof(cfg->token_module), err,
+		 errlen)) != 0 ||
+	    (r = kmd_conf_str(&c, "token", "label", true, cfg->token_label,
+		 sizeof(cfg->token_label), err, errlen)) != 0 ||
+	    (r = kmd_conf_path(&c, "token", "softhsm2_conf", false,
+		 cfg->softhsm2_conf, sizeof(cfg->softhsm2_conf), err,
+		 errlen)) != 0) {
+		goto out;
+	}
+	if (!km_name_valid(cfg->name)) {
+		snprintf(err, errlen, "%s: [node] name '%s' is not a valid name",
+		    path, cfg->name);
+		r = KM_ERR_CONFIG;
+		goto out;
+	}
+	if (strncmp(cfg->listen, "tls+tcp://", 10) != 0) {
+		snprintf(err, errlen,
+		    "%s: [node] listen must be tls+tcp://HOST:PORT", path);
+		r = KM_ERR_CONFIG;
+		goto out;
+	}
+	if (cfg->token_module[0] == '\0') {
+		snprintf(cfg->token_module, sizeof(cfg->token_module), "%s",
+		    KM_SOFTHSM_MODULE);
+	}
+	if ((r = km_conf_get_uint(&c, "node", "workers", 0, 256, 0, &u, err,
+		 errlen)) != 0) {
+		goto out;
+	}
+	cfg->workers = (unsigned)u;
+	if ((r = kmd_conf_str(&c, "node", "log_level", false, level,
+		 sizeof(level), err, errlen)) != 0) {
+		goto out;
+	}
+	if (level[0] == '\0' || strcmp(level, "info") == 0) {
+		cfg->log_level = KM_LOG_INFO;
+	} else if (strcmp(level, "error") == 0) {
+		cfg->log_level = KM_LOG_ERR;
+	} else if (strcmp(level, "warning") == 0) {
+		cfg->log_level = KM_LOG_WARN;
+	} else if (strcmp(level, "debug") == 0) {
+		cfg->log_level = KM_LOG_DEBUG;
+	} else {
+		snprintf(err, errlen, "%s: [node] log_level must be error, "
+				      "warning, info or debug",
+		    path);
+		r = KM_ERR_CONFIG;
+		goto out;
+	}
+	if ((r = km_conf_get_uint(&c, "policy", "request_window_ms", 1000,
+		 600000, 30000, &u, err, errlen)) != 0) {
+		goto out;
+	}
+	cfg->request_window_ms = (uint32_t)u;
+	if ((r = km_conf_get_uint(&c, "policy", "login_ticket_s", 10, 604800,
+		 28800, &u, err, errlen)) != 0) {
+		goto out;
+	}
+	cfg->login_ticket_s = (uint32_t)u;
+	if ((r = kmd_conf_peers(&c, cfg, err, errlen)) != 0 ||
+	    (r = kmd_conf_pin(&c, cfg, err, errlen)) != 0) {
+		goto out;
+	}
+	r = 0;
+out:
+	km_conf_free(&c);
+	if (r != 0) {
+		kmd_config_free(cfg);
+	}
+	return r;
+}
+
+void
+kmd_config_free(kmd_config *cfg)
+{
+	km_secure_strfree(cfg->token_pin);
+	cfg->token_pin = NULL;
+}

@@ -1,0 +1,192 @@
+/*
+ * keymeshd: one share-holding security module of the mesh.
+ *
+ * Internal declarations shared by the daemon's files.
+ */
+#ifndef KM_DAEMON_KMD_H
+#define KM_DAEMON_KMD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "pki/pki.h"
+#include "util/buf.h"
+#include "util/conf.h"
+#include "util/log.h"
+
+#define KMD_VERSION PACKAGE_VERSION
+#define KMD_MAX_PEERS 32
+
+typedef struct kmd_peer {
+	char name[KM_NAME_MAX + 1];
+	char url[256];
+} kmd_peer;
+
+/* The daemon's configuration, from keymeshd.conf. */
+typedef struct kmd_config {
+	char path[4096];
+	char name[KM_NAME_MAX + 1];
+	char listen[256];
+	char state_dir[4096];
+	unsigned workers;
+	km_log_level log_level;
+
+	char ca[4096];
+	char crl[4096];
+	char cert[4096];
+	char key[4096];
+
+	char token_module[4096];
+	char token_label[64];
+	char *token_pin; /* secure memory */
+	char softhsm2_conf[4096];
+
+	kmd_peer peers[KMD_MAX_PEERS];
+	unsigned npeers;
+
+	uint32_t request_window_ms;
+	uint32_t login_ticket_s;
+} kmd_config;
+
+/**
+ * kmd_config_load:
+ * @path: keymeshd.conf
+ * @cfg: receives the configuration (free with kmd_config_free)
+ * @err: receives one line naming what was wrong
+ *
+ * Returns: 0 or KM_ERR_CONFIG / KM_ERR_NOT_FOUND / KM_ERR_IO.
+ */
+int kmd_config_load(const char *path, kmd_config *cfg, char *err,
+    size_t errlen);
+void kmd_config_free(kmd_config *cfg);
+
+typedef struct kmd_ticket kmd_ticket;
+typedef struct kmd_keycache_entry kmd_keycache_entry;
+struct km_store;
+struct km_net_server;
+struct km_net_creds;
+struct km_net_client;
+struct kmd_token;
+
+/* The running daemon. */
+typedef struct kmd_state {
+	kmd_config cfg;
+	struct km_net_creds *creds;
+	struct km_net_server *server;
+	struct km_store *store;
+	struct kmd_token *token;
+	uint64_t started_ms;
+	struct km_net_client *peer_clients[KMD_MAX_PEERS];
+	X509_STORE *x509; /* CA + CRL, for catalog signatures */
+	EVP_PKEY *idkey;  /* this node's identity key (unsealing) */
+	volatile bool stopping;
+
+	pthread_mutex_t lock; /* tickets, caches, counters */
+	kmd_ticket *tickets;
+	size_t nticket_slots, ticket_cap;
+	uint64_t requests, refused;
+	kmd_keycache_entry *keycache;
+	char keygen_status[160]; /* dealer progress, for status */
+	bool fault_corrupt;	  /* test builds: corrupt our partials */
+
+	pthread_mutex_t catalog_lock; /* one catalog apply at a time */
+	pthread_mutex_t dkg_lock;
+	struct kmd_dkg_session *dkg; /* running DKG sessions */
+} kmd_state;
+
+/* Operation kinds of an rsa-partial request. */
+#define KMD_OP_SIGN 1u
+#define KMD_OP_DECRYPT 2u
+
+struct km_req_hdr;
+struct km_rsa_pub;
+struct km_rsa_mech;
+struct km_ec_group;
+struct km_ec_pub;
+struct km_catalog_key;
+
+/* service.c: the transport's handler for every request. */
+int kmd_service_handle(void *arg, const km_identity *peer,
+    const uint8_t *req, size_t req_len, km_buf *reply);
+
+/* partial.c */
+int kmd_do_rsa_partial(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *op,
+    size_t oplen, uint8_t digest[32], char *msg, size_t msglen);
+int kmd_do_ecdh_partial(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *op,
+    size_t oplen, uint8_t digest[32], char *msg, size_t msglen);
+
+/* keycache.c */
+int kmd_key_rsa_pub(kmd_state *st, const struct km_catalog_key *k,
+    const struct km_rsa_pub **pub);
+int kmd_key_ec_pub(kmd_state *st, const struct km_catalog_key *k,
+    const struct km_ec_group **g, const struct km_ec_pub **pub);
+void kmd_keycache_free(kmd_state *st);
+int kmd_rsa_mech_from_ckm(uint32_t mech, uint32_t kind,
+    struct km_rsa_mech *m);
+int kmd_rsa_pss_check(const struct km_rsa_pub *pub,
+    const struct km_rsa_mech *m, const uint8_t *mhash, size_t mhashlen,
+    const BIGNUM *x);
+
+/* shares.c */
+int kmd_share_store(kmd_state *st, const char *key_id, uint32_t epoch,
+    uint32_t index, const uint8_t *share, size_t len);
+int kmd_share_load(kmd_state *st, const char *key_id, uint32_t epoch,
+    uint32_t index, km_buf *out);
+
+/* catalog.c */
+int kmd_catalog_sync(kmd_state *st);
+int kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
+    km_buf *in, km_buf *out, char *msg, size_t msglen);
+int kmd_do_catalog_fetch(kmd_state *st, km_buf *in, km_buf *out,
+    char *msg, size_t msglen);
+
+/* dealer.c: key creation */
+int kmd_do_key_create(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+int kmd_do_share_prepare(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+int kmd_do_share_abort(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+int kmd_do_dkg_round(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+
+/* dkg.c: EC distributed key generation, coordinator and party */
+struct km_catalog_holder;
+int kmd_dkg_coordinate(kmd_state *st, const struct km_req_hdr *h,
+    uint32_t key_type, uint32_t threshold, size_t nholders,
+    const struct km_catalog_holder *holders, km_buf *out, char *msg,
+    size_t msglen);
+void kmd_dkg_free_all(kmd_state *st);
+
+/* fault.c: fault injection, compiled in only with --enable-test-hooks */
+void kmd_fault_init(kmd_state *st);
+void kmd_fault_dealing(const char *key_id);
+bool kmd_fault_corrupt_partials(kmd_state *st);
+struct km_rsa_partial;
+int kmd_fault_tamper_rsa(const struct km_rsa_pub *pub,
+    struct km_rsa_partial *part);
+
+/* PINs (pin.c): verifiers per partition, login tickets per client. */
+bool kmd_pin_acceptable(const char *pin);
+int kmd_pin_set(kmd_state *st, const char *partition, const char *pin);
+int kmd_pin_check(kmd_state *st, const char *partition, const char *pin);
+int kmd_ticket_issue(kmd_state *st, const km_identity *client,
+    const char *partition, uint8_t ticket[32], uint64_t *expires_ms);
+int kmd_ticket_check(kmd_state *st, const km_identity *client,
+    const uint8_t ticket[32], char *partition, size_t partlen);
+int kmd_ticket_revoke(kmd_state *st, const km_identity *client,
+    const uint8_t ticket[32]);
+void kmd_tickets_free(kmd_state *st);
+
+#endif /* KM_DAEMON_KMD_H */

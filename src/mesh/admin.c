@@ -1,0 +1,761 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <p11-kit/pkcs11.h>
+
+#include "crypto/ec_group.h"
+#include "crypto/rsa.h"
+#include "crypto/shamir.h"
+#include "mesh/admin.h"
+#include "mesh/rpc.h"
+#include "pki/pki.h"
+#include "util/err.h"
+#include "util/secmem.h"
+#include "util/util.h"
+
+#define KM_ADMIN_TIMEOUT_MS 5000
+#define KM_KEYGEN_TIMEOUT_MS (30 * 60 * 1000)
+
+#define km_fail(err, errlen, r, ...) \
+	(snprintf((err), (errlen), __VA_ARGS__), (r))
+
+const char *
+km_key_type_name(uint32_t key_type, uint32_t bits, char *buf, size_t len)
+{
+	switch (key_type) {
+	case KM_KEY_RSA:
+		snprintf(buf, len, "rsa:%u", bits);
+		break;
+	case KM_KEY_EC_P256:
+		snprintf(buf, len, "ec:p256");
+		break;
+	case KM_KEY_EC_P384:
+		snprintf(buf, len, "ec:p384");
+		break;
+	default:
+		snprintf(buf, len, "type-%u", key_type);
+	}
+	return buf;
+}
+
+int
+km_key_type_parse(const char *s, uint32_t *key_type, uint32_t *bits)
+{
+	if (strcmp(s, "rsa:2048") == 0 || strcmp(s, "rsa:3072") == 0 ||
+	    strcmp(s, "rsa:4096") == 0) {
+		*key_type = KM_KEY_RSA;
+		*bits = (uint32_t)atoi(s + 4);
+	} else if (strcmp(s, "ec:p256") == 0) {
+		*key_type = KM_KEY_EC_P256;
+		*bits = 256;
+	} else if (strcmp(s, "ec:p384") == 0) {
+		*key_type = KM_KEY_EC_P384;
+		*bits = 384;
+	} else {
+		return KM_ERR_INVALID_ARG;
+	}
+	return 0;
+}
+
+int
+km_mesh_status(km_mesh *m, size_t i, int timeout_ms, km_node_status *st,
+    km_key_info **keys, size_t *nkeys)
+{
+	km_buf req, rep;
+	km_key_info *v = NULL;
+	uint32_t n = 0, j;
+	char *s = NULL;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	if (keys != NULL) {
+		*keys = NULL;
+		*nkeys = 0;
+	}
+	snprintf(st->name, sizeof(st->name), "%s", km_mesh_name(m, i));
+	km_buf_init(&req);
+	km_buf_init(&rep);
+	if ((r = km_rpc_request(&req, KM_MSG_STATUS, NULL, 0, NULL)) != 0) {
+		goto out;
+	}
+	r = km_rpc_call(km_mesh_client(m, i), &req, timeout_ms, &rep,
+	    st->error, sizeof(st->error));
+	if (r != 0) {
+		goto out;
+	}
+#define GETS(dst)                                               \
+	do {                                                    \
+		if (km_buf_get_cstring(&rep, &s, 200) != 0) {   \
+			r = KM_ERR_BAD_FORMAT;                  \
+			goto out;                               \
+		}                                               \
+		snprintf((dst), sizeof(dst), "%s", s);          \
+		free(s);                                        \
+		s = NULL;                                       \
+	} while (0)
+	GETS(st->name);
+	GETS(st->version);
+	if (km_buf_get_u64(&rep, &st->uptime_ms) != 0 ||
+	    km_buf_get_u64(&rep, &st->catalog_seq) != 0 ||
+	    km_buf_get_u64(&rep, &st->shares) != 0) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	GETS(st->keygen);
+	if (km_buf_get_u32(&rep, &n) != 0 || n > 100000) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	if (n > 0 && (v = calloc(n, sizeof(*v))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	for (j = 0; j < n; j++) {
+		GETS(v[j].key_id);
+		GETS(v[j].label);
+		if (km_buf_get_u32(&rep, &v[j].key_type) != 0 ||
+		    km_buf_get_u32(&rep, &v[j].bits) != 0 ||
+		    km_buf_get_u32(&rep, &v[j].threshold) != 0 ||
+		    km_buf_get_u32(&rep, &v[j].nholders) != 0 ||
+		    km_buf_get_u32(&rep, &v[j].epoch) != 0 ||
+		    km_buf_get_u32(&rep, &v[j].state) != 0 ||
+		    km_buf_get_u32(&rep, &v[j].held) != 0) {
+			r = KM_ERR_BAD_FORMAT;
+			goto out;
+		}
+	}
+#undef GETS
+	st->up = true;
+	if (keys != NULL) {
+		*keys = v;
+		*nkeys = n;
+		v = NULL;
+	}
+	r = 0;
+out:
+	if (r == KM_ERR_BAD_FORMAT) {
+		snprintf(st->error, sizeof(st->error), "malformed status reply");
+	}
+	free(s);
+	free(v);
+	km_buf_free(&req);
+	km_buf_free(&rep);
+	return r;
+}
+
+/* The highest catalog seq any reachable node has applied. */
+static int
+km_mesh_last_seq(km_mesh *m, uint64_t *last, size_t *reachable)
+{
+	size_t i;
+
+	*last = 0;
+	*reachable = 0;
+	for (i = 0; i < km_mesh_count(m); i++) {
+		km_buf req, rep;
+		uint64_t s = 0;
+		uint32_t n;
+		char msg[128];
+
+		km_buf_init(&req);
+		km_buf_init(&rep);
+		if (km_rpc_request(&req, KM_MSG_CATALOG_FETCH, NULL, 0, NULL) ==
+			0 &&
+		    km_buf_put_u64(&req, UINT64_MAX) == 0 &&
+		    km_buf_put_u32(&req, 0) == 0 &&
+		    km_rpc_call(km_mesh_client(m, i), &req,
+			KM_ADMIN_TIMEOUT_MS, &rep, msg, sizeof(msg)) == 0 &&
+		    km_buf_get_u64(&rep, &s) == 0 &&
+		    km_buf_get_u32(&rep, &n) == 0) {
+			(*reachable)++;
+			if (s > *last) {
+				*last = s;
+			}
+		}
+		km_buf_free(&req);
+		km_buf_free(&rep);
+	}
+	return *reachable > 0 ? 0 : KM_ERR_QUORUM;
+}
+
+int
+km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
+    char *err, size_t errlen)
+{
+	km_catalog_entry e;
+	km_buf payload, tbs, enc;
+	const uint8_t *der;
+	size_t derlen, reachable = 0, i;
+	uint64_t last = 0;
+	int r, attempt;
+
+	*applied = 0;
+	km_buf_init(&payload);
+	km_buf_init(&tbs);
+	km_buf_init(&enc);
+	memset(&e, 0, sizeof(e));
+	if ((r = km_catalog_payload_encode(p, &payload)) != 0) {
+		r = km_fail(err, errlen, r, "invalid catalog entry: %s",
+		    km_strerror(r));
+		goto out;
+	}
+	/* two nodes racing for the same seq: the loser retries */
+	for (attempt = 0; attempt < 3; attempt++) {
+		if ((r = km_mesh_last_seq(m, &last, &reachable)) != 0) {
+			r = km_fail(err, errlen, r, "no node is reachable");
+			goto out;
+		}
+		km_mesh_cert_der(m, &der, &derlen);
+		free(e.sig);
+		memset(&e, 0, sizeof(e));
+		e.seq = last + 1;
+		e.type = p->type;
+		e.payload = payload.data;
+		e.payload_len = payload.len;
+		e.signer = (uint8_t *)der;
+		e.signer_len = derlen;
+		km_buf_reset(&tbs);
+		km_buf_reset(&enc);
+		if ((r = km_catalog_entry_tbs(&e, &tbs)) != 0 ||
+		    (r = km_pki_sign(km_mesh_key(m), tbs.data, tbs.len, &e.sig,
+			 &e.sig_len)) != 0 ||
+		    (r = km_catalog_entry_encode(&e, &enc)) != 0) {
+			r = km_fail(err, errlen, r, "cannot sign the entry: %s",
+			    km_strerror(r));
+			goto out;
+		}
+		*applied = 0;
+		for (i = 0; i < km_mesh_count(m); i++) {
+			km_buf req, rep;
+			char msg[256];
+
+			km_buf_init(&req);
+			km_buf_init(&rep);
+			if (km_rpc_request(&req, KM_MSG_CATALOG_APPEND, NULL, 0,
+				NULL) == 0 &&
+			    km_buf_put_string(&req, enc.data, enc.len) == 0 &&
+			    km_rpc_call(km_mesh_client(m, i), &req,
+				KM_ADMIN_TIMEOUT_MS, &rep, msg,
+				sizeof(msg)) == 0) {
+				(*applied)++;
+			} else {
+				snprintf(err, errlen, "%s: %s",
+				    km_mesh_name(m, i), msg);
+			}
+			km_buf_free(&req);
+			km_buf_free(&rep);
+		}
+		if (*applied > 0) {
+			r = 0;
+			goto out;
+		}
+	}
+	r = KM_ERR_QUORUM;
+out:
+	/* e.payload and e.signer are borrowed */
+	free(e.sig);
+	km_buf_free(&payload);
+	km_buf_free(&tbs);
+	km_buf_free(&enc);
+	return r;
+}
+
+static int
+km_mesh_default_policy(uint32_t key_type, bool allow_raw, km_buf *out)
+{
+	static const uint32_t rsa[] = { CKM_RSA_PKCS, CKM_RSA_PKCS_PSS,
+		CKM_RSA_PKCS_OAEP, CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS,
+		CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS,
+		CKM_SHA1_RSA_PKCS_PSS, CKM_SHA224_RSA_PKCS_PSS,
+		CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS,
+		CKM_SHA512_RSA_PKCS_PSS, CKM_RSA_X_509 };
+	static const uint32_t ec[] = { CKM_ECDH1_DERIVE };
+	uint32_t mechs[32];
+	km_catalog_policy p;
+	size_t n, i;
+
+	memset(&p, 0, sizeof(p));
+	if (key_type == KM_KEY_RSA) {
+		/* raw RSA is a decryption oracle: off unless asked for */
+		n = KM_ARRAY_LEN(rsa) - (allow_raw ? 0 : 1);
+		for (i = 0; i < n; i++) {
+			mechs[i] = rsa[i];
+		}
+	} else {
+		n = KM_ARRAY_LEN(ec);
+		for (i = 0; i < n; i++) {
+			mechs[i] = ec[i];
+		}
+	}
+	p.nmechs = n;
+	p.mechs = mechs;
+	return km_catalog_policy_encode(&p, out);
+}
+
+/* The two entries that make a key real: create (pending), activate. */
+static int
+km_mesh_register(km_mesh *m, const char *key_id, const char *label,
+    uint32_t key_type, uint32_t bits, uint32_t threshold, bool allow_raw,
+    const uint8_t *pub, size_t publen, char *err, size_t errlen)
+{
+	km_catalog_holder holders[KM_MESH_MAX_NODES];
+	km_catalog_payload p;
+	km_buf policy;
+	size_t i, applied = 0;
+	int r;
+
+	km_buf_init(&policy);
+	if ((r = km_mesh_default_policy(key_type, allow_raw, &policy)) != 0) {
+		goto out;
+	}
+	memset(&p, 0, sizeof(p));
+	for (i = 0; i < km_mesh_count(m); i++) {
+		holders[i].index = (uint32_t)(i + 1);
+		snprintf(holders[i].node, sizeof(holders[i].node), "%s",
+		    km_mesh_name(m, i));
+	}
+	p.type = KM_CAT_KEY_CREATE;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", key_id);
+	snprintf(p.label, sizeof(p.label), "%s", label);
+	p.key_type = key_type;
+	p.bits = bits;
+	p.threshold = threshold;
+	p.epoch = 1;
+	p.nholders = km_mesh_count(m);
+	p.holders = holders;
+	p.public_data = (uint8_t *)pub;
+	p.public_len = publen;
+	p.policy = policy.data;
+	p.policy_len = policy.len;
+	if ((r = km_mesh_append(m, &p, &applied, err, errlen)) != 0) {
+		goto out;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ACTIVATE;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", key_id);
+	p.epoch = 1;
+	r = km_mesh_append(m, &p, &applied, err, errlen);
+out:
+	km_buf_free(&policy);
+	return r;
+}
+
+static int
+km_mesh_new_key_id(char *key_id)
+{
+	uint8_t rnd[8];
+	char hex[17];
+	int r;
+
+	if ((r = km_random(rnd, sizeof(rnd))) != 0) {
+		return r;
+	}
+	km_hex(rnd, sizeof(rnd), hex);
+	snprintf(key_id, KM_NAME_MAX + 1, "k%s", hex);
+	return 0;
+}
+
+int
+km_mesh_key_find(km_mesh *m, const char *label_or_id, km_key_info *key,
+    char *err, size_t errlen)
+{
+	km_node_status st;
+	km_key_info *keys = NULL;
+	size_t nkeys = 0, i, j;
+
+	for (i = 0; i < km_mesh_count(m); i++) {
+		if (km_mesh_status(m, i, KM_ADMIN_TIMEOUT_MS, &st, &keys,
+			&nkeys) != 0) {
+			continue;
+		}
+		for (j = 0; j < nkeys; j++) {
+			if (keys[j].state == KM_KEY_DESTROYED) {
+				continue;
+			}
+			if (strcmp(keys[j].label, label_or_id) == 0 ||
+			    strcmp(keys[j].key_id, label_or_id) == 0) {
+				*key = keys[j];
+				free(keys);
+				return 0;
+			}
+		}
+		free(keys);
+		return km_fail(err, errlen, KM_ERR_NOT_FOUND,
+		    "no key '%s' in the catalog", label_or_id);
+	}
+	return km_fail(err, errlen, KM_ERR_QUORUM, "no node is reachable");
+}
+
+typedef struct km_call_flag {
+	volatile int done;
+} km_call_flag;
+
+static void
+km_call_done(km_net_call *call, int r, void *arg)
+{
+	km_call_flag *f = arg;
+
+	(void)call;
+	(void)r;
+	__atomic_store_n(&f->done, 1, __ATOMIC_RELEASE);
+}
+
+int
+km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
+    uint32_t threshold, const char *label, bool allow_raw,
+    km_mesh_progress_fn progress, void *arg, char *key_id, char *err,
+    size_t errlen)
+{
+	km_key_info existing;
+	km_node_status st;
+	km_net_call *call = NULL;
+	km_call_flag flag = { 0 };
+	km_buf req, view;
+	const uint8_t *body, *pub;
+	size_t len, publen, i, dealer = SIZE_MAX;
+	char last[160] = "", e2[256];
+	int r;
+
+	km_buf_init(&req);
+	if (!km_name_valid(label)) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "invalid label '%s'", label);
+	}
+	if (threshold == 0 || threshold > km_mesh_count(m)) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "threshold %u is not in 1..%zu (the mesh's node count)",
+		    threshold, km_mesh_count(m));
+	}
+	if (km_mesh_key_find(m, label, &existing, e2, sizeof(e2)) == 0) {
+		return km_fail(err, errlen, KM_ERR_EXISTS,
+		    "a key labelled '%s' already exists (%s)", label,
+		    existing.key_id);
+	}
+	for (i = 0; i < km_mesh_count(m) && dealer == SIZE_MAX; i++) {
+		if (km_mesh_status(m, i, KM_ADMIN_TIMEOUT_MS, &st, NULL,
+			NULL) == 0) {
+			dealer = i;
+		}
+	}
+	if (dealer == SIZE_MAX) {
+		return km_fail(err, errlen, KM_ERR_QUORUM,
+		    "no node is reachable");
+	}
+	if ((r = km_mesh_new_key_id(key_id)) != 0 ||
+	    (r = km_rpc_request(&req, KM_MSG_KEY_CREATE, key_id, 1, NULL)) !=
+		0 ||
+	    (r = km_buf_put_cstring(&req, label)) != 0 ||
+	    (r = km_buf_put_u32(&req, key_type)) != 0 ||
+	    (r = km_buf_put_u32(&req, bits)) != 0 ||
+	    (r = km_buf_put_u32(&req, threshold)) != 0 ||
+	    (r = km_buf_put_u32(&req, (uint32_t)km_mesh_count(m))) != 0) {
+		goto out;
+	}
+	for (i = 0; i < km_mesh_count(m); i++) {
+		if ((r = km_buf_put_u32(&req, (uint32_t)(i + 1))) != 0 ||
+		    (r = km_buf_put_cstring(&req, km_mesh_name(m, i))) != 0) {
+			goto out;
+		}
+	}
+	if ((r = km_net_call_new(km_mesh_client(m, dealer), &call)) != 0 ||
+	    (r = km_net_call_start(call, req.data, req.len,
+		 KM_KEYGEN_TIMEOUT_MS, km_call_done, &flag)) != 0) {
+		r = km_fail(err, errlen, r, "cannot reach %s: %s",
+		    km_mesh_name(m, dealer), km_strerror(r));
+		goto out;
+	}
+	/* show the dealer's progress while it works */
+	while (!__atomic_load_n(&flag.done, __ATOMIC_ACQUIRE)) {
+		usleep(200 * 1000);
+		if (progress != NULL &&
+		    km_mesh_status(m, dealer, 2000, &st, NULL, NULL) == 0 &&
+		    strcmp(st.keygen, last) != 0 &&
+		    strcmp(st.keygen, "idle") != 0) {
+			snprintf(last, sizeof(last), "%s", st.keygen);
+			progress(arg, last);
+		}
+	}
+	if ((r = km_net_call_wait(call)) != 0) {
+		r = km_fail(err, errlen, r, "%s: %s", km_mesh_name(m, dealer),
+		    km_strerror(r));
+		goto out;
+	}
+	if ((r = km_net_call_reply(call, &body, &len, NULL)) != 0 ||
+	    (r = km_rpc_reply_parse(KM_MSG_KEY_CREATE, body, len, &view, err,
+		 errlen)) != 0) {
+		goto out;
+	}
+	if ((r = km_buf_get_string_ptr(&view, &pub, &publen,
+		 KM_CATALOG_PUBLIC_MAX)) != 0) {
+		r = km_fail(err, errlen, r, "malformed key-create reply");
+		goto out;
+	}
+	if (progress != NULL) {
+		progress(arg, "shares stored on every holder; activating");
+	}
+	r = km_mesh_register(m, key_id, label, key_type, bits, threshold,
+	    allow_raw, pub, publen, err, errlen);
+out:
+	km_net_call_free(call);
+	km_buf_free(&req);
+	return r;
+}
+
+/* Sends one node its shares (admin as dealer, for imports). */
+static int
+km_mesh_send_share(km_mesh *m, size_t node, const char *key_id,
+    uint32_t key_type, const km_buf *pub, uint32_t index, const km_buf *share,
+    char *err, size_t errlen)
+{
+	km_buf req, rep;
+	char msg[256];
+	int r;
+
+	km_buf_init_secure(&req);
+	km_buf_init(&rep);
+	r = km_rpc_request(&req, KM_MSG_SHARE_PREPARE, key_id, 1, NULL);
+	r = r ? r : km_buf_put_u32(&req, key_type);
+	r = r ? r : km_buf_put_string(&req, pub->data, pub->len);
+	r = r ? r : km_buf_put_u32(&req, 1);
+	r = r ? r : km_buf_put_u32(&req, index);
+	r = r ? r : km_buf_put_string(&req, share->data, share->len);
+	if (r == 0) {
+		r = km_rpc_call(km_mesh_client(m, node), &req,
+		    KM_ADMIN_TIMEOUT_MS, &rep, msg, sizeof(msg));
+		if (r != 0) {
+			snprintf(err, errlen, "%s did not store its share: %s",
+			    km_mesh_name(m, node), msg);
+		}
+	}
+	km_buf_free(&req);
+	km_buf_free(&rep);
+	return r;
+}
+
+static void
+km_mesh_abort_shares(km_mesh *m, const char *key_id)
+{
+	size_t i;
+
+	for (i = 0; i < km_mesh_count(m); i++) {
+		km_buf req, rep;
+		char msg[64];
+
+		km_buf_init(&req);
+		km_buf_init(&rep);
+		if (km_rpc_request(&req, KM_MSG_SHARE_ABORT, key_id, 1, NULL) ==
+		    0) {
+			(void)km_rpc_call(km_mesh_client(m, i), &req, 3000,
+			    &rep, msg, sizeof(msg));
+		}
+		km_buf_free(&req);
+		km_buf_free(&rep);
+	}
+}
+
+int
+km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
+    uint32_t threshold, const char *label, bool allow_raw, char *key_id,
+    char *err, size_t errlen)
+{
+	size_t n = km_mesh_count(m), i;
+	km_rsa_pub *rpub = NULL;
+	km_rsa_share *rshares[KM_MESH_MAX_NODES];
+	km_ec_group *g = NULL;
+	km_ec_pub *epub = NULL;
+	km_ec_share **eshares = NULL;
+	km_buf pubenc, share;
+	km_key_info existing;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *priv = NULL;
+	BIO *bio = NULL;
+	uint32_t key_type = 0, bits = 0;
+	char e2[256];
+	int r;
+
+	memset(rshares, 0, sizeof(rshares));
+	km_buf_init(&pubenc);
+	km_buf_init_secure(&share);
+	if (!km_name_valid(label)) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "invalid label '%s'", label);
+	}
+	if (threshold == 0 || threshold > n) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "threshold %u is not in 1..%zu", threshold, n);
+	}
+	if (km_mesh_key_find(m, label, &existing, e2, sizeof(e2)) == 0) {
+		return km_fail(err, errlen, KM_ERR_EXISTS,
+		    "a key labelled '%s' already exists", label);
+	}
+	/* PEM or DER, RSA or EC: let OpenSSL's decoders tell */
+	if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	if (pkey == NULL) {
+		const unsigned char *p = data;
+		pkey = d2i_AutoPrivateKey(NULL, &p, (long)len);
+	}
+	BIO_free(bio);
+	if (pkey == NULL) {
+		return km_fail(err, errlen, KM_ERR_BAD_FORMAT,
+		    "not a PEM or DER private key");
+	}
+	if (EVP_PKEY_is_a(pkey, "RSA")) {
+		key_type = KM_KEY_RSA;
+		bits = (uint32_t)EVP_PKEY_get_bits(pkey);
+		if (bits != 2048 && bits != 3072 && bits != 4096) {
+			r = km_fail(err, errlen, KM_ERR_NOT_SUPPORTED,
+			    "RSA keys of %u bits are not supported "
+			    "(2048, 3072, 4096)",
+			    bits);
+			goto out;
+		}
+		if ((r = km_rsa_import_pkey(pkey, threshold, (unsigned)n,
+			 &rpub, rshares)) != 0 ||
+		    (r = km_rsa_pub_encode(rpub, &pubenc)) != 0) {
+			r = km_fail(err, errlen, r, "cannot split the key: %s",
+			    km_strerror(r));
+			goto out;
+		}
+	} else if (EVP_PKEY_is_a(pkey, "EC")) {
+		char curve[64];
+		size_t cl = 0;
+		int nid;
+
+		if (EVP_PKEY_get_utf8_string_param(pkey, "group", curve,
+			sizeof(curve), &cl) != 1) {
+			r = km_fail(err, errlen, KM_ERR_BAD_FORMAT,
+			    "EC key without a named curve");
+			goto out;
+		}
+		if (strcmp(curve, "prime256v1") == 0 ||
+		    strcmp(curve, "P-256") == 0) {
+			key_type = KM_KEY_EC_P256;
+			bits = 256;
+			nid = NID_X9_62_prime256v1;
+		} else if (strcmp(curve, "secp384r1") == 0 ||
+		    strcmp(curve, "P-384") == 0) {
+			key_type = KM_KEY_EC_P384;
+			bits = 384;
+			nid = NID_secp384r1;
+		} else {
+			r = km_fail(err, errlen, KM_ERR_NOT_SUPPORTED,
+			    "curve %s is not supported (P-256, P-384)", curve);
+			goto out;
+		}
+		if (EVP_PKEY_get_bn_param(pkey, "priv", &priv) != 1) {
+			r = km_fail(err, errlen, KM_ERR_CRYPTO,
+			    "cannot read the EC private key");
+			goto out;
+		}
+		if ((r = km_ec_group_new(nid, &g)) != 0 ||
+		    (r = km_ec_dealer_split(g, priv, threshold, (uint32_t)n,
+			 &eshares, &epub)) != 0 ||
+		    (r = km_ec_pub_encode(g, epub, &pubenc)) != 0) {
+			r = km_fail(err, errlen, r, "cannot split the key: %s",
+			    km_strerror(r));
+			goto out;
+		}
+	} else {
+		r = km_fail(err, errlen, KM_ERR_NOT_SUPPORTED,
+		    "only RSA and EC keys can be imported");
+		goto out;
+	}
+	/* the whole key is no longer needed: only shares from here on */
+	EVP_PKEY_free(pkey);
+	pkey = NULL;
+	BN_clear_free(priv);
+	priv = NULL;
+	if ((r = km_mesh_new_key_id(key_id)) != 0) {
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		km_buf_reset(&share);
+		r = (key_type == KM_KEY_RSA) ?
+		    km_rsa_share_encode(rpub, rshares[i], &share) :
+		    km_ec_share_encode(g, eshares[i], &share);
+		if (r == 0) {
+			r = km_mesh_send_share(m, i, key_id, key_type, &pubenc,
+			    (uint32_t)(i + 1), &share, err, errlen);
+		}
+		if (r != 0) {
+			km_mesh_abort_shares(m, key_id);
+			goto out;
+		}
+	}
+	r = km_mesh_register(m, key_id, label, key_type, bits, threshold,
+	    allow_raw, pubenc.data, pubenc.len, err, errlen);
+out:
+	km_buf_free(&share);
+	km_buf_free(&pubenc);
+	km_rsa_shares_free(rshares, (unsigned)n);
+	km_rsa_pub_free(rpub);
+	if (eshares != NULL) {
+		km_ec_shares_free(eshares, n);
+	}
+	km_ec_pub_free(epub);
+	km_ec_group_free(g);
+	BN_clear_free(priv);
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+int
+km_mesh_key_destroy(km_mesh *m, const char *label_or_id, char *err,
+    size_t errlen)
+{
+	km_catalog_payload p;
+	km_key_info key;
+	size_t applied = 0;
+	int r;
+
+	if ((r = km_mesh_key_find(m, label_or_id, &key, err, errlen)) != 0) {
+		return r;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_DESTROY;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", key.key_id);
+	return km_mesh_append(m, &p, &applied, err, errlen);
+}
+
+int
+km_mesh_pin_init(km_mesh *m, const char *partition, const char *pin,
+    size_t *failed, char *err, size_t errlen)
+{
+	size_t i;
+
+	*failed = 0;
+	err[0] = '\0';
+	for (i = 0; i < km_mesh_count(m); i++) {
+		km_buf req, rep;
+		char msg[256];
+		int r;
+
+		km_buf_init_secure(&req);
+		km_buf_init(&rep);
+		r = km_rpc_request(&req, KM_MSG_INIT_PIN, NULL, 0, NULL);
+		r = r ? r : km_buf_put_cstring(&req, partition);
+		r = r ? r : km_buf_put_cstring(&req, pin);
+		if (r == 0) {
+			r = km_rpc_call(km_mesh_client(m, i), &req,
+			    KM_ADMIN_TIMEOUT_MS, &rep, msg, sizeof(msg));
+		}
+		if (r != 0) {
+			size_t l = strlen(err);
+			(*failed)++;
+			snprintf(err + l, errlen - l, "%s%s: %s",
+			    l ? "; " : "", km_mesh_name(m, i), msg);
+		}
+		km_buf_free(&req);
+		km_buf_free(&rep);
+	}
+	return *failed == 0 ? 0 : KM_ERR_QUORUM;
+}

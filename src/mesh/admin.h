@@ -1,0 +1,116 @@
+/*
+ * Mesh operations shared by the admin CLI and the PKCS#11 module: status,
+ * PIN initialisation, key creation (RSA dealer or EC DKG on a daemon, then
+ * the two catalog entries that activate the key), import, destroy, and
+ * signed catalog appends.
+ */
+#ifndef KM_MESH_ADMIN_H
+#define KM_MESH_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mesh/client.h"
+#include "store/catalog.h"
+
+/* One node's answer to a status request. */
+typedef struct km_node_status {
+	bool up;
+	char error[160]; /* why it is down */
+	char name[KM_NAME_MAX + 1];
+	char version[32];
+	uint64_t uptime_ms;
+	uint64_t catalog_seq;
+	uint64_t shares;
+	char keygen[160];
+} km_node_status;
+
+/* A key as a node reports it in its status. */
+typedef struct km_key_info {
+	char key_id[KM_NAME_MAX + 1];
+	char label[KM_NAME_MAX + 1];
+	uint32_t key_type, bits, threshold, nholders, epoch, state;
+	uint32_t held; /* indices held by the reporting node */
+} km_key_info;
+
+/**
+ * km_mesh_status:
+ * @m: the mesh
+ * @i: node index
+ * @st: receives the node's status (st->up false with a reason)
+ * @keys, @nkeys: if not NULL, receive the node's key list (free())
+ */
+int km_mesh_status(km_mesh *m, size_t i, int timeout_ms, km_node_status *st,
+    km_key_info **keys, size_t *nkeys);
+
+/** km_key_type_name: "rsa:2048", "ec:p256", ... */
+const char *km_key_type_name(uint32_t key_type, uint32_t bits, char *buf,
+    size_t len);
+
+/**
+ * km_key_type_parse: "rsa:2048|3072|4096", "ec:p256", "ec:p384".
+ */
+int km_key_type_parse(const char *s, uint32_t *key_type, uint32_t *bits);
+
+/**
+ * km_mesh_append:
+ * Signs a payload as catalog entry (last seq + 1, asking every reachable
+ * node for its last seq) with this process's identity and appends it to
+ * every node.  Nodes that are down catch up later from their peers.
+ * @applied: receives how many nodes applied it.
+ * Returns 0 when at least one node applied it.
+ */
+int km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
+    char *err, size_t errlen);
+
+/* Called while a key is being made: @what is the daemon's progress line. */
+typedef void (*km_mesh_progress_fn)(void *arg, const char *what);
+
+/**
+ * km_mesh_key_create:
+ * @m: the mesh (admin)
+ * @key_type, @bits: KM_KEY_*, and the RSA size (ignored for EC)
+ * @threshold: shares needed, 1..number of nodes
+ * @label: the key's label (unique among live keys)
+ * @allow_raw: RSA only: allow raw (X.509) signing and decryption
+ * @progress, @arg: optional progress callback
+ * @key_id: receives the new key's id (KM_NAME_MAX + 1 bytes)
+ *
+ * Holders are all nodes of the config, index i+1 on node i.  The first
+ * node that answers deals (RSA) or coordinates the DKG (EC); then the key
+ * is appended to the catalog and activated.
+ */
+int km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
+    uint32_t threshold, const char *label, bool allow_raw,
+    km_mesh_progress_fn progress, void *arg, char *key_id, char *err,
+    size_t errlen);
+
+/**
+ * km_mesh_key_import:
+ * @data, @len: a PEM or DER private key (RSA, EC P-256/P-384)
+ * The admin process deals the shares itself (the one place a whole key is
+ * in memory, locked, for the seconds of the split), sends each node its
+ * shares, wipes everything, then appends and activates the key.
+ */
+int km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
+    uint32_t threshold, const char *label, bool allow_raw, char *key_id,
+    char *err, size_t errlen);
+
+/** km_mesh_key_find: looks a live key up by label or id on any node. */
+int km_mesh_key_find(km_mesh *m, const char *label_or_id, km_key_info *key,
+    char *err, size_t errlen);
+
+/** km_mesh_key_destroy: appends a destroy entry for the key. */
+int km_mesh_key_destroy(km_mesh *m, const char *label_or_id, char *err,
+    size_t errlen);
+
+/**
+ * km_mesh_pin_init:
+ * Sets the user PIN of @partition on every node (admin).  @failed receives
+ * how many nodes refused or were unreachable; their names go to @err.
+ */
+int km_mesh_pin_init(km_mesh *m, const char *partition, const char *pin,
+    size_t *failed, char *err, size_t errlen);
+
+#endif /* KM_MESH_ADMIN_H */

@@ -1,0 +1,378 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh/rpc.h"
+#include "mesh/view.h"
+#include "pki/pki.h"
+#include "util/err.h"
+
+#define KM_VIEW_FETCH 64
+
+struct km_view {
+	km_mesh *mesh;
+	X509_STORE *store;
+	uint64_t seq;
+	km_view_key *keys; /* live and destroyed; destroyed have state 4 */
+	size_t nkeys, cap;
+	size_t next_node; /* where the next refresh starts */
+};
+
+static int
+km_view_read(const char *path, char **out)
+{
+	uint8_t *d = NULL;
+	size_t len;
+	int r;
+
+	*out = NULL;
+	if (path == NULL || path[0] == '\0') {
+		return 0;
+	}
+	if ((r = km_read_file(path, &d, &len, 1u << 20)) != 0) {
+		return r;
+	}
+	*out = (char *)d;
+	return 0;
+}
+
+int
+km_view_new(km_mesh *m, km_view **out)
+{
+	const km_mesh_conf *c = km_mesh_conf_of(m);
+	char *ca = NULL, *crl = NULL;
+	km_view *v;
+	int r;
+
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	v->mesh = m;
+	if ((r = km_view_read(c->ca, &ca)) != 0 ||
+	    (r = km_view_read(c->crl, &crl)) != 0 ||
+	    (r = km_pki_store_load(ca, crl, &v->store)) != 0) {
+		free(ca);
+		free(crl);
+		free(v);
+		return r;
+	}
+	free(ca);
+	free(crl);
+	*out = v;
+	return 0;
+}
+
+static void
+km_view_key_clear(km_view_key *k)
+{
+	free(k->public_data);
+	free(k->policy);
+	memset(k, 0, sizeof(*k));
+}
+
+void
+km_view_free(km_view *v)
+{
+	size_t i;
+
+	if (v == NULL) {
+		return;
+	}
+	for (i = 0; i < v->nkeys; i++) {
+		km_view_key_clear(&v->keys[i]);
+	}
+	free(v->keys);
+	X509_STORE_free(v->store);
+	free(v);
+}
+
+static km_view_key *
+km_view_lookup(km_view *v, const char *key_id)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++) {
+		if (strcmp(v->keys[i].key_id, key_id) == 0) {
+			return &v->keys[i];
+		}
+	}
+	return NULL;
+}
+
+static int
+km_view_dup(const uint8_t *p, size_t n, uint8_t **out, size_t *outlen)
+{
+	*out = NULL;
+	*outlen = 0;
+	if (n == 0) {
+		return 0;
+	}
+	if ((*out = malloc(n)) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	memcpy(*out, p, n);
+	*outlen = n;
+	return 0;
+}
+
+/*
+ * The same transitions as the daemons' state machine (store/catalog.c),
+ * restricted to what a client needs.  An entry that does not apply is
+ * skipped, as the daemons consume it with no effect.
+ */
+static int
+km_view_apply(km_view *v, const km_catalog_entry *e)
+{
+	km_catalog_payload p;
+	km_view_key *k, *nk;
+	size_t i;
+	int r;
+
+	memset(&p, 0, sizeof(p));
+	if (km_catalog_payload_decode(e->type, e->payload, e->payload_len,
+		&p) != 0) {
+		return 0;
+	}
+	k = (p.key_id[0] != '\0') ? km_view_lookup(v, p.key_id) : NULL;
+	r = 0;
+	switch (e->type) {
+	case KM_CAT_KEY_CREATE:
+		if (k != NULL || p.nholders > KM_CATALOG_MAX_HOLDERS) {
+			break;
+		}
+		for (i = 0; i < v->nkeys; i++) {
+			if (v->keys[i].state != KM_KEY_DESTROYED &&
+			    strcmp(v->keys[i].label, p.label) == 0) {
+				break;
+			}
+		}
+		if (i < v->nkeys) {
+			break; /* label in use: the daemons refuse it too */
+		}
+		if (v->nkeys == v->cap) {
+			size_t ncap = v->cap ? v->cap * 2 : 16;
+			if ((nk = realloc(v->keys, ncap * sizeof(*nk))) ==
+			    NULL) {
+				r = KM_ERR_ALLOC;
+				break;
+			}
+			v->keys = nk;
+			v->cap = ncap;
+		}
+		k = &v->keys[v->nkeys];
+		memset(k, 0, sizeof(*k));
+		snprintf(k->key_id, sizeof(k->key_id), "%s", p.key_id);
+		snprintf(k->label, sizeof(k->label), "%s", p.label);
+		k->key_type = p.key_type;
+		k->bits = p.bits;
+		k->threshold = p.threshold;
+		k->epoch = p.epoch;
+		k->state = KM_KEY_PENDING;
+		k->nholders = p.nholders;
+		memcpy(k->holders, p.holders, p.nholders * sizeof(*p.holders));
+		if ((r = km_view_dup(p.public_data, p.public_len,
+			 &k->public_data, &k->public_len)) != 0 ||
+		    (r = km_view_dup(p.policy, p.policy_len, &k->policy,
+			 &k->policy_len)) != 0) {
+			km_view_key_clear(k);
+			break;
+		}
+		k->updated_seq = e->seq;
+		v->nkeys++;
+		break;
+	case KM_CAT_KEY_ACTIVATE:
+		if (k != NULL && k->state == KM_KEY_PENDING &&
+		    k->epoch == p.epoch) {
+			k->state = KM_KEY_ACTIVE;
+			k->updated_seq = e->seq;
+		}
+		break;
+	case KM_CAT_KEY_DESTROY:
+		if (k != NULL) {
+			k->state = KM_KEY_DESTROYED;
+			k->updated_seq = e->seq;
+		}
+		break;
+	case KM_CAT_RESHARE_BEGIN:
+		if (k != NULL && k->state == KM_KEY_ACTIVE) {
+			k->state = KM_KEY_RESHARING;
+			k->updated_seq = e->seq;
+		}
+		break;
+	case KM_CAT_RESHARE_ABORT:
+		if (k != NULL && k->state == KM_KEY_RESHARING) {
+			k->state = KM_KEY_ACTIVE;
+			k->updated_seq = e->seq;
+		}
+		break;
+	default:
+		/* XXX re-share commits need the pending epoch's holders and
+		 * public data, which come with RESHARE_BEGIN; added with
+		 * re-sharing (issue 7) */
+		break;
+	}
+	km_catalog_payload_free(&p);
+	return r;
+}
+
+static int
+km_view_verify(km_view *v, const km_catalog_entry *e)
+{
+	km_buf tbs;
+	int r;
+
+	km_buf_init(&tbs);
+	if ((r = km_catalog_entry_tbs(e, &tbs)) == 0) {
+		r = km_pki_verify_signed(v->store, e->signer, e->signer_len,
+		    KM_ROLE_ADMIN, tbs.data, tbs.len, e->sig, e->sig_len,
+		    NULL);
+	}
+	km_buf_free(&tbs);
+	return r;
+}
+
+/* One fetch from one node: applies what it returns. */
+static int
+km_view_fetch(km_view *v, size_t node, int timeout_ms, bool *more,
+    size_t *applied)
+{
+	km_buf req, rep;
+	uint64_t last = 0;
+	uint32_t n, j;
+	char msg[128];
+	int r;
+
+	*more = false;
+	km_buf_init(&req);
+	km_buf_init(&rep);
+	r = km_rpc_request(&req, KM_MSG_CATALOG_FETCH, NULL, 0, NULL);
+	r = r ? r : km_buf_put_u64(&req, v->seq + 1);
+	r = r ? r : km_buf_put_u32(&req, KM_VIEW_FETCH);
+	if (r == 0) {
+		r = km_rpc_call(km_mesh_client(v->mesh, node), &req, timeout_ms,
+		    &rep, msg, sizeof(msg));
+	}
+	if (r == 0 && (km_buf_get_u64(&rep, &last) != 0 ||
+			  km_buf_get_u32(&rep, &n) != 0 ||
+			  n > KM_VIEW_FETCH)) {
+		r = KM_ERR_BAD_FORMAT;
+	}
+	for (j = 0; r == 0 && j < n; j++) {
+		km_catalog_entry e;
+		const uint8_t *p;
+		size_t len;
+
+		memset(&e, 0, sizeof(e));
+		if (km_buf_get_string_ptr(&rep, &p, &len,
+			KM_CATALOG_ENTRY_MAX) != 0 ||
+		    km_catalog_entry_decode(p, len, &e) != 0) {
+			r = KM_ERR_BAD_FORMAT;
+		} else if (e.seq != v->seq + 1) {
+			r = KM_ERR_STALE;
+		} else if ((r = km_view_verify(v, &e)) == 0 &&
+		    (r = km_view_apply(v, &e)) == 0) {
+			v->seq = e.seq;
+			(*applied)++;
+		}
+		km_catalog_entry_clear(&e);
+	}
+	if (r == 0 && last > v->seq && n > 0) {
+		*more = true;
+	}
+	km_buf_free(&req);
+	km_buf_free(&rep);
+	return r;
+}
+
+int
+km_view_refresh(km_view *v, int timeout_ms, bool *changed)
+{
+	size_t count = km_mesh_count(v->mesh), tried, node, applied = 0;
+	bool more;
+	int r = KM_ERR_QUORUM;
+
+	for (tried = 0; tried < count; tried++) {
+		node = (v->next_node + tried) % count;
+		do {
+			r = km_view_fetch(v, node, timeout_ms, &more,
+			    &applied);
+		} while (r == 0 && more);
+		if (r == 0) {
+			v->next_node = node;
+			break;
+		}
+		if (r == KM_ERR_VERIFY || r == KM_ERR_AUTH ||
+		    r == KM_ERR_REVOKED) {
+			/* a node served an entry that is not the admin's:
+			 * try another node */
+			continue;
+		}
+	}
+	if (changed != NULL) {
+		*changed = applied > 0;
+	}
+	return r;
+}
+
+uint64_t
+km_view_seq(const km_view *v)
+{
+	return v->seq;
+}
+
+size_t
+km_view_count(const km_view *v)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < v->nkeys; i++) {
+		n += v->keys[i].state != KM_KEY_DESTROYED;
+	}
+	return n;
+}
+
+const km_view_key *
+km_view_at(const km_view *v, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < v->nkeys; j++) {
+		if (v->keys[j].state == KM_KEY_DESTROYED) {
+			continue;
+		}
+		if (i-- == 0) {
+			return &v->keys[j];
+		}
+	}
+	return NULL;
+}
+
+const km_view_key *
+km_view_find(const km_view *v, const char *key_id)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++) {
+		if (v->keys[i].state != KM_KEY_DESTROYED &&
+		    strcmp(v->keys[i].key_id, key_id) == 0) {
+			return &v->keys[i];
+		}
+	}
+	return NULL;
+}
+
+const km_view_key *
+km_view_find_label(const km_view *v, const char *label)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++) {
+		if (v->keys[i].state != KM_KEY_DESTROYED &&
+		    strcmp(v->keys[i].label, label) == 0) {
+			return &v->keys[i];
+		}
+	}
+	return NULL;
+}

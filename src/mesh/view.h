@@ -1,0 +1,66 @@
+/*
+ * A client's signed view of the mesh's keys.
+ *
+ * The client fetches the catalog entries from any node and checks each
+ * one's admin signature itself (the mesh CA and CRL from its config), then
+ * replays them in order into an in-memory key table, exactly as every
+ * daemon's state machine does.  No node can show a client a key or a share
+ * map the admin did not sign.
+ */
+#ifndef KM_MESH_VIEW_H
+#define KM_MESH_VIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mesh/client.h"
+#include "store/catalog.h"
+
+/* A live key as the view knows it. */
+typedef struct km_view_key {
+	char key_id[KM_NAME_MAX + 1];
+	char label[KM_NAME_MAX + 1];
+	uint32_t key_type; /* KM_KEY_RSA, KM_KEY_EC_P256, KM_KEY_EC_P384 */
+	uint32_t bits;
+	uint32_t threshold;
+	uint32_t epoch;
+	uint32_t state; /* KM_KEY_PENDING, KM_KEY_ACTIVE, KM_KEY_RESHARING */
+	size_t nholders;
+	km_catalog_holder holders[KM_CATALOG_MAX_HOLDERS];
+	uint8_t *public_data; /* km_rsa_pub / km_ec_pub encoding */
+	size_t public_len;
+	uint8_t *policy;
+	size_t policy_len;
+	uint64_t updated_seq;
+} km_view_key;
+
+typedef struct km_view km_view;
+
+/** km_view_new: an empty view checking signatures against @m's CA. */
+int km_view_new(km_mesh *m, km_view **out);
+void km_view_free(km_view *v);
+
+/**
+ * km_view_refresh:
+ * Fetches entries after the last one applied from the first node that
+ * answers (in config order, starting from a rotating position) and
+ * applies them.  Entries whose signature fails are refused and the
+ * refresh stops there (KM_ERR_VERIFY).
+ * @changed: set true when any entry was applied (may be NULL).
+ */
+int km_view_refresh(km_view *v, int timeout_ms, bool *changed);
+
+/** km_view_seq: the last applied catalog sequence number. */
+uint64_t km_view_seq(const km_view *v);
+
+/** km_view_count / km_view_at: the live keys (not destroyed). */
+size_t km_view_count(const km_view *v);
+const km_view_key *km_view_at(const km_view *v, size_t i);
+
+/** km_view_find: by key id, or NULL. */
+const km_view_key *km_view_find(const km_view *v, const char *key_id);
+/** km_view_find_label: by label, or NULL. */
+const km_view_key *km_view_find_label(const km_view *v, const char *label);
+
+#endif /* KM_MESH_VIEW_H */
