@@ -58,7 +58,39 @@ case "${1:-}" in
 demo)
 	install_deps
 	build --enable-strict
-	exec "$top/tools/keymesh-tlsdemo" "$@"
+	demo_dir="${KEYMESH_DEMO_DIR:-$top/demo-mesh}"
+	km="$top/tools/keymesh"
+	echo
+	echo "== 1. Mutual TLS 1.3 between three mesh nodes"
+	"$top/tools/keymesh-tlsdemo"
+	echo
+	echo "== 2. A 5-node mesh, any 3 of 5 can sign (in $demo_dir)"
+	"$km" dev down --dir "$demo_dir" >/dev/null 2>&1 || true
+	rm -rf "$demo_dir"
+	eval "$("$km" dev up --dir "$demo_dir" --nodes 5 --threshold 3)"
+	"$km" status
+	echo
+	echo "== 3. Keys that never exist whole: RSA by a dealer, EC by DKG"
+	"$km" key create --type rsa:2048 --label demo-rsa
+	"$km" key create --type ec:p256 --label demo-ec
+	"$km" key list
+	if [ -f "$KEYMESH_MODULE" ] && command -v pkcs11-tool >/dev/null; then
+		echo
+		echo "== 4. A threshold signature through the PKCS#11 module"
+		printf 'hello from keymesh\n' > "$demo_dir/msg.txt"
+		pkcs11-tool --module "$KEYMESH_MODULE" --login --pin "$KEYMESH_PIN" \
+			--sign --mechanism SHA256-RSA-PKCS --label demo-rsa \
+			--input-file "$demo_dir/msg.txt" \
+			--output-file "$demo_dir/msg.sig" 2>&1 | grep -v '^Using'
+		pkcs11-tool --module "$KEYMESH_MODULE" --read-object --type pubkey \
+			--label demo-rsa --output-file "$demo_dir/pub.der" >/dev/null 2>&1
+		openssl dgst -sha256 -keyform DER -verify "$demo_dir/pub.der" \
+			-signature "$demo_dir/msg.sig" "$demo_dir/msg.txt"
+	fi
+	echo
+	echo "The mesh is still running. To use it from your shell:"
+	echo "  eval \"\$(./tools/keymesh dev env --dir $demo_dir)\""
+	echo "To stop it:  ./tools/keymesh dev down --dir $demo_dir"
 	;;
 test)
 	install_deps
