@@ -135,7 +135,98 @@ kmc_cert_revoke(int argc, char **argv)
 	}
 }
 
+/* keymesh mesh init: the CA plus the operator's admin identity. */
+static int
+kmc_mesh_init(int argc, char **argv)
+{
+	static const char *const names[] = { "dir", "admin" };
+	const char *v[2];
+	const char *admin;
+	int r;
+
+	if ((r = kmc_opts("mesh init", argc, argv, names, v, 2)) != 0) {
+		return r;
+	}
+	if (v[0] == NULL) {
+		return kmc_usage("mesh init", "--dir is required");
+	}
+	admin = v[1] ? v[1] : "admin";
+	if (!km_name_valid(admin)) {
+		return kmc_fail("mesh init", "invalid admin name '%s'", admin);
+	}
+	switch ((r = km_pki_ca_init(v[0], 0))) {
+	case 0:
+		break;
+	case KM_ERR_NOT_FOUND:
+		return kmc_fail("mesh init", "directory %s does not exist",
+		    v[0]);
+	case KM_ERR_EXISTS:
+		return kmc_fail("mesh init", "a mesh CA already exists in %s",
+		    v[0]);
+	default:
+		return kmc_fail("mesh init", "cannot create the CA in %s: %s",
+		    v[0], km_strerror(r));
+	}
+	if ((r = km_pki_cert_issue(v[0], KM_ROLE_ADMIN, admin, 0)) != 0) {
+		return kmc_fail("mesh init", "cannot issue the admin identity: "
+					     "%s",
+		    km_strerror(r));
+	}
+	printf("mesh created in %s: CA and admin identity '%s'\n", v[0],
+	    admin);
+	return 0;
+}
+
+/* keymesh node|client enroll: cert issue with the kind implied. */
+static int
+kmc_enroll(const char *cmd, const char *kind, int argc, char **argv)
+{
+	static const char *const names[] = { "dir", "name", "days" };
+	const char *v[3];
+	char *args[8];
+	int r, n = 0;
+
+	if ((r = kmc_opts(cmd, argc, argv, names, v, 3)) != 0) {
+		return r;
+	}
+	if (v[0] == NULL || v[1] == NULL) {
+		return kmc_usage(cmd, "--dir and --name are required");
+	}
+	args[n++] = (char *)"--dir";
+	args[n++] = (char *)v[0];
+	args[n++] = (char *)"--kind";
+	args[n++] = (char *)kind;
+	args[n++] = (char *)"--name";
+	args[n++] = (char *)v[1];
+	if (v[2] != NULL) {
+		args[n++] = (char *)"--days";
+		args[n++] = (char *)v[2];
+	}
+	return kmc_cert_issue(n, args);
+}
+
+static int
+kmc_node_enroll(int argc, char **argv)
+{
+	return kmc_enroll("node enroll", "node", argc, argv);
+}
+
+static int
+kmc_client_enroll(int argc, char **argv)
+{
+	return kmc_enroll("client enroll", "client", argc, argv);
+}
+
 const kmc_command kmc_pki_commands[] = {
+	{ "mesh", "init", "--dir DIR [--admin NAME]",
+	    "create a mesh: its CA and the operator's admin identity",
+	    kmc_mesh_init },
+	{ "node", "enroll", "--dir DIR --name NAME [--days N]",
+	    "issue a node identity (same as cert issue --kind node)",
+	    kmc_node_enroll },
+	{ "client", "enroll", "--dir DIR --name NAME [--days N]",
+	    "issue a client identity (same as cert issue --kind client)",
+	    kmc_client_enroll },
 	{ "ca", "init", "--dir DIR", "create the mesh CA in an existing DIR",
 	    kmc_ca_init },
 	{ "cert", "issue", "--dir DIR --kind node|client|admin --name NAME "

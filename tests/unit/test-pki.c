@@ -12,6 +12,7 @@
 
 #include "kmt.h"
 #include "pki/pki.h"
+#include "pki/seal.h"
 #include "util/err.h"
 #include "util/util.h"
 
@@ -267,9 +268,110 @@ test_cli(void)
 		      dir, err) == 1);
 	CU_ASSERT(cli_lines(err) == 1);
 	CU_ASSERT(kmt_run("%s frobnicate 2>/dev/null", km) == 2);
+	/* the enrolment shorthands */
+	CU_ASSERT(kmt_run("mkdir %s/m && %s mesh init --dir %s/m >/dev/null",
+		      dir, km, dir) == 0);
+	CU_ASSERT(kmt_run("openssl x509 -in %s/m/certs/admin.crt -noout -ext "
+			  "subjectAltName | grep -q 'URI:keymesh:admin:admin'",
+		      dir) == 0);
+	CU_ASSERT(kmt_run("%s node enroll --dir %s/m --name n1 >/dev/null && "
+			  "%s client enroll --dir %s/m --name app >/dev/null",
+		      km, dir, km, dir) == 0);
+	CU_ASSERT(kmt_run("openssl x509 -in %s/m/certs/app.crt -noout -ext "
+			  "subjectAltName | grep -q 'URI:keymesh:client:app'",
+		      dir) == 0);
+	CU_ASSERT(kmt_run("%s node enroll --dir %s/m --name n1 2>%s", km, dir,
+		      err) == 1);
+	CU_ASSERT(cli_lines(err) == 1);
+}
+
+static void
+test_seal(void)
+{
+	static const uint8_t msg[] = "a DKG share for one party only";
+	EVP_PKEY *a = EVP_EC_gen("P-256"), *b = EVP_EC_gen("P-256");
+	km_buf box, out;
+
+	CU_ASSERT_FATAL(a != NULL && b != NULL);
+	km_buf_init(&box);
+	km_buf_init_secure(&out);
+	CU_ASSERT_FATAL(km_seal(a, "ctx", 3, msg, sizeof(msg), &box) == 0);
+	CU_ASSERT(box.len == sizeof(msg) + KM_SEAL_OVERHEAD);
+	CU_ASSERT(memmem(box.data, box.len, "one party", 9) == NULL);
+	CU_ASSERT(km_unseal(a, "ctx", 3, box.data, box.len, &out) == 0);
+	CU_ASSERT(out.len == sizeof(msg) &&
+	    memcmp(out.data, msg, sizeof(msg)) == 0);
+	km_buf_reset(&out);
+	/* not for b; not in another context; not tampered */
+	CU_ASSERT(km_unseal(b, "ctx", 3, box.data, box.len, &out) ==
+	    KM_ERR_VERIFY);
+	CU_ASSERT(km_unseal(a, "cty", 3, box.data, box.len, &out) ==
+	    KM_ERR_VERIFY);
+	box.data[box.len - 20] ^= 1;
+	CU_ASSERT(km_unseal(a, "ctx", 3, box.data, box.len, &out) ==
+	    KM_ERR_VERIFY);
+	CU_ASSERT(out.len == 0);
+	CU_ASSERT(km_unseal(a, "ctx", 3, box.data, 10, &out) ==
+	    KM_ERR_BAD_FORMAT);
+	box.data[0] = 9;
+	CU_ASSERT(km_unseal(a, "ctx", 3, box.data, box.len, &out) ==
+	    KM_ERR_BAD_VERSION);
+	km_buf_free(&box);
+	km_buf_free(&out);
+	EVP_PKEY_free(a);
+	EVP_PKEY_free(b);
+}
+
+static void
+test_sign_verify_signed(void)
+{
+	const char *dir = kmt_tmpdir();
+	char path[4200];
+	X509_STORE *st;
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	uint8_t *der = NULL, *sig = NULL;
+	size_t siglen = 0;
+	km_identity id;
+	int derlen;
+
+	CU_ASSERT_FATAL(km_pki_ca_init(dir, 0) == 0);
+	CU_ASSERT_FATAL(km_pki_cert_issue(dir, KM_ROLE_ADMIN, "op", 0) == 0);
+	CU_ASSERT_FATAL(km_pki_cert_issue(dir, KM_ROLE_NODE, "n1", 0) == 0);
+	km_pki_path(path, sizeof(path), dir, "op", ".key");
+	CU_ASSERT_FATAL(km_pki_load_key(path, &key) == 0);
+	km_pki_path(path, sizeof(path), dir, "op", ".crt");
+	CU_ASSERT_FATAL(km_pki_load_cert(path, &x) == 0);
+	derlen = i2d_X509(x, &der);
+	CU_ASSERT_FATAL(derlen > 0);
+	st = load_store(dir);
+	CU_ASSERT(km_pki_sign(key, "entry", 5, &sig, &siglen) == 0);
+	CU_ASSERT(km_pki_verify_signed(st, der, (size_t)derlen, KM_ROLE_ADMIN,
+		      "entry", 5, sig, siglen, &id) == 0);
+	CU_ASSERT(strcmp(id.name, "op") == 0);
+	CU_ASSERT(km_pki_verify_signed(st, der, (size_t)derlen, KM_ROLE_ADMIN,
+		      "entrz", 5, sig, siglen, NULL) == KM_ERR_VERIFY);
+	CU_ASSERT(km_pki_verify_signed(st, der, (size_t)derlen, KM_ROLE_NODE,
+		      "entry", 5, sig, siglen, NULL) == KM_ERR_AUTH);
+	CU_ASSERT(km_pki_verify_signed(st, der, (size_t)derlen - 1,
+		      KM_ROLE_ADMIN, "entry", 5, sig, siglen, NULL) ==
+	    KM_ERR_BAD_FORMAT);
+	X509_STORE_free(st);
+	/* once revoked, its signatures count for nothing */
+	CU_ASSERT(km_pki_cert_revoke(dir, "op") == 0);
+	st = load_store(dir);
+	CU_ASSERT(km_pki_verify_signed(st, der, (size_t)derlen, KM_ROLE_ADMIN,
+		      "entry", 5, sig, siglen, NULL) == KM_ERR_REVOKED);
+	X509_STORE_free(st);
+	free(sig);
+	OPENSSL_free(der);
+	X509_free(x);
+	EVP_PKEY_free(key);
 }
 
 static const kmt_test pki_tests[] = {
+	{ "seal", test_seal },
+	{ "sign_verify_signed", test_sign_verify_signed },
 	{ "ca_init", test_ca_init },
 	{ "issue_and_verify", test_issue_and_verify },
 	{ "other_ca_refused", test_other_ca_refused },
