@@ -169,6 +169,11 @@ int kmd_dkg_coordinate(kmd_state *st, const struct km_req_hdr *h,
     size_t msglen);
 void kmd_dkg_free_all(kmd_state *st);
 
+/* reshare.c: re-sharing a key to a new epoch (coordinator and party) */
+int kmd_do_reshare_step(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *h, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+
 /* fault.c: fault injection, compiled in only with --enable-test-hooks */
 void kmd_fault_init(kmd_state *st);
 void kmd_fault_dealing(const char *key_id);
@@ -181,6 +186,8 @@ int kmd_fault_tamper_rsa(const struct km_rsa_pub *pub,
 bool kmd_pin_acceptable(const char *pin);
 int kmd_pin_set(kmd_state *st, const char *partition, const char *pin);
 int kmd_pin_check(kmd_state *st, const char *partition, const char *pin);
+/* kmd_pin_locked_ms: how long logins to @partition stay refused (0). */
+uint64_t kmd_pin_locked_ms(const char *partition);
 int kmd_ticket_issue(kmd_state *st, const km_identity *client,
     const char *partition, uint8_t ticket[32], uint64_t *expires_ms);
 int kmd_ticket_check(kmd_state *st, const km_identity *client,

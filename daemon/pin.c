@@ -37,6 +37,9 @@
 #define KMD_PIN_MAX 64
 #define KMD_TICKETS_MAX 4096
 
+static int kmd_pin_check_once(kmd_state *st, const char *partition,
+    const char *pin);
+
 static int
 kmd_pin_scrypt(const char *pin, const uint8_t salt[KMD_PIN_SALT],
     uint64_t n, uint32_t rr, uint32_t p, uint8_t out[KMD_PIN_HASH])
@@ -118,8 +121,90 @@ out:
 	return r;
 }
 
+/*
+ * Throttling: after KMD_PIN_TRIES consecutive wrong PINs for a partition,
+ * this daemon refuses logins to it for KMD_PIN_LOCK_MS (each daemon on its
+ * own, like a token's retry counter, but self-clearing so a guessing
+ * attacker gets ~10 tries a minute and an honest user is not locked out
+ * for good).
+ */
+#define KMD_PIN_TRIES 10
+#define KMD_PIN_LOCK_MS 60000u
+#define KMD_PIN_SLOTS 16
+
+static struct {
+	char partition[KM_NAME_MAX + 1];
+	unsigned failures;
+	uint64_t locked_until;
+} kmd_pin_fail[KMD_PIN_SLOTS];
+static pthread_mutex_t kmd_pin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+kmd_pin_slot(const char *partition)
+{
+	int i, free_slot = -1;
+
+	for (i = 0; i < KMD_PIN_SLOTS; i++) {
+		if (strcmp(kmd_pin_fail[i].partition, partition) == 0) {
+			return i;
+		}
+		if (free_slot < 0 && kmd_pin_fail[i].partition[0] == '\0') {
+			free_slot = i;
+		}
+	}
+	if (free_slot >= 0) {
+		snprintf(kmd_pin_fail[free_slot].partition,
+		    sizeof(kmd_pin_fail[free_slot].partition), "%s", partition);
+	}
+	return free_slot;
+}
+
+uint64_t
+kmd_pin_locked_ms(const char *partition)
+{
+	uint64_t now = km_now_ms(), left = 0;
+	int i;
+
+	pthread_mutex_lock(&kmd_pin_lock);
+	if ((i = kmd_pin_slot(partition)) >= 0 &&
+	    kmd_pin_fail[i].locked_until > now) {
+		left = kmd_pin_fail[i].locked_until - now;
+	}
+	pthread_mutex_unlock(&kmd_pin_lock);
+	return left;
+}
+
+static void
+kmd_pin_record(const char *partition, bool ok)
+{
+	int i;
+
+	pthread_mutex_lock(&kmd_pin_lock);
+	if ((i = kmd_pin_slot(partition)) >= 0) {
+		if (ok) {
+			kmd_pin_fail[i].failures = 0;
+		} else if (++kmd_pin_fail[i].failures >= KMD_PIN_TRIES) {
+			kmd_pin_fail[i].failures = 0;
+			kmd_pin_fail[i].locked_until = km_now_ms() +
+			    KMD_PIN_LOCK_MS;
+		}
+	}
+	pthread_mutex_unlock(&kmd_pin_lock);
+}
+
 int
 kmd_pin_check(kmd_state *st, const char *partition, const char *pin)
+{
+	int r = kmd_pin_check_once(st, partition, pin);
+
+	if (r == 0 || r == KM_ERR_PIN) {
+		kmd_pin_record(partition, r == 0);
+	}
+	return r;
+}
+
+static int
+kmd_pin_check_once(kmd_state *st, const char *partition, const char *pin)
 {
 	uint8_t salt[KMD_PIN_SALT], want[KMD_PIN_HASH], got[KMD_PIN_HASH];
 	char path[4200], hs[80], hh[80];

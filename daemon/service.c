@@ -123,6 +123,15 @@ kmd_do_login(kmd_req *q)
 		goto out;
 	}
 	snprintf(q->op, sizeof(q->op), "login:%s", partition);
+	if (kmd_pin_locked_ms(partition) > 0) {
+		r = kmd_reject(q, KM_ERR_BUSY,
+		    "too many wrong PINs for partition %s: logins refused for "
+		    "%llu s",
+		    partition,
+		    (unsigned long long)(kmd_pin_locked_ms(partition) / 1000 +
+			1));
+		goto out;
+	}
 	if ((r = kmd_pin_check(q->st, partition, pin)) != 0) {
 		if (r == KM_ERR_STATE) {
 			r = kmd_reject(q, r,
@@ -281,6 +290,9 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_DKG_ROUND:
 		return kmd_do_dkg_round(q->st, q->peer, q->hdr, q->in, q->out,
 		    q->msg, sizeof(q->msg));
+	case KM_MSG_RESHARE_STEP:
+		return kmd_do_reshare_step(q->st, q->peer, q->hdr, q->in,
+		    q->out, q->msg, sizeof(q->msg));
 	case KM_MSG_CATALOG_APPEND:
 		return kmd_do_catalog_append(q->st, q->peer, q->in, q->out,
 		    q->msg, sizeof(q->msg));

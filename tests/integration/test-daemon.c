@@ -808,6 +808,27 @@ test_dealer_leaves_no_secret(void)
 	BN_clear_free(v[1]);
 }
 
+/* Guessing PINs: ten wrong ones lock the partition on that node for a
+ * while, even against the right PIN.  Runs last: it locks node3. */
+static void
+test_pin_guessing_throttled(void)
+{
+	uint8_t t[KM_PROTO_TICKET_LEN];
+	char msg[256];
+	int i;
+
+	for (i = 0; i < 10; i++) {
+		CU_ASSERT(km_ops_login(km_mesh_client(client, 2), "default",
+			      "0000", TMO, t, msg, sizeof(msg)) == KM_ERR_PIN);
+	}
+	CU_ASSERT(km_ops_login(km_mesh_client(client, 2), "default", mesh.pin,
+		      TMO, t, msg, sizeof(msg)) == KM_ERR_BUSY);
+	CU_ASSERT(strstr(msg, "too many wrong PINs") != NULL);
+	/* other nodes decide on their own */
+	CU_ASSERT(km_ops_login(km_mesh_client(client, 3), "default", mesh.pin,
+		      TMO, t, msg, sizeof(msg)) == 0);
+}
+
 static const kmt_test daemon_tests[] = {
 	{ "rsa_partials_any_three_verify", test_rsa_any_three },
 	{ "ecdh_partials_any_three_match_openssl", test_ecdh_any_three },
@@ -815,6 +836,7 @@ static const kmt_test daemon_tests[] = {
 	{ "import_leaves_no_secret", test_import_leaves_no_secret },
 	{ "dealer_leaves_no_secret", test_dealer_leaves_no_secret },
 	{ "kill9_during_create", test_kill9_during_create },
+	{ "pin_guessing_throttled", test_pin_guessing_throttled },
 	KMT_END,
 };
 
