@@ -1,5 +1,6 @@
 /*
- * keymesh status | pin init | key create|import|list|destroy | audit verify
+ * keymesh status | pin init | key create|import|list|destroy|reshare |
+ * audit verify
  *
  * Every command finds its mesh from --conf FILE, else $KEYMESH_CONF, else
  * the system client config, and speaks to the daemons as the admin
@@ -399,6 +400,75 @@ kmc_audit_verify(int argc, char **argv)
 	return 0;
 }
 
+static int
+kmc_key_reshare(int argc, char **argv)
+{
+	static const char *const names[] = { "conf", "label", "threshold",
+		"members" };
+	const char *v[4];
+	const char *members[KM_CATALOG_MAX_HOLDERS];
+	char list[KM_CATALOG_MAX_HOLDERS * (KM_NAME_MAX + 1)];
+	char err[512], *tok, *save = NULL, *end;
+	km_mesh_conf mc;
+	km_mesh *m = NULL;
+	size_t nm = 0;
+	uint32_t k = 0, epoch = 0;
+	unsigned long t;
+	int r;
+
+	if ((r = kmc_opts("key reshare", argc, argv, names, v, 4)) != 0) {
+		return r;
+	}
+	if (v[1] == NULL) {
+		return kmc_usage("key reshare", "--label is required");
+	}
+	if (v[2] != NULL) {
+		t = strtoul(v[2], &end, 10);
+		if (*v[2] == '\0' || *end != '\0' || t == 0 ||
+		    t > KM_CATALOG_MAX_HOLDERS) {
+			return kmc_fail("key reshare",
+			    "invalid --threshold '%s'", v[2]);
+		}
+		k = (uint32_t)t;
+	}
+	if (v[3] != NULL) {
+		if (strlen(v[3]) >= sizeof(list)) {
+			return kmc_fail("key reshare",
+			    "--members is too long");
+		}
+		snprintf(list, sizeof(list), "%s", v[3]);
+		for (tok = strtok_r(list, ",", &save); tok != NULL;
+		     tok = strtok_r(NULL, ",", &save)) {
+			if (nm == KM_CATALOG_MAX_HOLDERS ||
+			    !km_name_valid(tok)) {
+				return kmc_fail("key reshare",
+				    "invalid --members '%s': use "
+				    "node1,node2,... (a node named twice "
+				    "holds two shares)",
+				    v[3]);
+			}
+			members[nm++] = tok;
+		}
+		if (nm == 0) {
+			return kmc_fail("key reshare", "--members is empty");
+		}
+	}
+	if ((r = kmc_open("key reshare", v[0], KM_ROLE_ADMIN, &mc, &m)) != 0) {
+		return r;
+	}
+	/* no banner: an error before the coordinator starts is one line */
+	r = km_mesh_key_reshare(m, v[1], k, nm ? members : NULL, nm,
+	    kmc_progress, NULL, &epoch, err, sizeof(err));
+	km_mesh_close(m);
+	if (r != 0) {
+		return kmc_fail("key reshare", "%s", err);
+	}
+	printf("re-shared key '%s': epoch %u is current; the old shares are "
+	       "deleted\n",
+	    v[1], epoch);
+	return 0;
+}
+
 const kmc_command kmc_key_commands[] = {
 	{ "status", "", "[--conf FILE]",
 	    "show each node: up or down, version, shares held",
@@ -418,6 +488,11 @@ const kmc_command kmc_key_commands[] = {
 	    kmc_key_list },
 	{ "key", "destroy", "--label L|ID [--conf FILE]",
 	    "destroy a key and every share of it", kmc_key_destroy },
+	{ "key", "reshare",
+	    "--label L|ID [--threshold K] [--members node1,node2,...] "
+	    "[--conf FILE]",
+	    "re-share a key: same public key, new shares, old ones deleted",
+	    kmc_key_reshare },
 	{ "audit", "verify", "--state-dir DIR",
 	    "check the hash chain of a node's audit log", kmc_audit_verify },
 	{ NULL, NULL, NULL, NULL, NULL },

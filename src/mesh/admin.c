@@ -14,6 +14,7 @@
 #include "crypto/shamir.h"
 #include "mesh/admin.h"
 #include "mesh/rpc.h"
+#include "mesh/view.h"
 #include "pki/pki.h"
 #include "util/err.h"
 #include "util/secmem.h"
@@ -21,6 +22,7 @@
 
 #define KM_ADMIN_TIMEOUT_MS 5000
 #define KM_KEYGEN_TIMEOUT_MS (30 * 60 * 1000)
+#define KM_RESHARE_TIMEOUT_MS (2 * 60 * 1000)
 
 #define km_fail(err, errlen, r, ...) \
 	(snprintf((err), (errlen), __VA_ARGS__), (r))
@@ -724,6 +726,282 @@ km_mesh_key_destroy(km_mesh *m, const char *label_or_id, char *err,
 	p.type = KM_CAT_KEY_DESTROY;
 	snprintf(p.key_id, sizeof(p.key_id), "%s", key.key_id);
 	return km_mesh_append(m, &p, &applied, err, errlen);
+}
+
+/* Drops the prepared shares of @epoch on every node that answers. */
+static void
+km_mesh_abort_epoch(km_mesh *m, const char *key_id, uint32_t epoch)
+{
+	size_t i;
+
+	for (i = 0; i < km_mesh_count(m); i++) {
+		km_buf req, rep;
+		char msg[128];
+
+		km_buf_init(&req);
+		km_buf_init(&rep);
+		if (km_rpc_request(&req, KM_MSG_SHARE_ABORT, key_id, epoch,
+			NULL) == 0) {
+			(void)km_rpc_call(km_mesh_client(m, i), &req,
+			    KM_ADMIN_TIMEOUT_MS, &rep, msg, sizeof(msg));
+		}
+		km_buf_free(&req);
+		km_buf_free(&rep);
+	}
+}
+
+static int
+km_mesh_reshare_entry(km_mesh *m, uint32_t type, const char *key_id,
+    uint32_t epoch, uint32_t threshold, const km_catalog_holder *holders,
+    size_t nholders, const uint8_t *pub, size_t publen, char *err,
+    size_t errlen)
+{
+	km_catalog_payload p;
+	size_t applied = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.type = type;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", key_id);
+	p.epoch = epoch;
+	p.threshold = threshold;
+	p.nholders = nholders;
+	p.holders = (km_catalog_holder *)holders;
+	p.public_data = (uint8_t *)pub;
+	p.public_len = publen;
+	return km_mesh_append(m, &p, &applied, err, errlen);
+}
+
+/* A reshare-step request: round 0 (start) or 8 (authorise). */
+static int
+km_mesh_reshare_req(km_buf *req, uint32_t round, const char *key_id,
+    uint32_t epoch, uint32_t threshold, const km_catalog_holder *holders,
+    size_t n)
+{
+	size_t i;
+	int r;
+
+	km_buf_reset(req);
+	r = km_rpc_request(req, KM_MSG_RESHARE_STEP, key_id, epoch, NULL);
+	r = r ? r : km_buf_put_u32(req, round);
+	r = r ? r : km_buf_put_u32(req, epoch + 1);
+	r = r ? r : km_buf_put_u32(req, threshold);
+	r = r ? r : km_buf_put_u32(req, (uint32_t)n);
+	for (i = 0; r == 0 && i < n; i++) {
+		r = km_buf_put_u32(req, holders[i].index);
+		r = r ? r : km_buf_put_cstring(req, holders[i].node);
+	}
+	return r;
+}
+
+/* The catalog's view of a key, fresh, by label or id. */
+static int
+km_mesh_view_key(km_view *v, const char *label_or_id, const km_view_key **k,
+    char *err, size_t errlen)
+{
+	int r;
+
+	if ((r = km_view_refresh(v, KM_ADMIN_TIMEOUT_MS, NULL)) != 0) {
+		return km_fail(err, errlen, r, "cannot read the catalog: %s",
+		    km_strerror(r));
+	}
+	*k = km_view_find(v, label_or_id);
+	if (*k == NULL || (*k)->state == KM_KEY_DESTROYED) {
+		*k = km_view_find_label(v, label_or_id);
+	}
+	if (*k == NULL || (*k)->state == KM_KEY_DESTROYED) {
+		return km_fail(err, errlen, KM_ERR_NOT_FOUND,
+		    "no key '%s' in the catalog", label_or_id);
+	}
+	return 0;
+}
+
+int
+km_mesh_key_reshare(km_mesh *m, const char *label_or_id,
+    uint32_t new_threshold, const char *const *members, size_t nmembers,
+    km_mesh_progress_fn progress, void *arg, uint32_t *new_epoch, char *err,
+    size_t errlen)
+{
+	km_catalog_holder holders[KM_CATALOG_MAX_HOLDERS];
+	char key_id[KM_NAME_MAX + 1], line[300];
+	const km_view_key *k = NULL;
+	km_node_status st;
+	km_view *v = NULL;
+	km_buf req, rep;
+	const uint8_t *pub;
+	size_t n = 0, i, j, publen, coord = SIZE_MAX;
+	uint32_t epoch, key_type, threshold;
+	int r;
+
+	km_buf_init(&req);
+	km_buf_init(&rep);
+	if ((r = km_view_new(m, &v)) != 0) {
+		r = km_fail(err, errlen, r, "cannot read the catalog: %s",
+		    km_strerror(r));
+		goto out;
+	}
+	if ((r = km_mesh_view_key(v, label_or_id, &k, err, errlen)) != 0) {
+		goto out;
+	}
+	if (k->state == KM_KEY_RESHARING) {
+		/* an earlier re-share stopped between BEGIN and COMMIT: its
+		 * epoch never became current; drop it, then start afresh */
+		snprintf(line, sizeof(line),
+		    "aborting the interrupted re-share to epoch %u",
+		    k->next_epoch);
+		if (progress != NULL) {
+			progress(arg, line);
+		}
+		if ((r = km_mesh_reshare_entry(m, KM_CAT_RESHARE_ABORT,
+			 k->key_id, k->next_epoch, 0, NULL, 0, NULL, 0, err,
+			 errlen)) != 0 ||
+		    (r = km_mesh_view_key(v, label_or_id, &k, err, errlen)) !=
+			0) {
+			goto out;
+		}
+	}
+	if (k->state != KM_KEY_ACTIVE) {
+		r = km_fail(err, errlen, KM_ERR_STATE,
+		    "key '%s' is not active (state %u)", label_or_id,
+		    k->state);
+		goto out;
+	}
+	snprintf(key_id, sizeof(key_id), "%s", k->key_id);
+	epoch = k->epoch;
+	key_type = k->key_type;
+	if (members == NULL) {
+		/* the same holders, each index re-dealt where it is now */
+		for (i = 1; i <= KM_CATALOG_MAX_HOLDERS && n < k->nholders;
+		     i++) {
+			for (j = 0; j < k->nholders; j++) {
+				if (k->holders[j].index == i) {
+					holders[n] = k->holders[j];
+					holders[n].index = (uint32_t)(n + 1);
+					n++;
+				}
+			}
+		}
+	} else {
+		if (nmembers == 0 || nmembers > KM_CATALOG_MAX_HOLDERS) {
+			r = km_fail(err, errlen, KM_ERR_INVALID_ARG,
+			    "a key has 1..%d holders, not %zu",
+			    KM_CATALOG_MAX_HOLDERS, nmembers);
+			goto out;
+		}
+		for (i = 0; i < nmembers; i++) {
+			if (members[i] == NULL ||
+			    km_mesh_find(m, members[i]) < 0) {
+				r = km_fail(err, errlen, KM_ERR_INVALID_ARG,
+				    "'%s' is not a node of this mesh",
+				    members[i] ? members[i] : "");
+				goto out;
+			}
+			holders[n].index = (uint32_t)(n + 1);
+			snprintf(holders[n].node, sizeof(holders[n].node),
+			    "%s", members[i]);
+			n++;
+		}
+	}
+	threshold = new_threshold ? new_threshold : k->threshold;
+	if (threshold == 0 || threshold > n) {
+		r = km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "threshold %u is not in 1..%zu (the new holder count)",
+		    threshold, n);
+		goto out;
+	}
+	if (key_type == KM_KEY_RSA &&
+	    (threshold < 2 || n > KM_RSA_MAX_HOLDERS)) {
+		r = km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "an RSA key is re-shared to at most %d holders with a "
+		    "threshold of at least 2",
+		    KM_RSA_MAX_HOLDERS);
+		goto out;
+	}
+	for (i = 0; i < km_mesh_count(m) && coord == SIZE_MAX; i++) {
+		if (km_mesh_status(m, i, KM_ADMIN_TIMEOUT_MS, &st, NULL,
+			NULL) == 0) {
+			coord = i;
+		}
+	}
+	if (coord == SIZE_MAX) {
+		r = km_fail(err, errlen, KM_ERR_QUORUM,
+		    "no node is reachable");
+		goto out;
+	}
+	if (progress != NULL) {
+		snprintf(line, sizeof(line),
+		    "%s coordinates: epoch %u -> %u, %u of %zu",
+		    km_mesh_name(m, coord), epoch, epoch + 1, threshold, n);
+		progress(arg, line);
+	}
+	/* 1: every daemon learns what the admin decided; a daemon deals or
+	 * takes a share only for exactly that (a coordinator cannot change
+	 * it).  Nodes that are down will not take part anyway. */
+	for (i = 0, j = 0; i < km_mesh_count(m); i++) {
+		if ((r = km_mesh_reshare_req(&req, 8, key_id, epoch, threshold,
+			 holders, n)) != 0) {
+			goto out;
+		}
+		/* a node that refuses (down, or its catalog lags) and is
+		 * needed makes the coordinator's hello fail, with its
+		 * reason */
+		if (km_rpc_call(km_mesh_client(m, i), &req,
+			KM_ADMIN_TIMEOUT_MS, &rep, line, sizeof(line)) == 0) {
+			j++;
+		}
+	}
+	if (j == 0) {
+		r = km_fail(err, errlen, KM_ERR_QUORUM,
+		    "no node accepted the re-share: %s", line);
+		goto out;
+	}
+	/* 2: the daemons re-share; every new holder prepares its shares */
+	if ((r = km_mesh_reshare_req(&req, 0, key_id, epoch, threshold,
+		 holders, n)) != 0) {
+		goto out;
+	}
+	if ((r = km_rpc_call(km_mesh_client(m, coord), &req,
+		 KM_RESHARE_TIMEOUT_MS, &rep, line, sizeof(line))) != 0) {
+		r = km_fail(err, errlen, r, "%s", line);
+		goto out;
+	}
+	if ((r = km_buf_get_string_ptr(&rep, &pub, &publen,
+		 KM_CATALOG_PUBLIC_MAX)) != 0 ||
+	    km_buf_remaining(&rep) != 0) {
+		km_mesh_abort_epoch(m, key_id, epoch + 1);
+		r = km_fail(err, errlen, KM_ERR_BAD_FORMAT,
+		    "malformed re-share reply from %s",
+		    km_mesh_name(m, coord));
+		goto out;
+	}
+	if (progress != NULL) {
+		progress(arg, "new shares prepared on every new holder; "
+			      "committing");
+	}
+	/* 3: the catalog.  Until COMMIT the old epoch is the current one
+	 * everywhere; COMMIT makes the new one current and deletes the old
+	 * shares on each holder in one transaction. */
+	if ((r = km_mesh_reshare_entry(m, KM_CAT_RESHARE_BEGIN, key_id,
+		 epoch + 1, threshold, holders, n, pub, publen, err,
+		 errlen)) != 0) {
+		km_mesh_abort_epoch(m, key_id, epoch + 1);
+		goto out;
+	}
+	if ((r = km_mesh_reshare_entry(m, KM_CAT_RESHARE_COMMIT, key_id,
+		 epoch + 1, 0, NULL, 0, NULL, 0, err, errlen)) != 0) {
+		char e2[256];
+		(void)km_mesh_reshare_entry(m, KM_CAT_RESHARE_ABORT, key_id,
+		    epoch + 1, 0, NULL, 0, NULL, 0, e2, sizeof(e2));
+		goto out;
+	}
+	if (new_epoch != NULL) {
+		*new_epoch = epoch + 1;
+	}
+	r = 0;
+out:
+	km_view_free(v);
+	km_buf_free(&req);
+	km_buf_free(&rep);
+	return r;
 }
 
 int

@@ -106,6 +106,33 @@ int km_mesh_key_destroy(km_mesh *m, const char *label_or_id, char *err,
     size_t errlen);
 
 /**
+ * km_mesh_key_reshare:
+ * @m: the mesh (admin)
+ * @label_or_id: the key
+ * @new_threshold: shares needed after the re-share; 0 keeps the current one
+ * @members, @nmembers: the new holders, new index i+1 on @members[i]; a
+ *   node named several times holds several indices (weighted shares);
+ *   NULL keeps the current holders (one re-dealt index each as now)
+ * @progress, @arg: optional progress callback
+ * @new_epoch: receives the epoch now current (may be NULL)
+ *
+ * Same public key, new shares, old ones deleted (docs/resharing.md): a
+ * daemon coordinates the re-share among k reachable old holders; once
+ * every new holder has its new shares prepared, the admin appends
+ * RESHARE_BEGIN and RESHARE_COMMIT.  A failure before the commit leaves
+ * the key usable under its current epoch.  A key left RESHARING by an
+ * interrupted earlier call is first aborted (RESHARE_ABORT).
+ *
+ * Returns: 0, KM_ERR_NOT_FOUND (no such key), KM_ERR_INVALID_ARG (bad
+ * threshold or members), KM_ERR_STATE, KM_ERR_QUORUM, or what the
+ * coordinator reported; @err holds one line.
+ */
+int km_mesh_key_reshare(km_mesh *m, const char *label_or_id,
+    uint32_t new_threshold, const char *const *members, size_t nmembers,
+    km_mesh_progress_fn progress, void *arg, uint32_t *new_epoch, char *err,
+    size_t errlen);
+
+/**
  * km_mesh_pin_init:
  * Sets the user PIN of @partition on every node (admin).  @failed receives
  * how many nodes refused or were unreachable; their names go to @err.

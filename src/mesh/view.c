@@ -69,6 +69,7 @@ km_view_key_clear(km_view_key *k)
 {
 	free(k->public_data);
 	free(k->policy);
+	free(k->next_public_data);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -196,21 +197,62 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 		}
 		break;
 	case KM_CAT_RESHARE_BEGIN:
-		if (k != NULL && k->state == KM_KEY_ACTIVE) {
+		/* the same conditions as the daemons' state machine */
+		if (k != NULL && k->state == KM_KEY_ACTIVE &&
+		    p.epoch > k->epoch &&
+		    p.nholders <= KM_CATALOG_MAX_HOLDERS) {
+			free(k->next_public_data);
+			k->next_public_data = NULL;
+			if ((r = km_view_dup(p.public_data, p.public_len,
+				 &k->next_public_data,
+				 &k->next_public_len)) != 0) {
+				break;
+			}
+			k->next_epoch = p.epoch;
+			k->next_threshold = p.threshold;
+			k->next_nholders = p.nholders;
+			memcpy(k->next_holders, p.holders,
+			    p.nholders * sizeof(*p.holders));
 			k->state = KM_KEY_RESHARING;
 			k->updated_seq = e->seq;
 		}
 		break;
+	case KM_CAT_RESHARE_COMMIT:
+		/* the pending epoch becomes current; the old shares are gone
+		 * on every holder that applied it */
+		if (k != NULL && k->state == KM_KEY_RESHARING &&
+		    p.epoch == k->next_epoch) {
+			free(k->public_data);
+			k->public_data = k->next_public_data;
+			k->public_len = k->next_public_len;
+			k->next_public_data = NULL;
+			k->next_public_len = 0;
+			k->epoch = k->next_epoch;
+			k->threshold = k->next_threshold;
+			k->nholders = k->next_nholders;
+			memcpy(k->holders, k->next_holders,
+			    k->next_nholders * sizeof(*k->holders));
+			k->next_epoch = 0;
+			k->next_threshold = 0;
+			k->next_nholders = 0;
+			k->state = KM_KEY_ACTIVE;
+			k->updated_seq = e->seq;
+		}
+		break;
 	case KM_CAT_RESHARE_ABORT:
-		if (k != NULL && k->state == KM_KEY_RESHARING) {
+		if (k != NULL && k->state == KM_KEY_RESHARING &&
+		    p.epoch == k->next_epoch) {
+			free(k->next_public_data);
+			k->next_public_data = NULL;
+			k->next_public_len = 0;
+			k->next_epoch = 0;
+			k->next_threshold = 0;
+			k->next_nholders = 0;
 			k->state = KM_KEY_ACTIVE;
 			k->updated_seq = e->seq;
 		}
 		break;
 	default:
-		/* XXX re-share commits need the pending epoch's holders and
-		 * public data, which come with RESHARE_BEGIN; added with
-		 * re-sharing (issue 7) */
 		break;
 	}
 	km_catalog_payload_free(&p);

@@ -33,6 +33,14 @@ typedef struct km_view_key {
 	uint8_t *policy;
 	size_t policy_len;
 	uint64_t updated_seq;
+	/* While RESHARING: the pending epoch from RESHARE_BEGIN, which
+	 * RESHARE_COMMIT makes current (RESHARE_ABORT drops it). */
+	uint32_t next_epoch;
+	uint32_t next_threshold;
+	size_t next_nholders;
+	km_catalog_holder next_holders[KM_CATALOG_MAX_HOLDERS];
+	uint8_t *next_public_data;
+	size_t next_public_len;
 } km_view_key;
 
 typedef struct km_view km_view;
