@@ -1,0 +1,1191 @@
+/*
+ * Module life cycle, locking, the slot and its token, sessions and login.
+ *
+ * One slot per partition; the config names one partition, so the module
+ * shows one slot (KM_P11_SLOT_ID).  Login is the mesh's: C_Login asks every
+ * node for a ticket with the user PIN (each daemon checks the PIN itself,
+ * DESIGN.md §1.4), and every partial request carries that node's ticket.
+ * The PIN stays in locked memory while the user is logged in, so a node
+ * that restarted (and forgot its tickets) can be logged in again without
+ * asking the application.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+
+#include "mesh/ops.h"
+#include "pkcs11/p11.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/secmem.h"
+#include "util/util.h"
+
+km_p11_state km_p11;
+
+void km_p11_id_map_load(void);
+
+/* The application's mutex callbacks, when it gave them. */
+static CK_CREATEMUTEX km_p11_app_create;
+static CK_DESTROYMUTEX km_p11_app_destroy;
+static CK_LOCKMUTEX km_p11_app_lock;
+static CK_UNLOCKMUTEX km_p11_app_unlock;
+
+/* The process that started the transport (nng cannot start again after
+ * fork(), see km_p11_initialize_child). */
+static pid_t km_p11_mesh_pid;
+
+/* Serialises login, logout and PIN changes (network calls, no lock held). */
+static pthread_mutex_t km_p11_login_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct km_p11_mutex {
+	void *app;
+	pthread_mutex_t m;
+};
+
+int
+km_p11_mutex_new(km_p11_mutex **out)
+{
+	km_p11_mutex *m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	if (km_p11_app_create != NULL) {
+		if (km_p11_app_create(&m->app) != CKR_OK) {
+			free(m);
+			return KM_ERR_ALLOC;
+		}
+	} else if (pthread_mutex_init(&m->m, NULL) != 0) {
+		free(m);
+		return KM_ERR_ALLOC;
+	}
+	*out = m;
+	return 0;
+}
+
+void
+km_p11_mutex_free(km_p11_mutex *m)
+{
+	if (m == NULL) {
+		return;
+	}
+	if (m->app != NULL) {
+		(void)km_p11_app_destroy(m->app);
+	} else {
+		pthread_mutex_destroy(&m->m);
+	}
+	free(m);
+}
+
+void
+km_p11_lock(km_p11_mutex *m)
+{
+	if (m->app != NULL) {
+		(void)km_p11_app_lock(m->app);
+	} else {
+		pthread_mutex_lock(&m->m);
+	}
+}
+
+void
+km_p11_unlock(km_p11_mutex *m)
+{
+	if (m->app != NULL) {
+		(void)km_p11_app_unlock(m->app);
+	} else {
+		pthread_mutex_unlock(&m->m);
+	}
+}
+
+/* ---- argument checks ---- */
+
+bool
+km_p11_strict(void)
+{
+	const char *s = getenv("KM_STRICT");
+
+	return s != NULL && strcmp(s, "1") == 0;
+}
+
+void
+km_p11_precondition_failed(const char *cond, const char *func)
+{
+	km_debug(KM_DBG_P11, "%s: precondition failed: %s", func, cond);
+	if (km_p11_strict()) {
+		fprintf(stderr,
+		    "keymesh-pkcs11: %s: precondition failed: %s\n", func,
+		    cond);
+		abort();
+	}
+}
+
+/* ---- life cycle ---- */
+
+CK_RV
+km_p11_check_init(void)
+{
+	if (!km_p11.initialized || km_p11.pid != getpid()) {
+		/* a forked child must call C_Initialize itself */
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	return CKR_OK;
+}
+
+static km_log_level
+km_p11_log_level(void)
+{
+	const char *s = getenv("KEYMESH_LOG");
+
+	if (s == NULL || *s == '\0') {
+		/* silent, but for the one line on a quorum failure */
+		return KM_LOG_ERR;
+	}
+	if (strcmp(s, "none") == 0) {
+		return KM_LOG_NONE;
+	}
+	if (strcmp(s, "warn") == 0) {
+		return KM_LOG_WARN;
+	}
+	if (strcmp(s, "info") == 0) {
+		return KM_LOG_INFO;
+	}
+	if (strcmp(s, "debug") == 0) {
+		return KM_LOG_DEBUG;
+	}
+	return KM_LOG_ERR;
+}
+
+/*
+ * The token serial: stable for a mesh and partition, so it is derived from
+ * the CA certificate file and the partition name.
+ */
+static void
+km_p11_make_serial(const km_mesh_conf *conf, char serial[17])
+{
+	uint8_t *ca = NULL, md[32];
+	size_t calen = 0;
+	EVP_MD_CTX *ctx;
+
+	memset(md, 0, sizeof(md));
+	(void)km_read_file(conf->ca, &ca, &calen, 1u << 20);
+	if ((ctx = EVP_MD_CTX_new()) != NULL) {
+		if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1
+		    || EVP_DigestUpdate(ctx, ca != NULL ? ca : md, calen) != 1
+		    || EVP_DigestUpdate(
+		           ctx, conf->partition, strlen(conf->partition) + 1)
+		        != 1
+		    || EVP_DigestFinal_ex(ctx, md, NULL) != 1) {
+			memset(md, 0, sizeof(md));
+		}
+		EVP_MD_CTX_free(ctx);
+	}
+	free(ca);
+	km_hex(md, 8, serial);
+	serial[16] = '\0';
+}
+
+static CK_RV
+km_p11_args(CK_C_INITIALIZE_ARGS *a)
+{
+	bool all, none;
+
+	km_p11_app_create = NULL;
+	km_p11_app_destroy = NULL;
+	km_p11_app_lock = NULL;
+	km_p11_app_unlock = NULL;
+	if (a == NULL) {
+		return CKR_OK;
+	}
+	if (a->pReserved != NULL) {
+		return CKR_ARGUMENTS_BAD;
+	}
+	all = a->CreateMutex != NULL && a->DestroyMutex != NULL
+	    && a->LockMutex != NULL && a->UnlockMutex != NULL;
+	none = a->CreateMutex == NULL && a->DestroyMutex == NULL
+	    && a->LockMutex == NULL && a->UnlockMutex == NULL;
+	if (!all && !none) {
+		return CKR_ARGUMENTS_BAD;
+	}
+	/*
+	 * CKF_LIBRARY_CANT_CREATE_OS_THREADS is accepted although the
+	 * transport runs its own threads: p11-kit and GnuTLS always set it,
+	 * and refusing would keep the module out of them.  The threads never
+	 * call into the application.
+	 */
+	if (all && !(a->flags & CKF_OS_LOCKING_OK)) {
+		/* only the application's primitives may be used */
+		km_p11_app_create = a->CreateMutex;
+		km_p11_app_destroy = a->DestroyMutex;
+		km_p11_app_lock = a->LockMutex;
+		km_p11_app_unlock = a->UnlockMutex;
+	}
+	return CKR_OK;
+}
+
+/*
+ * C_Initialize in a forked child.  nng 1.5 is not fork-safe: its threads
+ * stay in the parent and it refuses to start again in the child, so the
+ * child cannot reach the mesh.  It gets the parent's key objects (memory
+ * is copied) without sessions or login, so local functions work (token
+ * info, find, attributes, verify, encrypt, digest, random); operations
+ * that need the mesh fail at once with CKR_DEVICE_ERROR.  The parent's
+ * connections are abandoned, never closed (that would wait for threads
+ * that do not exist here).
+ */
+static CK_RV
+km_p11_initialize_child(CK_VOID_PTR args)
+{
+	CK_RV rv;
+
+	if ((rv = km_p11_args(args)) != CKR_OK) {
+		return rv;
+	}
+	/* locks may have been held by threads that are gone: make new ones */
+	km_p11.lock = NULL;
+	if (km_p11_mutex_new(&km_p11.lock) != 0) {
+		return CKR_HOST_MEMORY;
+	}
+	pthread_mutex_init(&km_p11.stat_lock, NULL);
+	pthread_mutex_init(&km_p11.view_lock, NULL);
+	pthread_mutex_init(&km_p11_login_lock, NULL);
+	/* the parent's sessions are not the child's (§5.4): forget them */
+	km_p11.sessions = NULL;
+	km_p11.nsessions = km_p11.sessions_cap = 0;
+	km_p11_objects_drop_children();
+	km_secret_wipe(km_p11.ticket, sizeof(km_p11.ticket));
+	memset(km_p11.have_ticket, 0, sizeof(km_p11.have_ticket));
+	km_p11.pin = NULL; /* the parent's copy: not ours to free */
+	km_p11.logged_in = false;
+	km_p11.admin = NULL;
+	km_p11.forked = true;
+	km_p11.pid = getpid();
+	return CKR_OK;
+}
+
+CK_RV
+km_p11_initialize(CK_VOID_PTR args)
+{
+	char err[300];
+	km_ec_group *g1 = NULL, *g2 = NULL;
+	const km_identity *id;
+	CK_RV rv;
+	int r;
+
+	if (km_p11.initialized && km_p11.pid == getpid()) {
+		return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+	}
+	if (km_p11.initialized) {
+		return km_p11_initialize_child(args);
+	}
+	if (km_p11_mesh_pid != 0 && km_p11_mesh_pid != getpid()) {
+		km_log_error("P11-FORKED",
+		    "the mesh transport was started by "
+		    "process %ld before fork(); it "
+		    "cannot start again here",
+		    (long)km_p11_mesh_pid);
+		return CKR_GENERAL_ERROR;
+	}
+	if ((rv = km_p11_args(args)) != CKR_OK) {
+		return rv;
+	}
+	km_log_init("keymesh-pkcs11", km_p11_log_level());
+	(void)km_secmem_init(KM_SECMEM_MODULE_SIZE);
+	memset(&km_p11, 0, sizeof(km_p11));
+	pthread_mutex_init(&km_p11.stat_lock, NULL);
+	pthread_mutex_init(&km_p11.view_lock, NULL);
+	if (km_p11_mutex_new(&km_p11.lock) != 0) {
+		return CKR_HOST_MEMORY;
+	}
+	rv = CKR_GENERAL_ERROR;
+	if ((r = km_mesh_conf_load(
+	         km_mesh_conf_path(NULL), &km_p11.conf, err, sizeof(err)))
+	    != 0) {
+		km_log_error_r(
+		    r, "P11-CONFIG", "%s: %s", km_mesh_conf_path(NULL), err);
+		goto out;
+	}
+	if (km_p11.conf.timeout_ms == 0) {
+		km_p11.conf.timeout_ms = 2000;
+	}
+	if ((r = km_mesh_open(
+	         &km_p11.conf, KM_ROLE_CLIENT, &km_p11.mesh, err, sizeof(err)))
+	    != 0) {
+		km_log_error_r(r, "P11-MESH", "cannot open the mesh: %s", err);
+		goto out;
+	}
+	if ((r = km_view_new(km_p11.mesh, &km_p11.view)) != 0
+	    || (r = km_ec_group_new(NID_X9_62_prime256v1, &g1)) != 0
+	    || (r = km_ec_group_new(NID_secp384r1, &g2)) != 0) {
+		rv = km_p11_ckr(r);
+		goto out;
+	}
+	km_p11_mesh_pid = getpid();
+	km_p11.p256 = g1;
+	km_p11.p384 = g2;
+	g1 = g2 = NULL;
+	id = km_net_creds_identity(km_mesh_creds(km_p11.mesh));
+	snprintf(km_p11.client_name, sizeof(km_p11.client_name), "%s",
+	    id != NULL ? id->name : "");
+	snprintf(km_p11.token_label, sizeof(km_p11.token_label), "keymesh-%s",
+	    km_p11.conf.partition);
+	km_p11_make_serial(&km_p11.conf, km_p11.serial);
+	km_p11.next_session = 1;
+	km_p11.next_object = 1;
+	km_p11.pid = getpid();
+	km_p11.initialized = true;
+	km_p11_id_map_load();
+	/* the first view: keys show up as objects (a failure is not fatal:
+	 * the next C_FindObjectsInit tries again) */
+	(void)km_p11_view_sync(true);
+	return CKR_OK;
+out:
+	km_ec_group_free(g1);
+	km_ec_group_free(g2);
+	km_view_free(km_p11.view);
+	km_mesh_close(km_p11.mesh);
+	km_p11_mutex_free(km_p11.lock);
+	memset(&km_p11, 0, sizeof(km_p11));
+	return rv;
+}
+
+static void
+km_p11_session_free(km_p11_session *s)
+{
+	km_p11_op_reset(&s->op);
+	km_p11_mutex_free(s->lock);
+	free(s);
+}
+
+CK_RV
+km_p11_finalize(CK_VOID_PTR reserved)
+{
+	size_t i;
+
+	return_val_if_fail(reserved == NULL, CKR_ARGUMENTS_BAD);
+	if (km_p11_check_init() != CKR_OK) {
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	km_p11_lock(km_p11.lock);
+	km_p11.initialized = false;
+	km_p11_unlock(km_p11.lock);
+	/* WARNING: the application must not call in from other threads
+	 * while it finalises (PKCS#11 §5.4); sessions are freed here */
+	for (i = 0; i < km_p11.nsessions; i++) {
+		km_p11_session_free(km_p11.sessions[i]);
+	}
+	free(km_p11.sessions);
+	km_p11_objects_free();
+	if (km_p11.forked) {
+		/* see km_p11_initialize_child(): leave the parent's mesh */
+		km_p11_mutex_free(km_p11.lock);
+		memset(&km_p11, 0, sizeof(km_p11));
+		return CKR_OK;
+	}
+	if (km_p11.logged_in) {
+		for (i = 0; i < km_mesh_count(km_p11.mesh); i++) {
+			if (km_p11.have_ticket[i]) {
+				(void)km_ops_logout(
+				    km_mesh_client(km_p11.mesh, i),
+				    km_p11.ticket[i], 500);
+			}
+		}
+	}
+	km_secure_strfree(km_p11.pin);
+	km_secret_wipe(km_p11.ticket, sizeof(km_p11.ticket));
+	km_view_free(km_p11.view);
+	km_mesh_close(km_p11.admin);
+	km_mesh_close(km_p11.mesh);
+	km_ec_group_free((km_ec_group *)km_p11.p256);
+	km_ec_group_free((km_ec_group *)km_p11.p384);
+	km_p11_mutex_free(km_p11.lock);
+	pthread_mutex_destroy(&km_p11.stat_lock);
+	pthread_mutex_destroy(&km_p11.view_lock);
+	memset(&km_p11, 0, sizeof(km_p11));
+	return CKR_OK;
+}
+
+/* Blank-padded copy for the fixed-size info fields. */
+static void
+km_p11_pad(CK_UTF8CHAR *dst, size_t len, const char *src)
+{
+	size_t n = strlen(src);
+
+	memset(dst, ' ', len);
+	memcpy(dst, src, n < len ? n : len);
+}
+
+CK_RV
+km_p11_get_info(CK_INFO_PTR info)
+{
+	return_val_if_fail(info != NULL, CKR_ARGUMENTS_BAD);
+	memset(info, 0, sizeof(*info));
+	info->cryptokiVersion.major = 2;
+	info->cryptokiVersion.minor = 40;
+	km_p11_pad(info->manufacturerID, sizeof(info->manufacturerID),
+	    KM_P11_MANUFACTURER);
+	km_p11_pad(info->libraryDescription, sizeof(info->libraryDescription),
+	    "keymesh threshold PKCS#11");
+	info->libraryVersion.major = 0;
+	info->libraryVersion.minor = 1;
+	return CKR_OK;
+}
+
+CK_RV
+km_p11_get_slot_list(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
+{
+	(void)present;
+	return_val_if_fail(count != NULL, CKR_ARGUMENTS_BAD);
+	if (list == NULL) {
+		*count = 1;
+		return CKR_OK;
+	}
+	if (*count < 1) {
+		*count = 1;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	list[0] = KM_P11_SLOT_ID;
+	*count = 1;
+	return CKR_OK;
+}
+
+CK_RV
+km_p11_get_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
+{
+	char desc[80];
+
+	return_val_if_fail(info != NULL, CKR_ARGUMENTS_BAD);
+	if (slot != KM_P11_SLOT_ID) {
+		return CKR_SLOT_ID_INVALID;
+	}
+	memset(info, 0, sizeof(*info));
+	snprintf(desc, sizeof(desc), "keymesh partition %s (%zu nodes)",
+	    km_p11.conf.partition, km_p11.conf.nnodes);
+	km_p11_pad(info->slotDescription, sizeof(info->slotDescription), desc);
+	km_p11_pad(info->manufacturerID, sizeof(info->manufacturerID),
+	    KM_P11_MANUFACTURER);
+	info->flags = CKF_TOKEN_PRESENT;
+	info->hardwareVersion.major = 0;
+	info->firmwareVersion.major = 0;
+	info->firmwareVersion.minor = 1;
+	return CKR_OK;
+}
+
+CK_RV
+km_p11_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+	size_t i, rw = 0;
+
+	return_val_if_fail(info != NULL, CKR_ARGUMENTS_BAD);
+	if (slot != KM_P11_SLOT_ID) {
+		return CKR_SLOT_ID_INVALID;
+	}
+	memset(info, 0, sizeof(*info));
+	km_p11_pad(info->label, sizeof(info->label), km_p11.token_label);
+	km_p11_pad(info->manufacturerID, sizeof(info->manufacturerID),
+	    KM_P11_MANUFACTURER);
+	km_p11_pad(info->model, sizeof(info->model), "threshold mesh");
+	km_p11_pad(
+	    info->serialNumber, sizeof(info->serialNumber), km_p11.serial);
+	info->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED
+	    | CKF_TOKEN_INITIALIZED | CKF_RNG;
+	km_p11_lock(km_p11.lock);
+	for (i = 0; i < km_p11.nsessions; i++) {
+		if (km_p11.sessions[i]->flags & CKF_RW_SESSION) {
+			rw++;
+		}
+	}
+	info->ulSessionCount = km_p11.nsessions;
+	info->ulRwSessionCount = rw;
+	km_p11_unlock(km_p11.lock);
+	info->ulMaxSessionCount = KM_P11_MAX_SESSIONS;
+	info->ulMaxRwSessionCount = KM_P11_MAX_SESSIONS;
+	info->ulMaxPinLen = KM_P11_PIN_MAX;
+	info->ulMinPinLen = KM_P11_PIN_MIN;
+	info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->hardwareVersion.major = 0;
+	info->firmwareVersion.minor = 1;
+	/* no clock on the token (CKF_CLOCK_ON_TOKEN is not set) */
+	memset(info->utcTime, ' ', sizeof(info->utcTime));
+	return CKR_OK;
+}
+
+CK_RV
+km_p11_wait_for_slot_event(
+    CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved)
+{
+	(void)flags;
+	(void)slot;
+	(void)reserved;
+	/* the one slot's token never leaves */
+	return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CK_RV
+km_p11_init_token(
+    CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG len, CK_UTF8CHAR_PTR label)
+{
+	(void)pin;
+	(void)len;
+	(void)label;
+	if (slot != KM_P11_SLOT_ID) {
+		return CKR_SLOT_ID_INVALID;
+	}
+	/* a partition is made by the mesh admin (keymesh pin init) */
+	return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+/* ---- sessions ---- */
+
+bool
+km_p11_logged_in(void)
+{
+	return km_p11.logged_in;
+}
+
+CK_STATE
+km_p11_session_state(const km_p11_session *s)
+{
+	bool rw = (s->flags & CKF_RW_SESSION) != 0;
+
+	if (km_p11.logged_in) {
+		return rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+	}
+	return rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+}
+
+CK_RV
+km_p11_open_session(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
+    CK_NOTIFY notify, CK_SESSION_HANDLE_PTR out)
+{
+	km_p11_session *s = NULL, **v;
+	CK_RV rv;
+
+	(void)app;
+	(void)notify;
+	return_val_if_fail(out != NULL, CKR_ARGUMENTS_BAD);
+	if (slot != KM_P11_SLOT_ID) {
+		return CKR_SLOT_ID_INVALID;
+	}
+	if (!(flags & CKF_SERIAL_SESSION)) {
+		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return CKR_HOST_MEMORY;
+	}
+	if (km_p11_mutex_new(&s->lock) != 0) {
+		free(s);
+		return CKR_HOST_MEMORY;
+	}
+	km_buf_init(&s->op.data);
+	s->flags = flags & (CKF_RW_SESSION | CKF_SERIAL_SESSION);
+	km_p11_lock(km_p11.lock);
+	if (km_p11.nsessions >= KM_P11_MAX_SESSIONS) {
+		rv = CKR_SESSION_COUNT;
+		goto out;
+	}
+	if (km_p11.nsessions == km_p11.sessions_cap) {
+		size_t cap
+		    = km_p11.sessions_cap ? 2 * km_p11.sessions_cap : 16;
+
+		if ((v = realloc(km_p11.sessions, cap * sizeof(*v))) == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		km_p11.sessions = v;
+		km_p11.sessions_cap = cap;
+	}
+	s->handle = km_p11.next_session++;
+	km_p11.sessions[km_p11.nsessions++] = s;
+	*out = s->handle;
+	s = NULL;
+	rv = CKR_OK;
+out:
+	km_p11_unlock(km_p11.lock);
+	if (s != NULL) {
+		km_p11_session_free(s);
+	}
+	return rv;
+}
+
+/* Under the module lock: take session @i out of the table. */
+static km_p11_session *
+km_p11_session_unlink(size_t i)
+{
+	km_p11_session *s = km_p11.sessions[i];
+
+	km_p11.sessions[i] = km_p11.sessions[--km_p11.nsessions];
+	s->closing = true;
+	km_p11_objects_drop_session(s->handle);
+	return s;
+}
+
+static void km_p11_logout_all_nodes(void);
+
+/*
+ * Under the module lock: whether @s can be freed now (no call is inside
+ * it).  The caller frees it after unlocking, since freeing releases key
+ * references under the same lock.
+ */
+static bool
+km_p11_session_release(km_p11_session *s)
+{
+	return s->refs == 0;
+}
+
+CK_RV
+km_p11_close_session(CK_SESSION_HANDLE h)
+{
+	km_p11_session *s = NULL;
+	size_t i;
+	bool last = false;
+	CK_RV rv = CKR_SESSION_HANDLE_INVALID;
+
+	km_p11_lock(km_p11.lock);
+	for (i = 0; i < km_p11.nsessions; i++) {
+		if (km_p11.sessions[i]->handle == h) {
+			s = km_p11_session_unlink(i);
+			if (!km_p11_session_release(s)) {
+				s = NULL; /* the last call frees it */
+			}
+			last = km_p11.nsessions == 0;
+			rv = CKR_OK;
+			break;
+		}
+	}
+	km_p11_unlock(km_p11.lock);
+	if (s != NULL) {
+		km_p11_session_free(s);
+	}
+	if (last) {
+		/* closing the last session logs the user out (§5.6) */
+		km_p11_logout_all_nodes();
+	}
+	return rv;
+}
+
+CK_RV
+km_p11_close_all_sessions(CK_SLOT_ID slot)
+{
+	km_p11_session *s;
+
+	if (slot != KM_P11_SLOT_ID) {
+		return CKR_SLOT_ID_INVALID;
+	}
+	for (;;) {
+		km_p11_lock(km_p11.lock);
+		if (km_p11.nsessions == 0) {
+			km_p11_unlock(km_p11.lock);
+			break;
+		}
+		s = km_p11_session_unlink(0);
+		if (!km_p11_session_release(s)) {
+			s = NULL;
+		}
+		km_p11_unlock(km_p11.lock);
+		if (s != NULL) {
+			km_p11_session_free(s);
+		}
+	}
+	km_p11_logout_all_nodes();
+	return CKR_OK;
+}
+
+CK_RV
+km_p11_session_get(CK_SESSION_HANDLE h, km_p11_session **out)
+{
+	km_p11_session *s = NULL;
+	size_t i;
+
+	km_p11_lock(km_p11.lock);
+	for (i = 0; i < km_p11.nsessions; i++) {
+		if (km_p11.sessions[i]->handle == h) {
+			s = km_p11.sessions[i];
+			s->refs++;
+			break;
+		}
+	}
+	km_p11_unlock(km_p11.lock);
+	if (s == NULL) {
+		return CKR_SESSION_HANDLE_INVALID;
+	}
+	km_p11_lock(s->lock);
+	if (s->closing) {
+		km_p11_session_put(s);
+		return CKR_SESSION_HANDLE_INVALID;
+	}
+	*out = s;
+	return CKR_OK;
+}
+
+void
+km_p11_session_put(km_p11_session *s)
+{
+	bool gone;
+
+	km_p11_unlock(s->lock);
+	km_p11_lock(km_p11.lock);
+	s->refs--;
+	gone = s->closing && km_p11_session_release(s);
+	km_p11_unlock(km_p11.lock);
+	if (gone) {
+		km_p11_session_free(s);
+	}
+}
+
+CK_RV
+km_p11_get_session_info(km_p11_session *s, CK_SESSION_INFO_PTR info)
+{
+	return_val_if_fail(info != NULL, CKR_ARGUMENTS_BAD);
+	memset(info, 0, sizeof(*info));
+	info->slotID = KM_P11_SLOT_ID;
+	km_p11_lock(km_p11.lock);
+	info->state = km_p11_session_state(s);
+	km_p11_unlock(km_p11.lock);
+	info->flags = s->flags;
+	info->ulDeviceError = 0;
+	return CKR_OK;
+}
+
+/* ---- login ---- */
+
+typedef struct km_p11_login_job {
+	size_t node;
+	const char *pin;
+	int r;
+	char msg[160];
+	uint8_t ticket[KM_PROTO_TICKET_LEN];
+} km_p11_login_job;
+
+static void *
+km_p11_login_thread(void *arg)
+{
+	km_p11_login_job *j = arg;
+
+	j->r = km_ops_login(km_mesh_client(km_p11.mesh, j->node),
+	    km_p11.conf.partition, j->pin, (int)km_p11.conf.timeout_ms,
+	    j->ticket, j->msg, sizeof(j->msg));
+	return NULL;
+}
+
+/*
+ * Log in on every node in parallel (a down node costs the timeout once,
+ * not once per node).  @jobs receives each node's result.
+ */
+static void
+km_p11_login_nodes(const char *pin, km_p11_login_job *jobs, size_t n)
+{
+	pthread_t th[KM_MESH_MAX_NODES];
+	bool started[KM_MESH_MAX_NODES];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		memset(&jobs[i], 0, sizeof(jobs[i]));
+		jobs[i].node = i;
+		jobs[i].pin = pin;
+		started[i] = pthread_create(
+		                 &th[i], NULL, km_p11_login_thread, &jobs[i])
+		    == 0;
+		if (!started[i]) {
+			km_p11_login_thread(&jobs[i]);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (started[i]) {
+			pthread_join(th[i], NULL);
+		}
+	}
+}
+
+static size_t
+km_p11_quorum_min(void)
+{
+	return km_p11.conf.threshold > 0 ? km_p11.conf.threshold : 1;
+}
+
+static void
+km_p11_logout_tickets(km_p11_login_job *jobs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (jobs[i].r == 0) {
+			(void)km_ops_logout(km_mesh_client(km_p11.mesh, i),
+			    jobs[i].ticket, 500);
+		}
+		km_secret_wipe(jobs[i].ticket, sizeof(jobs[i].ticket));
+	}
+}
+
+/*
+ * Checks @pin with the mesh.  Returns CKR_OK with @jobs holding the
+ * tickets of the nodes that accepted it, or the error (tickets released).
+ */
+static CK_RV
+km_p11_check_pin(const char *pin, km_p11_login_job *jobs, size_t n)
+{
+	size_t i, ok = 0, bad = 0, unset = 0;
+	char missing[400] = "";
+	size_t off = 0;
+
+	km_p11_login_nodes(pin, jobs, n);
+	for (i = 0; i < n; i++) {
+		if (jobs[i].r == 0) {
+			ok++;
+		} else if (jobs[i].r == KM_ERR_PIN) {
+			bad++;
+		} else if (jobs[i].r == KM_ERR_STATE) {
+			unset++;
+		} else if (off < sizeof(missing)) {
+			off += (size_t)snprintf(missing + off,
+			    sizeof(missing) - off, "%s%s (%s)",
+			    off > 0 ? ", " : "", km_mesh_name(km_p11.mesh, i),
+			    km_strerror(jobs[i].r));
+		}
+	}
+	if (bad > 0) {
+		km_p11_logout_tickets(jobs, n);
+		return CKR_PIN_INCORRECT;
+	}
+	if (ok < km_p11_quorum_min()) {
+		km_p11_logout_tickets(jobs, n);
+		if (unset > 0) {
+			return CKR_USER_PIN_NOT_INITIALIZED;
+		}
+		km_log_error("P11-QUORUM",
+		    "login: %zu of %zu nodes answered, %zu needed; missing: "
+		    "%s",
+		    ok, n, km_p11_quorum_min(), missing);
+		return CKR_DEVICE_ERROR;
+	}
+	if (ok < n) {
+		km_log_warn("P11-LOGIN-PARTIAL",
+		    "logged in on %zu of %zu nodes; missing: %s", ok, n,
+		    missing);
+	}
+	return CKR_OK;
+}
+
+static bool
+km_p11_pin_ok(CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < len; i++) {
+		if (pin[i] == '\0') {
+			return false;
+		}
+	}
+	return true;
+}
+
+CK_RV
+km_p11_login(
+    km_p11_session *s, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	km_p11_login_job jobs[KM_MESH_MAX_NODES];
+	size_t i, n = km_mesh_count(km_p11.mesh);
+	char *p = NULL;
+	CK_RV rv;
+
+	(void)s;
+	if (type == CKU_SO) {
+		/* a partition has no security officer: the mesh admin is */
+		return CKR_PIN_INCORRECT;
+	}
+	if (type == CKU_CONTEXT_SPECIFIC) {
+		/* no key has CKA_ALWAYS_AUTHENTICATE */
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
+	if (type != CKU_USER) {
+		return CKR_USER_TYPE_INVALID;
+	}
+	return_val_if_fail(pin != NULL || len == 0, CKR_ARGUMENTS_BAD);
+	pthread_mutex_lock(&km_p11_login_lock);
+	if (km_p11.logged_in) {
+		rv = CKR_USER_ALREADY_LOGGED_IN;
+		goto out;
+	}
+	if (km_p11.forked) {
+		km_log_error("P11-FORKED",
+		    "a forked child cannot reach the "
+		    "mesh (the transport is not "
+		    "fork-safe)");
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (pin == NULL || len < KM_P11_PIN_MIN || len > KM_P11_PIN_MAX
+	    || !km_p11_pin_ok(pin, len)) {
+		rv = CKR_PIN_INCORRECT;
+		goto out;
+	}
+	if ((p = km_secure_alloc(len + 1)) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	memcpy(p, pin, len);
+	if ((rv = km_p11_check_pin(p, jobs, n)) != CKR_OK) {
+		goto out;
+	}
+	km_p11_lock(km_p11.lock);
+	for (i = 0; i < n; i++) {
+		km_p11.have_ticket[i] = jobs[i].r == 0;
+		if (jobs[i].r == 0) {
+			memcpy(km_p11.ticket[i], jobs[i].ticket,
+			    KM_PROTO_TICKET_LEN);
+		}
+		km_secret_wipe(jobs[i].ticket, sizeof(jobs[i].ticket));
+	}
+	km_p11.pin = p;
+	p = NULL;
+	km_p11.logged_in = true;
+	km_p11_unlock(km_p11.lock);
+	rv = CKR_OK;
+out:
+	pthread_mutex_unlock(&km_p11_login_lock);
+	if (p != NULL) {
+		km_secret_free(p, len + 1);
+	}
+	return rv;
+}
+
+/* Forget the login and release every node's ticket. */
+static void
+km_p11_logout_all_nodes(void)
+{
+	uint8_t t[KM_MESH_MAX_NODES][KM_PROTO_TICKET_LEN];
+	bool have[KM_MESH_MAX_NODES];
+	size_t i, n = km_mesh_count(km_p11.mesh);
+
+	pthread_mutex_lock(&km_p11_login_lock);
+	km_p11_lock(km_p11.lock);
+	memcpy(t, km_p11.ticket, sizeof(t));
+	memcpy(have, km_p11.have_ticket, sizeof(have));
+	km_secret_wipe(km_p11.ticket, sizeof(km_p11.ticket));
+	memset(km_p11.have_ticket, 0, sizeof(km_p11.have_ticket));
+	km_secure_strfree(km_p11.pin);
+	km_p11.pin = NULL;
+	km_p11.logged_in = false;
+	km_p11_unlock(km_p11.lock);
+	for (i = 0; i < n && !km_p11.forked; i++) {
+		if (have[i]
+		    && km_net_client_connected(
+		        km_mesh_client(km_p11.mesh, i))) {
+			(void)km_ops_logout(
+			    km_mesh_client(km_p11.mesh, i), t[i], 500);
+		}
+	}
+	km_secret_wipe(t, sizeof(t));
+	pthread_mutex_unlock(&km_p11_login_lock);
+}
+
+CK_RV
+km_p11_logout(km_p11_session *s)
+{
+	(void)s;
+	if (!km_p11.logged_in) {
+		return CKR_USER_NOT_LOGGED_IN;
+	}
+	km_p11_logout_all_nodes();
+	return CKR_OK;
+}
+
+bool
+km_p11_ticket(size_t node, uint8_t out[KM_PROTO_TICKET_LEN])
+{
+	bool have = false;
+	char msg[160];
+	uint8_t t[KM_PROTO_TICKET_LEN];
+	km_net_client *c;
+
+	if (node >= KM_MESH_MAX_NODES) {
+		return false;
+	}
+	km_p11_lock(km_p11.lock);
+	if (km_p11.logged_in && km_p11.have_ticket[node]) {
+		memcpy(out, km_p11.ticket[node], KM_PROTO_TICKET_LEN);
+		have = true;
+	}
+	km_p11_unlock(km_p11.lock);
+	if (have || !km_p11.logged_in) {
+		return have;
+	}
+	/*
+	 * Logged in, but not on this node (it was down at C_Login, or it
+	 * restarted and forgot its tickets): if it is connected now, log in
+	 * there with the PIN kept for that purpose.  A node that is not
+	 * connected costs nothing.
+	 */
+	c = km_mesh_client(km_p11.mesh, node);
+	if (!km_net_client_connected(c)) {
+		return false;
+	}
+	pthread_mutex_lock(&km_p11_login_lock);
+	if (km_p11.logged_in && km_p11.pin != NULL
+	    && km_ops_login(c, km_p11.conf.partition, km_p11.pin,
+	           (int)km_p11.conf.timeout_ms, t, msg, sizeof(msg))
+	        == 0) {
+		km_p11_lock(km_p11.lock);
+		memcpy(km_p11.ticket[node], t, KM_PROTO_TICKET_LEN);
+		km_p11.have_ticket[node] = true;
+		km_p11_unlock(km_p11.lock);
+		memcpy(out, t, KM_PROTO_TICKET_LEN);
+		have = true;
+	}
+	km_secret_wipe(t, sizeof(t));
+	pthread_mutex_unlock(&km_p11_login_lock);
+	return have;
+}
+
+void
+km_p11_ticket_drop(size_t node)
+{
+	if (node >= KM_MESH_MAX_NODES) {
+		return;
+	}
+	km_p11_lock(km_p11.lock);
+	km_p11.have_ticket[node] = false;
+	km_secret_wipe(km_p11.ticket[node], KM_PROTO_TICKET_LEN);
+	km_p11_unlock(km_p11.lock);
+}
+
+CK_RV
+km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+    CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len)
+{
+	km_p11_login_job jobs[KM_MESH_MAX_NODES];
+	size_t i, n = km_mesh_count(km_p11.mesh), ok = 0;
+	char *op = NULL, *np = NULL, msg[160];
+	bool pin_bad = false;
+	CK_RV rv;
+
+	return_val_if_fail(old_pin != NULL, CKR_ARGUMENTS_BAD);
+	return_val_if_fail(new_pin != NULL, CKR_ARGUMENTS_BAD);
+	if (!(s->flags & CKF_RW_SESSION)) {
+		return CKR_SESSION_READ_ONLY;
+	}
+	if (new_len < KM_P11_PIN_MIN || new_len > KM_P11_PIN_MAX
+	    || !km_p11_pin_ok(new_pin, new_len)) {
+		return CKR_PIN_LEN_RANGE;
+	}
+	if (old_len < KM_P11_PIN_MIN || old_len > KM_P11_PIN_MAX
+	    || !km_p11_pin_ok(old_pin, old_len)) {
+		return CKR_PIN_INCORRECT;
+	}
+	if ((op = km_secure_alloc(old_len + 1)) == NULL
+	    || (np = km_secure_alloc(new_len + 1)) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	memcpy(op, old_pin, old_len);
+	memcpy(np, new_pin, new_len);
+	pthread_mutex_lock(&km_p11_login_lock);
+	/* fresh tickets prove the old PIN on each node */
+	if ((rv = km_p11_check_pin(op, jobs, n)) != CKR_OK) {
+		pthread_mutex_unlock(&km_p11_login_lock);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (jobs[i].r != 0) {
+			continue;
+		}
+		jobs[i].r = km_ops_set_pin(km_mesh_client(km_p11.mesh, i),
+		    jobs[i].ticket, op, np, (int)km_p11.conf.timeout_ms, msg,
+		    sizeof(msg));
+		if (jobs[i].r == 0) {
+			ok++;
+		} else {
+			pin_bad |= jobs[i].r == KM_ERR_PIN;
+			km_log_warn("P11-SETPIN", "%s refused the new PIN: %s",
+			    km_mesh_name(km_p11.mesh, i), msg);
+			/* keep its ticket out of the logout below */
+			(void)km_ops_logout(km_mesh_client(km_p11.mesh, i),
+			    jobs[i].ticket, 500);
+			jobs[i].r = KM_ERR_STATE;
+		}
+	}
+	km_p11_logout_tickets(jobs, n);
+	if (ok > 0 && km_p11.logged_in) {
+		km_p11_lock(km_p11.lock);
+		km_secure_strfree(km_p11.pin);
+		km_p11.pin = np;
+		np = NULL;
+		km_p11_unlock(km_p11.lock);
+	}
+	pthread_mutex_unlock(&km_p11_login_lock);
+	if (ok < n) {
+		km_log_warn("P11-SETPIN",
+		    "the PIN changed on %zu of %zu nodes", ok, n);
+	}
+	rv = ok >= km_p11_quorum_min() ? CKR_OK
+	    : pin_bad                  ? CKR_PIN_INVALID
+	                               : CKR_DEVICE_ERROR;
+out:
+	km_secure_strfree(op);
+	km_secure_strfree(np);
+	return rv;
+}
+
+CK_RV
+km_p11_init_pin(km_p11_session *s, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	(void)pin;
+	(void)len;
+	if (!(s->flags & CKF_RW_SESSION)) {
+		return CKR_SESSION_READ_ONLY;
+	}
+	/*
+	 * Setting the user PIN is the mesh admin's job (keymesh pin init):
+	 * a partition has no SO that could log in here.
+	 */
+	return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+km_mesh *
+km_p11_admin(void)
+{
+	char err[300];
+	km_mesh *m = NULL;
+	int r;
+
+	km_p11_lock(km_p11.lock);
+	m = km_p11.admin;
+	km_p11_unlock(km_p11.lock);
+	if (m != NULL) {
+		return m;
+	}
+	if (km_p11.forked) {
+		return NULL;
+	}
+	if (km_p11.conf.admin_cert[0] == '\0') {
+		km_log_warn("P11-NO-ADMIN",
+		    "%s has no [admin] section: key generation and key "
+		    "destruction need the mesh admin identity",
+		    km_p11.conf.path);
+		return NULL;
+	}
+	if ((r = km_mesh_open(
+	         &km_p11.conf, KM_ROLE_ADMIN, &m, err, sizeof(err)))
+	    != 0) {
+		km_log_warn_r(
+		    r, "P11-NO-ADMIN", "cannot open the admin mesh: %s", err);
+		return NULL;
+	}
+	km_p11_lock(km_p11.lock);
+	if (km_p11.admin == NULL) {
+		km_p11.admin = m;
+		m = NULL;
+	}
+	km_p11_unlock(km_p11.lock);
+	km_mesh_close(m);
+	return km_p11.admin;
+}
