@@ -105,6 +105,41 @@ km_rsa_partial_free(km_rsa_partial *part)
 	OPENSSL_free(part);
 }
 
+/*
+ * Whether e is a prime of at most 32 bits, by trial division.  Decoding
+ * public key data must not draw randomness (BN_check_prime does): inside
+ * an application that uses keymesh's own PKCS#11 module as its RAND source
+ * (OpenSSL's pkcs11 engine does), that would call back into the module.
+ * Public exponents above 2^32 are not used in practice and are refused.
+ */
+static bool
+km_rsa_small_prime(const BIGNUM *e)
+{
+	BN_ULONG w;
+	uint64_t d, v;
+
+	if (BN_num_bits(e) > 32) {
+		return false;
+	}
+	w = BN_get_word(e);
+	v = (uint64_t)w;
+	if (v < 2) {
+		return false;
+	}
+	if (v < 4) {
+		return true;
+	}
+	if (v % 2 == 0) {
+		return false;
+	}
+	for (d = 3; d * d <= v; d += 2) {
+		if (v % d == 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
 int
 km_rsa_pub_bits(const km_rsa_pub *pub)
 {
@@ -508,7 +543,7 @@ km_rsa_pub_decode(const uint8_t *data, size_t len, km_rsa_pub **out)
 	/* e must be a prime above n for the combination (Shoup sec. 3) */
 	if (BN_cmp(pub->e, BN_value_one()) <= 0 || !BN_is_odd(pub->e)
 	    || BN_cmp(pub->e, pub->n_mod) >= 0 || BN_num_bits(pub->e) < 2
-	    || BN_check_prime(pub->e, ctx, NULL) != 1
+	    || !km_rsa_small_prime(pub->e)
 	    || (BN_num_bits(pub->e) <= 5 && BN_get_word(pub->e) <= n)) {
 		goto out;
 	}
