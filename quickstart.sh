@@ -97,9 +97,9 @@ test)
 	build --enable-strict --enable-test-hooks
 	say "make check"
 	if ! make -j"$(nproc)" check; then
-		for f in $(find tests -name '*.log' -newer .quickstart-opts 2>/dev/null); do
-			if grep -q '^FAIL\|^ERROR' "${f%.log}.trs" 2>/dev/null; then
-				echo "==== $f"; tail -n 60 "$f"
+		for f in $(find tests -name '*.trs' 2>/dev/null); do
+			if grep -q ':test-result: \(FAIL\|ERROR\)' "$f"; then
+				echo "==== ${f%.trs}.log"; tail -n 80 "${f%.trs}.log"
 			fi
 		done
 		die "tests failed"
