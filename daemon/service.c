@@ -71,6 +71,10 @@ kmd_do_status(kmd_req *q)
 	uint64_t seq = 0;
 	int r;
 
+	if (km_buf_remaining(q->in) != 0) {
+		return kmd_reject(q, KM_ERR_BAD_FORMAT,
+		    "trailing bytes in status request");
+	}
 	if ((r = km_catalog_last_seq(st->store, &seq, NULL)) != 0 ||
 	    (r = km_catalog_key_list(st->store, &keys, &nkeys)) != 0 ||
 	    (r = km_store_share_count(st->store, &nshares)) != 0) {

@@ -1016,31 +1016,59 @@ km_p11_decrypt(km_p11_session *s, CK_BYTE_PTR data, CK_ULONG len,
 	return rv;
 }
 
+/*
+ * Multi-part decryption of one RSA block (pkcs11-tool uses it): the parts
+ * are gathered until C_DecryptFinal, which decrypts the whole block as
+ * C_Decrypt does.  Update outputs nothing.
+ */
 CK_RV
 km_p11_decrypt_update(km_p11_session *s, CK_BYTE_PTR data, CK_ULONG len,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)data;
-	(void)len;
 	(void)out;
-	(void)outlen;
 	if (s->active != KM_P11_OP_DECRYPT) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	km_p11_op_end(s);
-	return CKR_MECHANISM_INVALID;
+	if ((data == NULL && len > 0) || outlen == NULL) {
+		km_p11_op_end(s);
+		return CKR_ARGUMENTS_BAD;
+	}
+	if (len > s->op.modlen || s->op.data.len + len > s->op.modlen) {
+		km_p11_op_end(s);
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	}
+	if (len > 0 && km_buf_put_raw(&s->op.data, data, len) != 0) {
+		km_p11_op_end(s);
+		return CKR_HOST_MEMORY;
+	}
+	s->op.multi = true;
+	*outlen = 0;
+	return CKR_OK;
 }
 
 CK_RV
 km_p11_decrypt_final(km_p11_session *s, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)out;
-	(void)outlen;
+	uint8_t block[KM_RSA_MAX_BITS / 8];
+	size_t n;
+
 	if (s->active != KM_P11_OP_DECRYPT) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	km_p11_op_end(s);
-	return CKR_MECHANISM_INVALID;
+	if (outlen == NULL) {
+		km_p11_op_end(s);
+		return CKR_ARGUMENTS_BAD;
+	}
+	n = s->op.data.len;
+	if (n > sizeof(block)) {
+		km_p11_op_end(s);
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	}
+	/* a copy: km_p11_decrypt ends the operation, freeing op.data */
+	if (n > 0) {
+		memcpy(block, s->op.data.data, n);
+	}
+	return km_p11_decrypt(s, block, (CK_ULONG)n, out, outlen);
 }
 
 /* ---- digest ---- */

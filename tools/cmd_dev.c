@@ -174,9 +174,10 @@ kmc_dev_module_path(char *out, size_t outlen)
 {
 	char exe[KMC_DEV_PATH], cand[KMC_DEV_PATH];
 
+	/* libtool puts the module in the build tree's top .libs/ */
 	if (kmc_dev_exe_dir(exe, sizeof(exe)) == 0 &&
-	    kmc_dev_path(cand, sizeof(cand),
-		"%s/../pkcs11/.libs/keymesh-pkcs11.so", exe) == 0 &&
+	    kmc_dev_path(cand, sizeof(cand), "%s/../.libs/keymesh-pkcs11.so",
+		exe) == 0 &&
 	    access(cand, R_OK) == 0 && realpath(cand, out) != NULL) {
 		return 0;
 	}

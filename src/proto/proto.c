@@ -104,6 +104,11 @@ km_req_decode_hdr(km_buf *b, km_req_hdr *h, const km_msg_info **info)
 	if ((r = km_buf_get_string_ptr(b, &p, &n, KM_PROTO_KEY_ID_MAX)) != 0) {
 		return r == KM_ERR_TOO_LARGE ? KM_ERR_BAD_FORMAT : r;
 	}
+	/* a NUL inside would make the key named differ from the bytes
+	 * signed and audited (found by fuzz-proto) */
+	if (n > 0 && memchr(p, '\0', n) != NULL) {
+		return KM_ERR_BAD_FORMAT;
+	}
 	memcpy(h->key_id, p, n);
 	h->key_id[n] = '\0';
 	if (n > 0 && !km_name_valid(h->key_id)) {
@@ -178,7 +183,9 @@ km_rep_decode_hdr(km_buf *b, km_rep_hdr *h)
 	if (h->status > 0 || h->status < KM_ERR_LAST) {
 		return KM_ERR_BAD_FORMAT;
 	}
-	if (memchr(p, '\0', n) != NULL) {
+	/* one line, no NUL: a peer must not write lines into our logs */
+	if (memchr(p, '\0', n) != NULL || memchr(p, '\n', n) != NULL ||
+	    memchr(p, '\r', n) != NULL) {
 		return KM_ERR_BAD_FORMAT;
 	}
 	memcpy(h->message, p, n);
