@@ -65,6 +65,9 @@ struct km_rsa_subdeal {
 km_rsa_pub *km_rsa_pub_alloc(void);
 /* Fills the derived fields; call once all base fields are set. */
 int km_rsa_pub_setup(km_rsa_pub *pub);
+/* rsa_pad.c: the EVP_PKEY the legacy way, when an ENGINE owns RSA. */
+int km_rsa_make_pkey_legacy(const BIGNUM *n, const BIGNUM *e,
+    EVP_PKEY **out);
 km_rsa_share *km_rsa_share_alloc(unsigned index);
 /* n! for n <= 16 into @r. */
 int km_rsa_factorial(BIGNUM *r, unsigned n);

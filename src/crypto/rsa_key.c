@@ -328,7 +328,13 @@ km_rsa_make_pkey(km_rsa_pub *pub)
 	    || EVP_PKEY_fromdata_init(pctx) != 1
 	    || EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params)
 	        != 1) {
-		goto out;
+		/* an ENGINE owns RSA in this process: the legacy way */
+		ERR_clear_error();
+		EVP_PKEY_free(pkey);
+		pkey = NULL;
+		if (km_rsa_make_pkey_legacy(pub->n_mod, pub->e, &pkey) != 0) {
+			goto out;
+		}
 	}
 	pub->pkey = pkey;
 	pkey = NULL;

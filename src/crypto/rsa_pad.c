@@ -429,3 +429,39 @@ out:
 	km_secret_free(pt, emlen);
 	return r;
 }
+
+/*
+ * The public key as an EVP_PKEY the old way.  Used only when the provider
+ * way fails: in a process where an ENGINE supplies the RSA methods (the
+ * OpenSSL pkcs11 engine loading keymesh's own module, for one),
+ * EVP_PKEY_CTX_new_from_name("RSA") gives a legacy context that cannot
+ * import from parameters.
+ */
+int
+km_rsa_make_pkey_legacy(const BIGNUM *n, const BIGNUM *e, EVP_PKEY **out)
+{
+	RSA *rsa = NULL;
+	BIGNUM *n2 = NULL, *e2 = NULL;
+	EVP_PKEY *pk = NULL;
+
+	if ((rsa = RSA_new()) == NULL || (n2 = BN_dup(n)) == NULL
+	    || (e2 = BN_dup(e)) == NULL) {
+		goto fail;
+	}
+	if (RSA_set0_key(rsa, n2, e2, NULL) != 1) {
+		goto fail;
+	}
+	n2 = e2 = NULL;
+	if ((pk = EVP_PKEY_new()) == NULL || EVP_PKEY_assign_RSA(pk, rsa) != 1) {
+		goto fail;
+	}
+	*out = pk;
+	return 0;
+fail:
+	ERR_clear_error();
+	EVP_PKEY_free(pk);
+	RSA_free(rsa);
+	BN_free(n2);
+	BN_free(e2);
+	return KM_ERR_CRYPTO;
+}
