@@ -4,6 +4,9 @@
  *   - tls+tcp:// through keymesh's OpenSSL TLS 1.3 engine,
  *   - tls+tcp:// plus keymesh's signed envelopes (km_net: what the daemon
  *     and the module actually use),
+ * each TLS row twice: with the engine gathering every SP message into one
+ * TLS record (the default) and with that turned off (each piece nng hands
+ * over is its own record, as KEYMESH_TLS_COALESCE=0 does),
  * with 64-byte and 4-KiB messages, and the cost of a new connection with
  * our engine and with nng's own mbed TLS engine (measured in a child
  * process, since nng cannot go back to mbed once ours is registered).
@@ -33,6 +36,7 @@
 
 #define THREADS 8
 #define DIALS   30
+#define ROWS    5
 
 static int rounds = 2000;
 static char ca_dir[256];
@@ -260,7 +264,7 @@ static void
 measure_set(job *rows, int nrows, result *res)
 {
 	enum { BLOCKS = 10 };
-	uint64_t *lat[4], dt[4] = { 0 }, t0;
+	uint64_t *lat[ROWS], dt[ROWS] = { 0 }, t0;
 	job jt[THREADS];
 	pthread_t th[THREADS];
 	int per = rounds / BLOCKS, b, r, i;
@@ -464,10 +468,12 @@ main(int argc, char **argv)
 	nng_tls_config *stls = NULL, *ctls = NULL;
 	raw_server rs, rt;
 	km_net_server *ks = NULL;
-	km_net_client *kc = NULL;
+	km_net_client *kc = NULL, *kcu = NULL;
 	km_net_tls_info info;
-	nng_socket cs, ct;
-	result tcp[2], tls[2], env[2];
+	nng_socket cs, ct, ctu;
+	raw_server rtu;
+	result tcp[2], tls[2], env[2], tlsu[2], envu[2];
+	uint64_t gath0, gath1;
 	double our50 = 0, our90 = 0, mb50 = -1, mb90 = -1;
 	double mbl[4] = { -1, -1, -1, -1 };
 	const char *eng = "";
@@ -547,6 +553,19 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench: km_net client failed\n");
 		return 1;
 	}
+	/*
+	 * The uncoalesced links: both ends of a connection take the setting
+	 * in force when it is made, and keep it.
+	 */
+	km_tls_set_coalesce(false);
+	if (km_net_client_open(cli_creds, line, "bench-srv", NULL, &kcu) != 0
+	    || km_net_client_wait_connected(kcu, 5000) != 0
+	    || raw_server_start(&rtu, stls) != 0
+	    || raw_client(&ctu, rtu.port, ctls) != 0) {
+		fprintf(stderr, "bench: uncoalesced links failed\n");
+		return 1;
+	}
+	km_tls_set_coalesce(true);
 
 	printf("keymesh transport benchmark: loopback, %d sequential round "
 	       "trips per row, interleaved\nin blocks across the rows (p50, "
@@ -561,21 +580,28 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench: raw servers failed\n");
 		return 1;
 	}
+	km_tls_coalesce_stats(&gath0, NULL);
 	for (i = 0; i < 2; i++) {
-		job rows[3] = {
+		job rows[ROWS] = {
 			{ cs, NULL, sizes[i], 0, NULL, 0 },
 			{ ct, NULL, sizes[i], 0, NULL, 0 },
 			{ ct, kc, sizes[i], 0, NULL, 0 },
+			{ ctu, NULL, sizes[i], 0, NULL, 0 },
+			{ ctu, kcu, sizes[i], 0, NULL, 0 },
 		};
-		result res[3];
+		result res[ROWS];
 
-		measure_set(rows, 3, res);
+		measure_set(rows, ROWS, res);
 		tcp[i] = res[0];
 		tls[i] = res[1];
 		env[i] = res[2];
+		tlsu[i] = res[3];
+		envu[i] = res[4];
 		print_row("tcp:// (no security)", sizes[i], &tcp[i]);
 		print_row("tls+tcp:// TLS 1.3", sizes[i], &tls[i]);
 		print_row("TLS 1.3 + signed envelope", sizes[i], &env[i]);
+		print_row("  TLS 1.3, uncoalesced", sizes[i], &tlsu[i]);
+		print_row("  TLS + env, uncoalesced", sizes[i], &envu[i]);
 		if (mbl[2 * i] >= 0) {
 			printf("%-26s %6zu %9.1f %9.1f   (nng's own engine, "
 			       "separate run)\n",
@@ -583,10 +609,13 @@ main(int argc, char **argv)
 			    mbl[2 * i + 1]);
 		}
 	}
+	km_tls_coalesce_stats(&gath1, NULL);
 	nng_close(cs);
 	nng_close(ct);
+	nng_close(ctu);
 	raw_server_stop(&rs);
 	raw_server_stop(&rt);
+	raw_server_stop(&rtu);
 	km_net_client_tls_info(kc, &info);
 	printf("\nnegotiated: %s %s\n", info.version, info.cipher);
 	printf(
@@ -602,22 +631,28 @@ main(int argc, char **argv)
 		printf("  %-16s (could not be measured)\n", mbname);
 	}
 
+	printf("\nSP messages gathered into one TLS record: %llu\n",
+	    (unsigned long long)(gath1 - gath0));
 	printf("\ntarget: TLS p50 within 1.5x of plain tcp p50\n");
 	for (i = 0; i < 2; i++) {
 		double ratio = tls[i].p50_us / tcp[i].p50_us;
 
-		printf("  %4zu bytes: %.2fx  %s\n", sizes[i], ratio,
-		    ratio <= 1.5 ? "met" : "NOT met");
+		printf("  %4zu bytes: %.2fx  %s   (uncoalesced %.2fx)\n",
+		    sizes[i], ratio, ratio <= 1.5 ? "met" : "NOT met",
+		    tlsu[i].p50_us / tcp[i].p50_us);
 		if (ratio > 1.5) {
 			met = 0;
 		}
 	}
-	printf("  (with signed envelopes: %.2fx / %.2fx; the envelope adds "
-	       "an ECDSA sign + verify on each side)\n",
-	    env[0].p50_us / tcp[0].p50_us, env[1].p50_us / tcp[1].p50_us);
+	printf("  (with signed envelopes: %.2fx / %.2fx, uncoalesced %.2fx / "
+	       "%.2fx;\n   the envelope adds an ECDSA sign + verify on each "
+	       "side)\n",
+	    env[0].p50_us / tcp[0].p50_us, env[1].p50_us / tcp[1].p50_us,
+	    envu[0].p50_us / tcp[0].p50_us, envu[1].p50_us / tcp[1].p50_us);
 	printf("overall: %s\n", met ? "met" : "not met");
 
 	km_net_client_close(kc);
+	km_net_client_close(kcu);
 	km_net_server_stop(ks);
 	km_net_creds_free(srv_creds);
 	km_net_creds_free(cli_creds);

@@ -58,6 +58,28 @@ struct nng_tls_engine_config {
 	bool have_cert;
 };
 
+/*
+ * Send-side framing (km_tls_conn_send).  nng 1.5.2's tls+tcp transport
+ * hands the engine each SP message as separate pieces (its 8-byte length,
+ * the req/rep header, the body), one send call and one task-queue hop
+ * each.  The engine follows the tls+tcp framing to gather each message
+ * into one TLS record: first the 8-byte SP connection header ("\0SP\0",
+ * protocol, reserved), then frames of an 8-byte big-endian length L and
+ * exactly L bytes.
+ */
+enum km_tls_tx {
+	KM_TX_HELLO,  /* gathering the SP connection header */
+	KM_TX_PREFIX, /* gathering a frame's 8-byte length */
+	KM_TX_FRAME,  /* gathering the rest of a frame */
+	KM_TX_DIRECT, /* passing an oversized frame's body straight on */
+	KM_TX_OFF     /* not coalescing: every piece goes straight on */
+};
+
+/* Frames with a length above this are written as they come. */
+#define KM_TLS_COALESCE_MAX ((size_t)64 * 1024)
+/* Gather buffer kept between frames; a larger one is freed after use. */
+#define KM_TLS_TX_KEEP ((size_t)16 * 1024 + 8)
+
 struct nng_tls_engine_conn {
 	void *nng; /* nng's connection, for nng_tls_engine_send/recv */
 	SSL *ssl;
@@ -67,11 +89,25 @@ struct nng_tls_engine_conn {
 	bool failed;   /* handshake failure recorded */
 	bool got_data; /* application data has arrived */
 	bool counted;  /* holds a slot in cfg->pending */
+	/* send-side framing, see enum km_tls_tx */
+	enum km_tls_tx tx_state;
+	enum km_tls_tx tx_next; /* state once the pending write is done */
+	bool tx_flushing;       /* tx[tx_done..tx_len) is being written */
+	uint8_t *tx;            /* gather buffer (allocated on first use) */
+	size_t tx_cap;          /* its size */
+	size_t tx_len;          /* bytes gathered */
+	size_t tx_need;         /* bytes of the unit being gathered */
+	size_t tx_done;         /* bytes of tx taken by SSL_write */
+	size_t tx_last;         /* bytes of nng's last piece in tx */
+	uint64_t tx_direct;     /* oversized body bytes still to pass on */
 };
 
 static pthread_mutex_t km_tls_mu = PTHREAD_MUTEX_INITIALIZER;
 static BIO_METHOD *km_tls_bio_meth;
 static atomic_uint_fast64_t km_tls_ok, km_tls_bad;
+static atomic_uint_fast64_t km_tls_frames_gathered, km_tls_frames_direct;
+/* -1: not yet read from KEYMESH_TLS_COALESCE; else 0 or 1 */
+static atomic_int km_tls_coalesce = -1;
 
 /*
  * The hook of the config being made: nng_tls_config_alloc() calls our
@@ -263,6 +299,44 @@ km_tls_stats(uint64_t *ok, uint64_t *bad)
 	}
 	if (bad != NULL) {
 		*bad = atomic_load(&km_tls_bad);
+	}
+}
+
+/*
+ * Whether new connections gather each SP message into one TLS record:
+ * on unless KEYMESH_TLS_COALESCE=0 in the environment, or as last set by
+ * km_tls_set_coalesce().
+ */
+static bool
+km_tls_coalescing(void)
+{
+	int v = atomic_load(&km_tls_coalesce);
+
+	if (v < 0) {
+		const char *e = getenv("KEYMESH_TLS_COALESCE");
+		int want = (e != NULL && strcmp(e, "0") == 0) ? 0 : 1;
+
+		(void)atomic_compare_exchange_strong(
+		    &km_tls_coalesce, &v, want);
+		v = atomic_load(&km_tls_coalesce);
+	}
+	return v != 0;
+}
+
+void
+km_tls_set_coalesce(bool on)
+{
+	atomic_store(&km_tls_coalesce, on ? 1 : 0);
+}
+
+void
+km_tls_coalesce_stats(uint64_t *gathered, uint64_t *direct)
+{
+	if (gathered != NULL) {
+		*gathered = atomic_load(&km_tls_frames_gathered);
+	}
+	if (direct != NULL) {
+		*direct = atomic_load(&km_tls_frames_direct);
 	}
 }
 
@@ -630,6 +704,8 @@ km_tls_conn_init(nng_tls_engine_conn *c, void *nng, nng_tls_engine_config *cfg)
 	c->nng = nng;
 	c->cfg = cfg;
 	c->start_ns = km_mono_ns();
+	c->tx_state = km_tls_coalescing() ? KM_TX_HELLO : KM_TX_OFF;
+	c->tx_need = 8;
 	if (!cfg->have_cert || (!cfg->have_ca && cfg->hook == NULL)) {
 		km_log_error("KM-TLS-CONFIG",
 		    "TLS config lacks its own certificate or the CA");
@@ -702,6 +778,9 @@ km_tls_conn_fini(nng_tls_engine_conn *c)
 	km_tls_release_slot(c);
 	SSL_free(c->ssl);
 	c->ssl = NULL;
+	free(c->tx);
+	c->tx = NULL;
+	c->tx_cap = 0;
 }
 
 static void
@@ -746,8 +825,9 @@ km_tls_conn_recv(nng_tls_engine_conn *c, uint8_t *buf, size_t *szp)
 	return km_tls_result(c, ret);
 }
 
+/* One SSL_write of @buf as it comes (the uncoalesced path). */
 static int
-km_tls_conn_send(nng_tls_engine_conn *c, const uint8_t *buf, size_t *szp)
+km_tls_write_now(nng_tls_engine_conn *c, const uint8_t *buf, size_t *szp)
 {
 	size_t put = 0;
 	int ret;
@@ -761,6 +841,182 @@ km_tls_conn_send(nng_tls_engine_conn *c, const uint8_t *buf, size_t *szp)
 		return 0;
 	}
 	return km_tls_result(c, ret);
+}
+
+/* Room for @need gathered bytes; false when memory is short. */
+static bool
+km_tls_tx_reserve(nng_tls_engine_conn *c, size_t need)
+{
+	uint8_t *p;
+	size_t cap = need < 2048 ? 2048 : need;
+
+	if (need <= c->tx_cap) {
+		return true;
+	}
+	if ((p = realloc(c->tx, cap)) == NULL) {
+		return false;
+	}
+	c->tx = p;
+	c->tx_cap = cap;
+	return true;
+}
+
+static uint64_t
+km_tls_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		v = (v << 8) | p[i];
+	}
+	return v;
+}
+
+/*
+ * Write the gathered unit tx[tx_done..tx_len) with SSL_write until all of
+ * it is taken, then report the bytes of nng's last piece as sent.  On
+ * NNG_EAGAIN nothing is reported: nng keeps that piece at the head of its
+ * queue and calls again with it once its TCP send has made room, and the
+ * write resumes where it stopped (OpenSSL wants the same bytes again after
+ * WANT_WRITE, which tx still holds).  Reporting the last piece only once
+ * its frame is written matters: nng calls the engine only while it has
+ * something queued, so a frame accepted whole but left unwritten could
+ * wait for ever.
+ */
+static int
+km_tls_tx_flush(nng_tls_engine_conn *c, size_t *szp)
+{
+	size_t put;
+	int ret;
+
+	while (c->tx_done < c->tx_len) {
+		put = 0;
+		ERR_clear_error();
+		ret = SSL_write_ex(
+		    c->ssl, c->tx + c->tx_done, c->tx_len - c->tx_done, &put);
+		if (ret != 1) {
+			return km_tls_result(c, ret);
+		}
+		c->tx_done += put;
+	}
+	if (!c->done && SSL_is_init_finished(c->ssl)) {
+		km_tls_record_success(c);
+	}
+	*szp = c->tx_last;
+	c->tx_flushing = false;
+	c->tx_state = c->tx_next;
+	c->tx_len = c->tx_done = c->tx_last = 0;
+	c->tx_need = 8;
+	if (c->tx_cap > KM_TLS_TX_KEEP) {
+		free(c->tx);
+		c->tx = NULL;
+		c->tx_cap = 0;
+	}
+	return 0;
+}
+
+/*
+ * The SP connection header nng's tls+tcp transport sends first: "\0SP\0",
+ * a 16-bit protocol number, two zero bytes.  Anything else is some other
+ * use of the TLS stream (nng's stream API, wss://), whose framing the
+ * engine does not know, so it stops gathering for the connection.
+ */
+static bool
+km_tls_is_sp_header(const uint8_t *h)
+{
+	return h[0] == 0 && h[1] == 'S' && h[2] == 'P' && h[3] == 0
+	    && h[6] == 0 && h[7] == 0;
+}
+
+/*
+ * Gather nng's pieces into one TLS record per SP message.  Pieces before
+ * the last of a unit are copied and reported as sent at once, so nng moves
+ * on to the next; the last one is reported only once the whole unit went
+ * through SSL_write (km_tls_tx_flush).  The header and an oversized
+ * frame's length go out as units of their own; an oversized body and
+ * anything after an unknown header pass straight through.
+ */
+static int
+km_tls_conn_send(nng_tls_engine_conn *c, const uint8_t *buf, size_t *szp)
+{
+	size_t take;
+	uint64_t flen;
+
+	if (c->tx_flushing) {
+		/*
+		 * nng calls again with the piece whose bytes were gathered
+		 * last; a shorter one means its view and ours differ.
+		 */
+		if (*szp < c->tx_last) {
+			km_log_error("KM-TLS-FRAMING",
+			    "send piece changed while its frame was pending");
+			return NNG_EINTERNAL;
+		}
+		return km_tls_tx_flush(c, szp);
+	}
+	if (c->tx_state == KM_TX_OFF) {
+		return km_tls_write_now(c, buf, szp);
+	}
+	if (c->tx_state == KM_TX_DIRECT) {
+		int rv;
+
+		if (*szp > c->tx_direct) {
+			*szp = (size_t)c->tx_direct;
+		}
+		if ((rv = km_tls_write_now(c, buf, szp)) == 0
+		    && (c->tx_direct -= *szp) == 0) {
+			c->tx_state = KM_TX_PREFIX;
+		}
+		return rv;
+	}
+	if (!km_tls_tx_reserve(c, c->tx_need)) {
+		return NNG_ENOMEM;
+	}
+	take = c->tx_need - c->tx_len;
+	if (take > *szp) {
+		take = *szp;
+	}
+	memcpy(c->tx + c->tx_len, buf, take);
+	c->tx_len += take;
+	if (c->tx_len < c->tx_need) {
+		*szp = take;
+		return 0;
+	}
+	/* A unit is complete (or, for a length, known). */
+	c->tx_next = KM_TX_PREFIX;
+	switch (c->tx_state) {
+	case KM_TX_HELLO:
+		if (!km_tls_is_sp_header(c->tx)) {
+			c->tx_next = KM_TX_OFF;
+		}
+		break;
+	case KM_TX_PREFIX:
+		flen = km_tls_be64(c->tx);
+		if (flen == 0) {
+			/* a message with no header and no body */
+			atomic_fetch_add(&km_tls_frames_gathered, 1);
+			break;
+		}
+		if (flen <= KM_TLS_COALESCE_MAX
+		    && km_tls_tx_reserve(c, 8 + (size_t)flen)) {
+			c->tx_state = KM_TX_FRAME;
+			c->tx_need = 8 + (size_t)flen;
+			*szp = take;
+			return 0;
+		}
+		/* Too large to gather: the length alone, then the body. */
+		atomic_fetch_add(&km_tls_frames_direct, 1);
+		c->tx_next = KM_TX_DIRECT;
+		c->tx_direct = flen;
+		break;
+	default: /* KM_TX_FRAME */
+		atomic_fetch_add(&km_tls_frames_gathered, 1);
+		break;
+	}
+	c->tx_last = take;
+	c->tx_flushing = true;
+	return km_tls_tx_flush(c, szp);
 }
 
 static bool

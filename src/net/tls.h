@@ -68,6 +68,21 @@ int km_tls_config_new(nng_tls_mode mode, km_tls_hook *hook, const char *ca_pem,
 /** km_tls_stats: process-wide handshake counters (successes, failures). */
 void km_tls_stats(uint64_t *ok, uint64_t *bad);
 
+/**
+ * km_tls_set_coalesce: whether connections made from now on gather each SP
+ * message into one TLS record (the default; KEYMESH_TLS_COALESCE=0 in the
+ * environment turns it off).  Open connections keep their setting.
+ * @on: true to gather, false to write each piece nng hands over at once
+ */
+void km_tls_set_coalesce(bool on);
+
+/**
+ * km_tls_coalesce_stats: process-wide count of SP messages sent as one
+ * gathered unit, and of messages too large to gather (sent piece by
+ * piece).  Either pointer may be NULL.
+ */
+void km_tls_coalesce_stats(uint64_t *gathered, uint64_t *direct);
+
 /** km_net_err: map an nng error code to a KM_ERR_* code. */
 int km_net_err(int nng_rv);
 

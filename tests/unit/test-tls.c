@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pair0/pair.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <openssl/err.h>
@@ -1241,6 +1242,484 @@ test_replay_cache(void)
 	CU_ASSERT(km_replay_new(0, &rc) == KM_ERR_INVALID_ARG);
 }
 
+/* ---- gathering SP messages into TLS records ------------------------------
+ */
+
+/* Server and client configs for n1 and c1 of ca_a, made with our engine. */
+static int
+coal_configs(nng_tls_config **scfg, nng_tls_config **ccfg)
+{
+	char *ca = slurp(ca_a, "ca.crt", NULL),
+	     *crl = slurp(ca_a, "crl.pem", NULL);
+	char *scrt = slurp(ca_a, "n1", ".crt"),
+	     *skey = slurp(ca_a, "n1", ".key");
+	char *ccrt = slurp(ca_a, "c1", ".crt"),
+	     *ckey = slurp(ca_a, "c1", ".key");
+	int rv = -1;
+
+	*scfg = *ccfg = NULL;
+	if (ca != NULL && crl != NULL && scrt != NULL && skey != NULL
+	    && ccrt != NULL && ckey != NULL
+	    && km_tls_config_new(
+	           NNG_TLS_MODE_SERVER, NULL, ca, crl, scrt, skey, NULL, scfg)
+	        == 0
+	    && km_tls_config_new(
+	           NNG_TLS_MODE_CLIENT, NULL, ca, crl, ccrt, ckey, "n1", ccfg)
+	        == 0) {
+		rv = 0;
+	}
+	free(ca);
+	free(crl);
+	free(scrt);
+	free(skey);
+	free(ccrt);
+	free(ckey);
+	return rv;
+}
+
+/* A byte pattern that differs per thread, round and size. */
+static void
+coal_fill(uint8_t *p, size_t n, unsigned seed)
+{
+	uint32_t x = seed * 2654435761u + (uint32_t)n + 1;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		p[i] = (uint8_t)(x >> 16);
+	}
+}
+
+/* A raw rep echo server with its own contexts (one per worker). */
+typedef struct {
+	nng_socket sock;
+	nng_ctx ctx[4];
+	nng_aio *aio[4];
+	pthread_t th[4];
+	int nw;
+} coal_server;
+
+typedef struct {
+	coal_server *s;
+	int i;
+} coal_worker_arg;
+
+static coal_worker_arg coal_wargs[4];
+
+static void *
+coal_server_main(void *arg)
+{
+	coal_worker_arg *a = arg;
+	nng_ctx ctx = a->s->ctx[a->i];
+	nng_aio *aio = a->s->aio[a->i];
+
+	for (;;) {
+		nng_ctx_recv(ctx, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0) {
+			break;
+		}
+		nng_ctx_send(ctx, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0) {
+			nng_msg_free(nng_aio_get_msg(aio));
+		}
+	}
+	return NULL;
+}
+
+static int
+coal_server_start(coal_server *s, nng_tls_config *cfg, const char *url)
+{
+	nng_listener l;
+	int i;
+
+	memset(s, 0, sizeof(*s));
+	if (nng_rep0_open(&s->sock) != 0
+	    || nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, 1u << 20) != 0
+	    || nng_listener_create(&l, s->sock, url) != 0
+	    || nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg) != 0
+	    || nng_listener_start(l, 0) != 0) {
+		return -1;
+	}
+	for (i = 0; i < 4; i++) {
+		coal_wargs[i].s = s;
+		coal_wargs[i].i = i;
+		if (nng_ctx_open(&s->ctx[i], s->sock) != 0
+		    || nng_aio_alloc(&s->aio[i], NULL, NULL) != 0
+		    || pthread_create(
+		           &s->th[i], NULL, coal_server_main, &coal_wargs[i])
+		        != 0) {
+			return -1;
+		}
+		s->nw++;
+	}
+	return 0;
+}
+
+static void
+coal_server_stop(coal_server *s)
+{
+	int i;
+
+	nng_close(s->sock);
+	for (i = 0; i < s->nw; i++) {
+		pthread_join(s->th[i], NULL);
+		nng_aio_free(s->aio[i]);
+	}
+}
+
+/*
+ * Body sizes around every boundary the engine has: empty, the 8-byte
+ * length, one TLS record (16 KiB), the 64 KiB gathering limit (the frame
+ * length is the body plus nng's 4-byte req/rep header, so 65532 is the
+ * largest gathered body and 65533 the smallest written piece by piece).
+ */
+static const size_t coal_sizes[] = { 0, 1, 7, 8, 9, 4095, 4096, 16380, 16381,
+	65531, 65532, 65533, 65535, 65536, 70000, 64 };
+#define COAL_NSIZES  (sizeof(coal_sizes) / sizeof(coal_sizes[0]))
+#define COAL_THREADS 8
+#define COAL_ROUNDS  3
+
+typedef struct {
+	nng_socket sock;
+	int id;
+	int rounds;
+	int bad;  /* wrong or failed echoes */
+	int sent; /* round trips done */
+	int big;  /* of which with a frame above the gathering limit */
+} coal_client_arg;
+
+static int
+coal_round_trip(nng_ctx ctx, nng_aio *aio, size_t size, unsigned seed)
+{
+	nng_msg *msg = NULL;
+	uint8_t *want = NULL;
+	int rv = -1;
+
+	if ((want = malloc(size + 1)) == NULL
+	    || nng_msg_alloc(&msg, size) != 0) {
+		goto out;
+	}
+	coal_fill(want, size, seed);
+	if (size > 0) {
+		memcpy(nng_msg_body(msg), want, size);
+	}
+	nng_aio_set_msg(aio, msg);
+	nng_ctx_send(ctx, aio);
+	nng_aio_wait(aio);
+	if (nng_aio_result(aio) != 0) {
+		goto out; /* msg is still ours */
+	}
+	msg = NULL;
+	nng_ctx_recv(ctx, aio);
+	nng_aio_wait(aio);
+	if (nng_aio_result(aio) != 0) {
+		goto out;
+	}
+	msg = nng_aio_get_msg(aio);
+	if (nng_msg_len(msg) == size
+	    && (size == 0 || memcmp(nng_msg_body(msg), want, size) == 0)) {
+		rv = 0;
+	}
+out:
+	nng_msg_free(msg);
+	free(want);
+	return rv;
+}
+
+static void *
+coal_client_main(void *arg)
+{
+	coal_client_arg *a = arg;
+	nng_ctx ctx;
+	nng_aio *aio = NULL;
+	size_t k, size;
+	int r;
+
+	if (nng_ctx_open(&ctx, a->sock) != 0
+	    || nng_aio_alloc(&aio, NULL, NULL) != 0) {
+		a->bad++;
+		return NULL;
+	}
+	nng_aio_set_timeout(aio, 20000);
+	for (r = 0; r < a->rounds; r++) {
+		for (k = 0; k < COAL_NSIZES; k++) {
+			/* each thread walks the sizes from its own offset */
+			size = coal_sizes[(k + (size_t)a->id) % COAL_NSIZES];
+			if (coal_round_trip(ctx, aio, size,
+			        (unsigned)(a->id * 1000 + r * 100)
+			            + (unsigned)k)
+			    != 0) {
+				a->bad++;
+			}
+			a->sent++;
+			if (size + 4 > 64 * 1024) {
+				a->big++;
+			}
+		}
+	}
+	nng_aio_free(aio);
+	nng_ctx_close(ctx);
+	return NULL;
+}
+
+/* COAL_THREADS threads echo every size @rounds times; returns bad count. */
+static int
+coal_run(nng_socket cli, int rounds, int *sent, int *big)
+{
+	pthread_t th[COAL_THREADS];
+	coal_client_arg a[COAL_THREADS];
+	int i, bad = 0;
+
+	*sent = *big = 0;
+	for (i = 0; i < COAL_THREADS; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].sock = cli;
+		a[i].id = i;
+		a[i].rounds = rounds;
+		if (pthread_create(&th[i], NULL, coal_client_main, &a[i])
+		    != 0) {
+			return -1;
+		}
+	}
+	for (i = 0; i < COAL_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		bad += a[i].bad;
+		*sent += a[i].sent;
+		*big += a[i].big;
+	}
+	return bad;
+}
+
+static int
+coal_client_open(nng_socket *cli, nng_tls_config *cfg, int port)
+{
+	nng_dialer d;
+	char url[64];
+
+	snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%d", port);
+	if (nng_req0_open(cli) != 0
+	    || nng_socket_set_size(*cli, NNG_OPT_RECVMAXSZ, 1u << 20) != 0
+	    || nng_dialer_create(&d, *cli, url) != 0
+	    || nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg) != 0
+	    || nng_dialer_start(d, 0) != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Messages of every size around the engine's boundaries, both directions,
+ * from 8 threads on one connection at once, all echoed intact; with
+ * gathering on (the counters show it happened, and which frames were too
+ * large for it) and then off.
+ */
+static void
+test_coalesce_sizes(void)
+{
+	nng_tls_config *scfg, *ccfg;
+	coal_server s;
+	nng_socket cli;
+	uint64_t g0, d0, g1, d1;
+	int port, sent = 0, big = 0, pass;
+
+	CU_ASSERT_FATAL(km_net_init() == 0);
+	CU_ASSERT_FATAL(coal_configs(&scfg, &ccfg) == 0);
+	for (pass = 0; pass < 2; pass++) {
+		km_tls_set_coalesce(pass == 0);
+		port = kmt_free_port();
+		{
+			char url[64];
+
+			snprintf(
+			    url, sizeof(url), "tls+tcp://127.0.0.1:%d", port);
+			CU_ASSERT_FATAL(coal_server_start(&s, scfg, url) == 0);
+		}
+		CU_ASSERT_FATAL(coal_client_open(&cli, ccfg, port) == 0);
+		km_tls_coalesce_stats(&g0, &d0);
+		CU_ASSERT(
+		    coal_run(cli, pass == 0 ? COAL_ROUNDS : 1, &sent, &big)
+		    == 0);
+		km_tls_coalesce_stats(&g1, &d1);
+		CU_ASSERT(sent
+		    == COAL_THREADS * (int)COAL_NSIZES
+		        * (pass == 0 ? COAL_ROUNDS : 1));
+		CU_ASSERT(big > 0);
+		if (pass == 0) {
+			/* a request and a reply per round trip */
+			CU_ASSERT(g1 - g0 >= 2 * (uint64_t)(sent - big));
+			CU_ASSERT(d1 - d0 >= 2 * (uint64_t)big);
+		} else {
+			CU_ASSERT(g1 == g0);
+			CU_ASSERT(d1 == d0);
+		}
+		nng_close(cli);
+		coal_server_stop(&s);
+	}
+	km_tls_set_coalesce(true);
+	nng_tls_config_free(scfg);
+	nng_tls_config_free(ccfg);
+}
+
+/*
+ * Exact frame lengths, including the empty frame (length 0, which has no
+ * piece after the length): pair0 carries no header of its own.
+ */
+static void
+test_coalesce_pair_frames(void)
+{
+	static const size_t sizes[] = { 0, 1, 0, 8, 65536, 0, 65537, 3, 0 };
+	nng_tls_config *scfg, *ccfg;
+	nng_socket srv, cli;
+	nng_listener l;
+	nng_dialer d;
+	nng_msg *m;
+	uint8_t *want;
+	char url[64];
+	size_t i, n;
+	int port, dir, bad = 0;
+
+	CU_ASSERT_FATAL(km_net_init() == 0);
+	CU_ASSERT_FATAL(coal_configs(&scfg, &ccfg) == 0);
+	CU_ASSERT_FATAL((want = malloc(65537)) != NULL);
+	port = kmt_free_port();
+	snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%d", port);
+	CU_ASSERT_FATAL(nng_pair0_open(&srv) == 0);
+	CU_ASSERT_FATAL(nng_pair0_open(&cli) == 0);
+	CU_ASSERT_FATAL(nng_socket_set_ms(srv, NNG_OPT_RECVTIMEO, 10000) == 0);
+	CU_ASSERT_FATAL(nng_socket_set_ms(cli, NNG_OPT_RECVTIMEO, 10000) == 0);
+	CU_ASSERT_FATAL(nng_listener_create(&l, srv, url) == 0);
+	CU_ASSERT_FATAL(
+	    nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, scfg) == 0);
+	CU_ASSERT_FATAL(nng_listener_start(l, 0) == 0);
+	CU_ASSERT_FATAL(nng_dialer_create(&d, cli, url) == 0);
+	CU_ASSERT_FATAL(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, ccfg) == 0);
+	CU_ASSERT_FATAL(nng_dialer_start(d, 0) == 0);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		/* client to server, then server to client */
+		for (dir = 0; dir < 2; dir++) {
+			n = sizes[i];
+			coal_fill(want, n, (unsigned)(i * 2 + (size_t)dir));
+			if (nng_msg_alloc(&m, n) != 0) {
+				bad++;
+				continue;
+			}
+			if (n > 0) {
+				memcpy(nng_msg_body(m), want, n);
+			}
+			if (nng_sendmsg(dir == 0 ? cli : srv, m, 0) != 0) {
+				nng_msg_free(m);
+				bad++;
+				continue;
+			}
+			if (nng_recvmsg(dir == 0 ? srv : cli, &m, 0) != 0) {
+				bad++;
+				continue;
+			}
+			if (nng_msg_len(m) != n
+			    || (n > 0
+			        && memcmp(nng_msg_body(m), want, n) != 0)) {
+				bad++;
+			}
+			nng_msg_free(m);
+		}
+	}
+	CU_ASSERT(bad == 0);
+	nng_close(cli);
+	nng_close(srv);
+	free(want);
+	nng_tls_config_free(scfg);
+	nng_tls_config_free(ccfg);
+}
+
+/*
+ * A TLS peer that speaks SP by hand: handshake as c1, exchange the SP
+ * headers as a req socket, then send @len bytes of @frame and close the
+ * connection.  Returns 0 when all of that went through.
+ */
+static int
+raw_sp_partial(int port, const uint8_t *frame, size_t len, bool shutdown)
+{
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+	struct sockaddr_in sa;
+	struct timeval tv = { 5, 0 };
+	static const uint8_t hello[8] = { 0, 'S', 'P', 0, 0, 0x30, 0, 0 };
+	char path[4200];
+	uint8_t buf[8];
+	int fd = -1, res = -1;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL
+	    || km_pki_path(path, sizeof(path), ca_a, "ca.crt", NULL) != 0
+	    || SSL_CTX_load_verify_locations(ctx, path, NULL) != 1
+	    || km_pki_path(path, sizeof(path), ca_a, "c1", ".crt") != 0
+	    || SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM) != 1
+	    || km_pki_path(path, sizeof(path), ca_a, "c1", ".key") != 0
+	    || SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1) {
+		goto out;
+	}
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0) {
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0
+	    || (ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1
+	    || SSL_connect(ssl) != 1
+	    || SSL_write(ssl, hello, sizeof(hello)) != (int)sizeof(hello)
+	    || SSL_read(ssl, buf, sizeof(buf)) != (int)sizeof(buf)
+	    || memcmp(buf, "\0SP\0", 4) != 0) {
+		goto out;
+	}
+	if (len > 0 && SSL_write(ssl, frame, (int)len) != (int)len) {
+		goto out;
+	}
+	if (shutdown) {
+		(void)SSL_shutdown(ssl);
+	}
+	res = 0;
+out:
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	if (fd >= 0) {
+		close(fd);
+	}
+	ERR_clear_error();
+	return res;
+}
+
+/* Peers that hang up in the middle of a frame; the listener serves on. */
+static void
+test_coalesce_peer_leaves_midframe(void)
+{
+	km_net_server *s;
+	km_net_client *c;
+	uint8_t frame[64];
+	int port = 0;
+
+	memset(frame, 0x5a, sizeof(frame));
+	/* a length of 1000, then 12 of those bytes */
+	memset(frame, 0, 8);
+	frame[6] = 0x03;
+	frame[7] = 0xe8;
+	CU_ASSERT_FATAL((s = start_server(n1, NULL, &port)) != NULL);
+	CU_ASSERT(raw_sp_partial(port, frame, 20, false) == 0);
+	CU_ASSERT(raw_sp_partial(port, frame, 20, true) == 0);
+	/* half a length */
+	CU_ASSERT(raw_sp_partial(port, frame, 3, false) == 0);
+	/* right after the headers */
+	CU_ASSERT(raw_sp_partial(port, frame, 0, true) == 0);
+	CU_ASSERT_FATAL((c = open_client(c1, port, "n1")) != NULL);
+	CU_ASSERT(echo_call(c, "after a torn frame", "c1|client") == 0);
+	km_net_client_close(c);
+	CU_ASSERT(km_net_server_refused(s) == 0);
+	km_net_server_stop(s);
+}
+
 static const kmt_test tls_tests[] = {
 	{ "engine_register", test_engine_register },
 	{ "engine_version_clamp", test_engine_version_clamp },
@@ -1257,6 +1736,10 @@ static const kmt_test tls_tests[] = {
 	{ "concurrent_1000", test_concurrent_1000 },
 	{ "async_fanout_cancel", test_async_fanout_cancel },
 	{ "no_server", test_no_server },
+	{ "coalesce_sizes", test_coalesce_sizes },
+	{ "coalesce_pair_frames", test_coalesce_pair_frames },
+	{ "coalesce_peer_leaves_midframe",
+	    test_coalesce_peer_leaves_midframe },
 	KMT_END,
 };
 
