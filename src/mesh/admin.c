@@ -207,8 +207,20 @@ km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
 		    km_strerror(r));
 		goto out;
 	}
-	/* two nodes racing for the same seq: the loser retries */
-	for (attempt = 0; attempt < 3; attempt++) {
+	/*
+	 * One sequencer: the entry goes first to the first node that
+	 * answers, which applies entries one at a time; only an entry it
+	 * accepted goes to the others.  Two admins racing for the same
+	 * seq therefore cannot leave two nodes with different entries at
+	 * that seq: the loser is refused by the sequencer, re-reads the
+	 * last seq and signs again.  (XXX until the catalog runs on Raft,
+	 * issue #7, a partition that hides the sequencer from only one of
+	 * two racing admins could still fork the log.)
+	 */
+	for (attempt = 0; attempt < 20; attempt++) {
+		size_t seqr = SIZE_MAX;
+		int rs = KM_ERR_QUORUM;
+
 		if ((r = km_mesh_last_seq(m, &last, &reachable)) != 0) {
 			r = km_fail(err, errlen, r, "no node is reachable");
 			goto out;
@@ -235,27 +247,43 @@ km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
 		*applied = 0;
 		for (i = 0; i < km_mesh_count(m); i++) {
 			km_buf req, rep;
-			char msg[256];
+			char msg[256] = "";
 
 			km_buf_init(&req);
 			km_buf_init(&rep);
-			if (km_rpc_request(&req, KM_MSG_CATALOG_APPEND, NULL, 0,
-				NULL) == 0 &&
-			    km_buf_put_string(&req, enc.data, enc.len) == 0 &&
-			    km_rpc_call(km_mesh_client(m, i), &req,
-				KM_ADMIN_TIMEOUT_MS, &rep, msg,
-				sizeof(msg)) == 0) {
+			rs = km_rpc_request(&req, KM_MSG_CATALOG_APPEND, NULL, 0,
+			    NULL);
+			rs = rs ? rs : km_buf_put_string(&req, enc.data, enc.len);
+			rs = rs ? rs :
+				  km_rpc_call(km_mesh_client(m, i), &req,
+				      KM_ADMIN_TIMEOUT_MS, &rep, msg,
+				      sizeof(msg));
+			km_buf_free(&req);
+			km_buf_free(&rep);
+			if (rs == 0) {
 				(*applied)++;
 			} else {
 				snprintf(err, errlen, "%s: %s",
 				    km_mesh_name(m, i), msg);
 			}
-			km_buf_free(&req);
-			km_buf_free(&rep);
+			if (seqr == SIZE_MAX) {
+				if (rs == 0) {
+					seqr = i; /* the sequencer took it */
+				} else if (rs == KM_ERR_STALE) {
+					break; /* lost the race: sign again */
+				}
+				/* unreachable: the next node sequences */
+			}
 		}
-		if (*applied > 0) {
+		if (*applied > 0 && seqr != SIZE_MAX) {
 			r = 0;
 			goto out;
+		}
+		/* a short random pause, so racing admins do not collide again */
+		{
+			uint8_t b = 0;
+			(void)km_random(&b, 1);
+			usleep(1000u * (5u + b % 50u));
 		}
 	}
 	r = KM_ERR_QUORUM;

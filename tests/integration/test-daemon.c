@@ -811,6 +811,57 @@ test_dealer_leaves_no_secret(void)
 	BN_clear_free(v[1]);
 }
 
+/* Admins racing: every key lands, and every node has the same catalog. */
+typedef struct ec_job {
+	int r;
+	char label[32], id[KM_NAME_MAX + 1], err[512];
+} ec_job;
+
+static void *
+ec_create_thread(void *arg)
+{
+	ec_job *j = arg;
+
+	j->r = km_mesh_key_create(admin, KM_KEY_EC_P256, 256, K, j->label,
+	    false, NULL, NULL, j->id, j->err, sizeof(j->err));
+	return NULL;
+}
+
+static void
+test_concurrent_creates_agree(void)
+{
+	ec_job jobs[4];
+	pthread_t t[4];
+	km_node_status st;
+	uint64_t seq0 = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		memset(&jobs[i], 0, sizeof(jobs[i]));
+		snprintf(jobs[i].label, sizeof(jobs[i].label), "race%d", i);
+		CU_ASSERT_FATAL(pthread_create(&t[i], NULL, ec_create_thread,
+				    &jobs[i]) == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		if (jobs[i].r != 0) {
+			fprintf(stderr, "%s: %s\n", jobs[i].label, jobs[i].err);
+		}
+		CU_ASSERT(jobs[i].r == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		CU_ASSERT(mesh_agrees(jobs[i].label) == 1);
+	}
+	for (i = 0; i < N; i++) {
+		CU_ASSERT_FATAL(km_mesh_status(admin, (size_t)i, TMO, &st, NULL,
+				    NULL) == 0);
+		if (i == 0) {
+			seq0 = st.catalog_seq;
+		}
+		CU_ASSERT(st.catalog_seq == seq0);
+	}
+}
+
 /* Guessing PINs: ten wrong ones lock the partition on that node for a
  * while, even against the right PIN.  Runs last: it locks node3. */
 static void
@@ -839,6 +890,7 @@ static const kmt_test daemon_tests[] = {
 	{ "import_leaves_no_secret", test_import_leaves_no_secret },
 	{ "dealer_leaves_no_secret", test_dealer_leaves_no_secret },
 	{ "kill9_during_create", test_kill9_during_create },
+	{ "concurrent_creates_agree", test_concurrent_creates_agree },
 	{ "pin_guessing_throttled", test_pin_guessing_throttled },
 	KMT_END,
 };
