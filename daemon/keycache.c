@@ -188,31 +188,13 @@ kmd_rsa_mech_from_ckm(uint32_t mech, uint32_t kind, km_rsa_mech *m)
 	}
 }
 
-static const EVP_MD *
-kmd_md(int hash)
-{
-	switch (hash) {
-	case KM_RSA_HASH_SHA1:
-		return EVP_sha1();
-	case KM_RSA_HASH_SHA224:
-		return EVP_sha224();
-	case KM_RSA_HASH_SHA256:
-		return EVP_sha256();
-	case KM_RSA_HASH_SHA384:
-		return EVP_sha384();
-	case KM_RSA_HASH_SHA512:
-		return EVP_sha512();
-	default:
-		return NULL;
-	}
-}
-
 int
 kmd_rsa_pss_check(const km_rsa_pub *pub, const km_rsa_mech *m,
     const uint8_t *mhash, size_t mhashlen, const BIGNUM *x)
 {
-	const EVP_MD *md = kmd_md(m->hash);
-	const EVP_MD *mgf = kmd_md(m->mgf1_hash ? m->mgf1_hash : m->hash);
+	const EVP_MD *md = km_rsa_hash_md(m->hash);
+	const EVP_MD *mgf =
+	    km_rsa_hash_md(m->mgf1_hash ? m->mgf1_hash : m->hash);
 	const RSA *rsa;
 	uint8_t em[KM_RSA_MAX_BITS / 8];
 	int n, ok;

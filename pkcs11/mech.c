@@ -219,25 +219,6 @@ km_p11_hash_of_digest_ckm(CK_MECHANISM_TYPE t)
 	}
 }
 
-static const EVP_MD *
-km_p11_md(int h)
-{
-	switch (h) {
-	case KM_RSA_HASH_SHA1:
-		return EVP_sha1();
-	case KM_RSA_HASH_SHA224:
-		return EVP_sha224();
-	case KM_RSA_HASH_SHA256:
-		return EVP_sha256();
-	case KM_RSA_HASH_SHA384:
-		return EVP_sha384();
-	case KM_RSA_HASH_SHA512:
-		return EVP_sha512();
-	default:
-		return NULL;
-	}
-}
-
 static bool
 km_p11_is_hash_sign(CK_MECHANISM_TYPE t)
 {
@@ -335,7 +316,7 @@ km_p11_rsa_params(km_p11_op *op, CK_MECHANISM_PTR m, bool sign)
 		}
 	}
 	if (km_p11_is_hash_sign(m->mechanism)) {
-		op->md_type = km_p11_md(op->rsa.hash);
+		op->md_type = km_rsa_hash_md(op->rsa.hash);
 	}
 	return CKR_OK;
 }
@@ -535,7 +516,7 @@ km_p11_sign_len(const km_p11_op *op, size_t len)
 	case CKM_RSA_X_509:
 		return len <= op->modlen ? CKR_OK : CKR_DATA_LEN_RANGE;
 	case CKM_RSA_PKCS_PSS:
-		md = km_p11_md(op->rsa.hash);
+		md = km_rsa_hash_md(op->rsa.hash);
 		return md != NULL && (int)len == EVP_MD_get_size(md)
 		    ? CKR_OK
 		    : CKR_DATA_LEN_RANGE;
@@ -699,24 +680,24 @@ km_p11_pkey_ctx(km_p11_op *op, bool verify, EVP_PKEY_CTX **out)
 	if (ok && op->rsa.pad == KM_RSA_PAD_PKCS1 && verify
 	    && op->rsa.hash != KM_RSA_HASH_NONE) {
 		ok = EVP_PKEY_CTX_set_signature_md(
-		         ctx, km_p11_md(op->rsa.hash))
+		         ctx, km_rsa_hash_md(op->rsa.hash))
 		    == 1;
 	}
 	if (ok && op->rsa.pad == KM_RSA_PAD_PSS) {
 		ok = EVP_PKEY_CTX_set_signature_md(
-		         ctx, km_p11_md(op->rsa.hash))
+		         ctx, km_rsa_hash_md(op->rsa.hash))
 		        == 1
 		    && EVP_PKEY_CTX_set_rsa_mgf1_md(
-		           ctx, km_p11_md(op->rsa.mgf1_hash))
+		           ctx, km_rsa_hash_md(op->rsa.mgf1_hash))
 		        == 1
 		    && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, op->rsa.salt_len)
 		        == 1;
 	}
 	if (ok && op->rsa.pad == KM_RSA_PAD_OAEP) {
-		ok = EVP_PKEY_CTX_set_rsa_oaep_md(ctx, km_p11_md(op->rsa.hash))
+		ok = EVP_PKEY_CTX_set_rsa_oaep_md(ctx, km_rsa_hash_md(op->rsa.hash))
 		        == 1
 		    && EVP_PKEY_CTX_set_rsa_mgf1_md(
-		           ctx, km_p11_md(op->rsa.mgf1_hash))
+		           ctx, km_rsa_hash_md(op->rsa.mgf1_hash))
 		        == 1;
 		if (ok && op->label_len > 0) {
 			uint8_t *l = OPENSSL_memdup(op->label, op->label_len);
@@ -1082,7 +1063,7 @@ km_p11_digest_init(km_p11_session *s, CK_MECHANISM_PTR m)
 	if (s->active != KM_P11_OP_NONE) {
 		return CKR_OPERATION_ACTIVE;
 	}
-	if ((md = km_p11_md(km_p11_hash_of_digest_ckm(m->mechanism)))
+	if ((md = km_rsa_hash_md(km_p11_hash_of_digest_ckm(m->mechanism)))
 	    == NULL) {
 		return CKR_MECHANISM_INVALID;
 	}

@@ -66,6 +66,9 @@ enum {
 	KM_RSA_PAD_OAEP,    /* decrypt only */
 };
 
+/** km_rsa_hash_md: the EVP digest of a KM_RSA_HASH_* value, or NULL. */
+const EVP_MD *km_rsa_hash_md(int hash);
+
 /* Salt length for PSS meaning "the hash length". */
 #define KM_RSA_PSS_SALT_HASHLEN (-1)
 

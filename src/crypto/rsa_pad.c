@@ -45,8 +45,8 @@ static const uint8_t km_di_sha512[]
     = { 0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
 	      0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40 };
 
-static const EVP_MD *
-km_rsa_md(int hash)
+const EVP_MD *
+km_rsa_hash_md(int hash)
 {
 	switch (hash) {
 	case KM_RSA_HASH_SHA1:
@@ -92,7 +92,7 @@ km_rsa_di_prefix(int hash, size_t *len)
 static const EVP_MD *
 km_rsa_mgf1(const km_rsa_mech *mech)
 {
-	return km_rsa_md(mech->mgf1_hash != KM_RSA_HASH_NONE ? mech->mgf1_hash
+	return km_rsa_hash_md(mech->mgf1_hash != KM_RSA_HASH_NONE ? mech->mgf1_hash
 	                                                     : mech->hash);
 }
 
@@ -133,7 +133,7 @@ km_rsa_sign_prepare(const km_rsa_pub *pub, const km_rsa_mech *mech,
 	}
 	emlen = (size_t)pub->bytes;
 	if (mech->hash != KM_RSA_HASH_NONE
-	    && ((md = km_rsa_md(mech->hash)) == NULL
+	    && ((md = km_rsa_hash_md(mech->hash)) == NULL
 	        || inlen != (size_t)EVP_MD_get_size(md))) {
 		return KM_ERR_INVALID_ARG;
 	}
@@ -225,7 +225,7 @@ km_rsa_evp_verify(const km_rsa_pub *pub, const km_rsa_mech *mech,
     size_t siglen)
 {
 	EVP_PKEY_CTX *pctx = NULL;
-	const EVP_MD *md = km_rsa_md(mech->hash);
+	const EVP_MD *md = km_rsa_hash_md(mech->hash);
 	uint8_t *xb = NULL;
 	int r = KM_ERR_CRYPTO, ok;
 
@@ -372,7 +372,7 @@ km_rsa_decrypt_combine(const km_rsa_pub *pub, const km_rsa_mech *mech,
 		return 0;
 	}
 	if (mech->pad == KM_RSA_PAD_OAEP) {
-		if ((md = km_rsa_md(mech->hash)) == NULL
+		if ((md = km_rsa_hash_md(mech->hash)) == NULL
 		    || (mgf1 = km_rsa_mgf1(mech)) == NULL
 		    || mech->label_len > INT32_MAX
 		    || (mech->label == NULL && mech->label_len != 0)) {
