@@ -363,6 +363,7 @@ struct km_net_server {
 	km_net_worker *workers;
 	char host[256];
 	atomic_uint_fast64_t refused;
+	atomic_bool stopping;
 };
 
 /* Check one request envelope and run the handler; fills w->env. */
@@ -442,10 +443,13 @@ km_net_worker_main(void *arg)
 	int rv;
 
 	for (;;) {
+		if (atomic_load(&s->stopping)) {
+			break;
+		}
 		nng_ctx_recv(w->ctx, w->aio);
 		nng_aio_wait(w->aio);
 		if ((rv = nng_aio_result(w->aio)) != 0) {
-			if (rv == NNG_ECLOSED) {
+			if (rv == NNG_ECLOSED || atomic_load(&s->stopping)) {
 				break;
 			}
 			continue;
@@ -630,11 +634,19 @@ km_net_server_stop(km_net_server *s)
 	if (s == NULL) {
 		return;
 	}
-	/* Closing the socket fails every pending receive with ECLOSED. */
-	if (s->sock_open) {
-		nng_close(s->sock);
-	}
+	/*
+	 * Stop the workers before the socket goes: nng 1.5.2 can panic when
+	 * a socket is closed under a context that is sending at that moment.
+	 * Closing each context fails its pending and later operations with
+	 * ECLOSED, so every worker leaves its loop; only then the socket.
+	 */
+	atomic_store(&s->stopping, true);
 	if (s->workers != NULL) {
+		for (i = 0; i < s->o.workers; i++) {
+			if (s->workers[i].started) {
+				nng_ctx_close(s->workers[i].ctx);
+			}
+		}
 		for (i = 0; i < s->o.workers; i++) {
 			km_net_worker *w = &s->workers[i];
 
@@ -647,6 +659,9 @@ km_net_server_stop(km_net_server *s)
 			km_buf_free(&w->env);
 		}
 		free(s->workers);
+	}
+	if (s->sock_open) {
+		nng_close(s->sock);
 	}
 	if (s->creds != NULL) {
 		km_net_tls_forget(s->creds, s->hook);
