@@ -20,6 +20,8 @@
  */
 #include "config.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,24 @@
 #include "crypto/rsa.h"
 #include "util/err.h"
 #include "util/secmem.h"
+
+
+/* A whole number from the command line, or a one-line error and exit 2. */
+static long
+bench_arg(const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
+		fprintf(stderr, "invalid number '%s' (use %ld..%ld)\n", s, min,
+		    max);
+		exit(2);
+	}
+	return v;
+}
 
 static double
 now(void)
@@ -488,10 +508,10 @@ main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "g:G:s")) != -1) {
 		switch (c) {
 		case 'g':
-			kg = atoi(optarg);
+			kg = (int)bench_arg(optarg, 0, 1000);
 			break;
 		case 'G':
-			kgbig = atoi(optarg);
+			kgbig = (int)bench_arg(optarg, 0, 1000);
 			break;
 		case 's':
 			shortrun = true;

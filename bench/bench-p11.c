@@ -74,6 +74,24 @@ static bench_opts opts;
 
 /* ---- small helpers ------------------------------------------------------ */
 
+
+/* A whole number from the command line, or a one-line error and exit 2. */
+static long
+bench_arg(const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
+		fprintf(stderr, "invalid number '%s' (use %ld..%ld)\n", s, min,
+		    max);
+		exit(2);
+	}
+	return v;
+}
+
 static uint64_t
 now_ns(void)
 {
@@ -604,10 +622,10 @@ main(int argc, char **argv)
 			opts.seconds = atof(optarg);
 			break;
 		case 'k':
-			opts.min_ops = (unsigned)atoi(optarg);
+			opts.min_ops = (unsigned)bench_arg(optarg, 1, 100000000);
 			break;
 		case 'r':
-			opts.round = atoi(optarg);
+			opts.round = (int)bench_arg(optarg, 0, 1000000);
 			break;
 		case 's':
 			opts.samples = optarg;

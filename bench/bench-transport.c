@@ -16,6 +16,8 @@
  */
 #include "config.h"
 
+#include <errno.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,24 @@ static char ca_dir[256];
 typedef struct {
 	char *ca, *crl, *srv_cert, *srv_key, *cli_cert, *cli_key;
 } pems;
+
+
+/* A whole number from the command line, or a one-line error and exit 2. */
+static long
+bench_arg(const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
+		fprintf(stderr, "invalid number '%s' (use %ld..%ld)\n", s, min,
+		    max);
+		exit(2);
+	}
+	return v;
+}
 
 static char *
 slurp(const char *what, const char *suffix)
@@ -488,7 +508,7 @@ main(int argc, char **argv)
 	}
 	while ((opt = getopt(argc, argv, "n:")) != -1) {
 		if (opt == 'n') {
-			rounds = atoi(optarg);
+			rounds = (int)bench_arg(optarg, 1, 1000000);
 		}
 	}
 	if (rounds < 100) {

@@ -49,6 +49,24 @@ typedef struct {
 static long delay_ns;
 static int target_port;
 
+
+/* A whole number from the command line, or a one-line error and exit 2. */
+static long
+bench_arg(const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
+		fprintf(stderr, "invalid number '%s' (use %ld..%ld)\n", s, min,
+		    max);
+		exit(2);
+	}
+	return v;
+}
+
 static void
 ts_add(struct timespec *t, long ns)
 {
@@ -203,10 +221,10 @@ main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "l:t:d:")) != -1) {
 		switch (c) {
 		case 'l':
-			listen_port = atoi(optarg);
+			listen_port = (int)bench_arg(optarg, 1, 65535);
 			break;
 		case 't':
-			target_port = atoi(optarg);
+			target_port = (int)bench_arg(optarg, 1, 65535);
 			break;
 		case 'd':
 			delay_ms = atof(optarg);

@@ -49,10 +49,15 @@ km_key_type_name(uint32_t key_type, uint32_t bits, char *buf, size_t len)
 int
 km_key_type_parse(const char *s, uint32_t *key_type, uint32_t *bits)
 {
-	if (strcmp(s, "rsa:2048") == 0 || strcmp(s, "rsa:3072") == 0 ||
-	    strcmp(s, "rsa:4096") == 0) {
+	if (strcmp(s, "rsa:2048") == 0) {
 		*key_type = KM_KEY_RSA;
-		*bits = (uint32_t)atoi(s + 4);
+		*bits = 2048;
+	} else if (strcmp(s, "rsa:3072") == 0) {
+		*key_type = KM_KEY_RSA;
+		*bits = 3072;
+	} else if (strcmp(s, "rsa:4096") == 0) {
+		*key_type = KM_KEY_RSA;
+		*bits = 4096;
 	} else if (strcmp(s, "ec:p256") == 0) {
 		*key_type = KM_KEY_EC_P256;
 		*bits = 256;
