@@ -1,6 +1,8 @@
 /*
  * Threshold ECDH with Chaum-Pedersen DLEQ proofs.  See ec_ecdh.h.
  */
+/* EC_POINTs_mul: deprecated in 3.0 but the only public multi-scalar call */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "config.h"
 
 #include <stdlib.h>
@@ -198,9 +200,10 @@ int
 km_ecdh_partial_verify(const km_ec_group *g, const km_ec_pub *pub,
     const EC_POINT *peer, const km_ec_partial *part)
 {
-	EC_POINT *a = NULL, *b = NULL, *t = NULL;
+	EC_POINT *a = NULL, *b = NULL;
 	BIGNUM *negc = NULL, *c2 = NULL;
-	const EC_POINT *yi;
+	const EC_POINT *yi, *bpts[2];
+	const BIGNUM *bsc[2];
 	BN_CTX *ctx = NULL;
 	int r;
 
@@ -221,19 +224,24 @@ km_ecdh_partial_verify(const km_ec_group *g, const km_ec_pub *pub,
 	if ((ctx = BN_CTX_new()) == NULL
 	    || (a = EC_POINT_new(g->group)) == NULL
 	    || (b = EC_POINT_new(g->group)) == NULL
-	    || (t = EC_POINT_new(g->group)) == NULL
 	    || (negc = BN_new()) == NULL || (c2 = BN_new()) == NULL) {
 		r = KM_ERR_ALLOC;
 		goto out;
 	}
-	/* A' = s*G - c*Y_i, B' = s*P - c*Z_i; all public values. */
+	/*
+	 * A' = s*G - c*Y_i, B' = s*P - c*Z_i; all public values, so each is
+	 * one multi-scalar multiplication (OpenSSL's interleaved wNAF, not
+	 * the constant-time ladder it uses for a single secret scalar): the
+	 * proof check went from 257 to XXX us (docs/performance.md).
+	 */
+	bpts[0] = peer;
+	bpts[1] = part->z;
+	bsc[0] = part->s;
+	bsc[1] = negc;
 	if (BN_mod_sub(negc, g->order, part->c, g->order, ctx) != RET_OSSL_OK
 	    || EC_POINT_mul(g->group, a, part->s, yi, negc, ctx) != RET_OSSL_OK
-	    || EC_POINT_mul(g->group, b, NULL, peer, part->s, ctx)
-	        != RET_OSSL_OK
-	    || EC_POINT_mul(g->group, t, NULL, part->z, negc, ctx)
-	        != RET_OSSL_OK
-	    || EC_POINT_add(g->group, b, b, t, ctx) != RET_OSSL_OK) {
+	    || EC_POINTs_mul(g->group, b, NULL, 2, bpts, bsc, ctx)
+	        != RET_OSSL_OK) {
 		r = KM_ERR_CRYPTO;
 		goto out;
 	}
@@ -251,7 +259,6 @@ km_ecdh_partial_verify(const km_ec_group *g, const km_ec_pub *pub,
 out:
 	EC_POINT_free(a);
 	EC_POINT_free(b);
-	EC_POINT_free(t);
 	BN_free(negc);
 	BN_free(c2);
 	BN_CTX_free(ctx);
@@ -265,9 +272,12 @@ km_ecdh_combine(const km_ec_group *g, const km_ec_pub *pub,
 {
 	uint32_t idx[KM_EC_MAX_INDEX];
 	const km_ec_partial *use[KM_EC_MAX_INDEX];
+	const EC_POINT *zs[KM_EC_MAX_INDEX];
+	const BIGNUM *lsc[KM_EC_MAX_INDEX];
+	BIGNUM *lambda[KM_EC_MAX_INDEX] = { NULL };
 	uint8_t seen[KM_EC_MAX_INDEX + 1];
-	EC_POINT *acc = NULL, *t = NULL;
-	BIGNUM *lambda = NULL, *x = NULL;
+	EC_POINT *acc = NULL;
+	BIGNUM *x = NULL;
 	BN_CTX *ctx = NULL;
 	size_t i, ngood = 0, nb = 0;
 	int r;
@@ -320,28 +330,32 @@ km_ecdh_combine(const km_ec_group *g, const km_ec_pub *pub,
 	}
 	if ((ctx = BN_CTX_secure_new()) == NULL
 	    || (acc = EC_POINT_new(g->group)) == NULL
-	    || (t = EC_POINT_new(g->group)) == NULL
-	    || (lambda = BN_new()) == NULL
 	    || (x = km_ec_secure_bn()) == NULL) {
 		r = KM_ERR_ALLOC;
 		goto out;
 	}
-	/* x*P = sum_i lambda_i * Z_i over the k chosen indices. */
-	if (EC_POINT_set_to_infinity(g->group, acc) != RET_OSSL_OK) {
+	/*
+	 * x*P = sum_i lambda_i * Z_i over the k chosen indices, as one
+	 * multi-scalar multiplication: the Lagrange coefficients and the
+	 * partials are public (the partials crossed the network), only the
+	 * sum is secret.
+	 */
+	for (i = 0; i < ngood; i++) {
+		if ((lambda[i] = BN_new()) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		if ((r = km_shamir_lagrange0(g, idx, ngood, i, lambda[i]))
+		    != 0) {
+			goto out;
+		}
+		zs[i] = use[i]->z;
+		lsc[i] = lambda[i];
+	}
+	if (EC_POINTs_mul(g->group, acc, NULL, ngood, zs, lsc, ctx)
+	    != RET_OSSL_OK) {
 		r = KM_ERR_CRYPTO;
 		goto out;
-	}
-	for (i = 0; i < ngood; i++) {
-		if ((r = km_shamir_lagrange0(g, idx, ngood, i, lambda)) != 0) {
-			goto out;
-		}
-		if (EC_POINT_mul(g->group, t, NULL, use[i]->z, lambda, ctx)
-		        != RET_OSSL_OK
-		    || EC_POINT_add(g->group, acc, acc, t, ctx)
-		        != RET_OSSL_OK) {
-			r = KM_ERR_CRYPTO;
-			goto out;
-		}
 	}
 	if (EC_POINT_is_at_infinity(g->group, acc)
 	    || EC_POINT_get_affine_coordinates(g->group, acc, x, NULL, ctx)
@@ -356,8 +370,9 @@ km_ecdh_combine(const km_ec_group *g, const km_ec_pub *pub,
 	r = 0;
 out:
 	EC_POINT_clear_free(acc);
-	EC_POINT_clear_free(t);
-	BN_free(lambda);
+	for (i = 0; i < ngood; i++) {
+		BN_free(lambda[i]);
+	}
 	BN_clear_free(x);
 	BN_CTX_free(ctx);
 	return r;
