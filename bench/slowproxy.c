@@ -221,7 +221,7 @@ main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "l:t:d:")) != -1) {
 		switch (c) {
 		case 'l':
-			listen_port = (int)bench_arg(optarg, 1, 65535);
+			listen_port = (int)bench_arg(optarg, 0, 65535); /* 0: any */
 			break;
 		case 't':
 			target_port = (int)bench_arg(optarg, 1, 65535);

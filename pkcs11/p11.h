@@ -137,7 +137,8 @@ typedef struct km_p11_session {
 /* ---- per-node statistics for ranking (quorum.c) ---- */
 
 typedef struct km_p11_node_stat {
-	double rtt_ms;  /* EWMA of successful round trips */
+	double rtt_ms;  /* EWMA of round trips (late ones as a lower bound) */
+	uint64_t rtt_at_ms; /* when rtt_ms was last measured */
 	uint32_t fails; /* recent failures, decays */
 	uint64_t last_fail_ms;
 	uint64_t bad_until_ms; /* returned a bad partial: avoid until then */

@@ -38,6 +38,7 @@
 #define KM_P11_BAD_AVOID_MS  60000u
 #define KM_P11_FAIL_DECAY_MS 30000u
 #define KM_P11_HEDGE_MIN_MS  20u
+#define KM_P11_RTT_HALF_MS   10000u
 
 typedef struct km_p11_q km_p11_q;
 
@@ -71,7 +72,18 @@ km_p11_score(size_t node, uint64_t now)
 {
 	km_p11_node_stat *st = &km_p11.stat[node];
 	double s = st->rtt_ms > 0 ? st->rtt_ms : 5.0;
+	uint64_t halves;
 
+	/*
+	 * An estimate ages: halved for every KM_P11_RTT_HALF_MS without a
+	 * new measurement, so a node that was slow (and so is no longer
+	 * asked) is tried again now and then, and the quorum comes back to
+	 * it once it is fast again.
+	 */
+	if (st->rtt_ms > 0 && now > st->rtt_at_ms + KM_P11_RTT_HALF_MS) {
+		halves = (now - st->rtt_at_ms) / KM_P11_RTT_HALF_MS;
+		s /= (double)(1u << (halves > 16 ? 16 : halves));
+	}
 	if (st->bad_until_ms > now) {
 		s += 1e9;
 	}
@@ -142,7 +154,28 @@ km_p11_stat_ok(size_t node, uint64_t ns)
 
 	pthread_mutex_lock(&km_p11.stat_lock);
 	st->rtt_ms = st->rtt_ms > 0 ? 0.8 * st->rtt_ms + 0.2 * ms : ms;
+	st->rtt_at_ms = km_now_ms();
 	st->calls++;
+	pthread_mutex_unlock(&km_p11.stat_lock);
+}
+
+/*
+ * A holder still busy when the operation completed without it (a spare
+ * answered first): its round trip is at least @ns.  Without this a slow
+ * holder that is always cancelled would keep its old, fast estimate and
+ * stay in every first choice (issue #8 item 4).
+ */
+static void
+km_p11_stat_late(size_t node, uint64_t ns)
+{
+	km_p11_node_stat *st = &km_p11.stat[node];
+	double ms = (double)ns / 1e6;
+
+	pthread_mutex_lock(&km_p11.stat_lock);
+	if (ms > st->rtt_ms) {
+		st->rtt_ms = ms;
+	}
+	st->rtt_at_ms = km_now_ms();
 	pthread_mutex_unlock(&km_p11.stat_lock);
 }
 
@@ -244,8 +277,18 @@ km_p11_q_cleanup(km_p11_q *q)
 {
 	size_t i;
 
+	uint64_t now = km_mono_ns();
+	int state;
+
 	for (i = 0; i < q->nslots; i++) {
 		if (q->slots[i].call != NULL) {
+			pthread_mutex_lock(&q->lock);
+			state = q->slots[i].state;
+			pthread_mutex_unlock(&q->lock);
+			if (state == 1) {
+				km_p11_stat_late(q->slots[i].node,
+				    now - q->slots[i].start_ns);
+			}
 			/* cancels a late one and waits for its callback */
 			km_net_call_free(q->slots[i].call);
 		}
