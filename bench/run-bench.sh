@@ -437,7 +437,7 @@ END {
 	    he, P50[ke] / 1000, 2 * (raw["tls13-rtt"] + 2 * raw["ecdh-p256"]) / 1000, "ms")
 	# C_Login is left out: each daemon stretches the PIN with scrypt
 	# (N=16384, r=8: ~40 ms of one core, by design, against guessing),
-	# and a dev mesh runs all five on this machine's cores at once.  The
+	# and a dev mesh runs all five on the same two cores at once.  The
 	# connections, handshakes and view fetch the target names are in.
 	target("first C_Sign after C_Initialize <= 50 ms (less C_Login)", hc, COLDNL[km], 50, "ms")
 	printf "  (C_Login itself: %.1f ms; init->sign with it: %.1f ms)\n", LOGIN[km], COLD[km]
