@@ -3,8 +3,8 @@
  * a live dev mesh (3 keymeshd, threshold 2; `keymesh dev up` sets both the
  * user PIN and the SO PIN): C_Login(CKU_SO) and the §5.6 session rules,
  * C_InitPIN and C_SetPIN as the SO, an SO session refused private-key
- * operations, C_InitPIN with nodes down, and pkcs11-tool --init-pin
- * --login-type so / --change-pin as a real consumer.
+ * operations (sign, derive), C_InitPIN with nodes down, and pkcs11-tool
+ * --init-pin --login-type so / --change-pin as a real consumer.
  *
  * Environment: KM_BUILDDIR (the build tree, set by make check).  Exits 77
  * when SoftHSM is missing.
@@ -44,7 +44,11 @@ setup(void)
 	if (kmt_run("'%s' key create --type ec:p256 --label ec >/dev/null "
 	            "2>&1",
 	        kmt_keymesh())
-	    != 0) {
+	        != 0
+	    || kmt_run("'%s' key create --type rsa:2048 --label rsa "
+	               ">/dev/null 2>&1",
+	           kmt_keymesh())
+	        != 0) {
 		return -1;
 	}
 	snprintf(module, sizeof(module), "%s/.libs/keymesh-pkcs11.so",
@@ -257,6 +261,42 @@ derive(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE base)
 	return rv;
 }
 
+/* The private key labelled @label, or CK_INVALID_HANDLE. */
+static CK_OBJECT_HANDLE
+find_priv(CK_SESSION_HANDLE s, const char *label)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	CK_ULONG n = 0;
+
+	if (p11->C_FindObjectsInit(s, t, 2) != CKR_OK) {
+		return CK_INVALID_HANDLE;
+	}
+	if (p11->C_FindObjects(s, &h, 1, &n) != CKR_OK || n != 1) {
+		h = CK_INVALID_HANDLE;
+	}
+	(void)p11->C_FindObjectsFinal(s);
+	return h;
+}
+
+static CK_RV
+sign(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	CK_BYTE sig[512];
+	CK_ULONG sl = sizeof(sig);
+	CK_RV rv;
+
+	if ((rv = p11->C_SignInit(s, &m, key)) != CKR_OK) {
+		return rv;
+	}
+	return p11->C_Sign(s, (CK_BYTE_PTR) "hello", 5, sig, &sl);
+}
+
 static void
 test_so_cannot_sign(void)
 {
@@ -264,19 +304,17 @@ test_so_cannot_sign(void)
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE t = { CKA_CLASS, &cls, sizeof(cls) };
 	CK_MECHANISM gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	CK_OBJECT_HANDLE h[4], priv = CK_INVALID_HANDLE, pub, prv;
+	CK_OBJECT_HANDLE h[4], rsa, ec, pub, prv;
 	CK_ULONG n = 0;
 
 	CU_ASSERT_FATAL(rw != CK_INVALID_HANDLE);
 	CU_ASSERT(login(rw, CKU_USER, mesh.pin) == CKR_OK);
-	CU_ASSERT(p11->C_FindObjectsInit(rw, &t, 1) == CKR_OK);
-	CU_ASSERT(p11->C_FindObjects(rw, h, 4, &n) == CKR_OK && n == 1);
-	CU_ASSERT(p11->C_FindObjectsFinal(rw) == CKR_OK);
-	if (n >= 1) {
-		priv = h[0];
-	}
-	/* the user can use the key (so the refusal below is the SO's) */
-	CU_ASSERT(derive(rw, priv) == CKR_OK);
+	rsa = find_priv(rw, "rsa");
+	ec = find_priv(rw, "ec");
+	CU_ASSERT(rsa != CK_INVALID_HANDLE && ec != CK_INVALID_HANDLE);
+	/* the user can use the keys (so the refusals below are the SO's) */
+	CU_ASSERT(sign(rw, rsa) == CKR_OK);
+	CU_ASSERT(derive(rw, ec) == CKR_OK);
 	CU_ASSERT(p11->C_Logout(rw) == CKR_OK);
 	CU_ASSERT(login(rw, CKU_SO, mesh.so_pin) == CKR_OK);
 	/* the SO sees no private object and cannot use one (SoftHSM gives
@@ -285,7 +323,8 @@ test_so_cannot_sign(void)
 	CU_ASSERT(p11->C_FindObjectsInit(rw, &t, 1) == CKR_OK);
 	CU_ASSERT(p11->C_FindObjects(rw, h, 4, &n) == CKR_OK && n == 0);
 	CU_ASSERT(p11->C_FindObjectsFinal(rw) == CKR_OK);
-	CU_ASSERT(derive(rw, priv) == CKR_USER_NOT_LOGGED_IN);
+	CU_ASSERT(sign(rw, rsa) == CKR_USER_NOT_LOGGED_IN);
+	CU_ASSERT(derive(rw, ec) == CKR_USER_NOT_LOGGED_IN);
 	CU_ASSERT(
 	    p11->C_GenerateKeyPair(rw, &gen, NULL, 0, NULL, 0, &pub, &prv)
 	    == CKR_USER_NOT_LOGGED_IN);
