@@ -182,16 +182,27 @@ struct km_rsa_partial;
 int kmd_fault_tamper_rsa(const struct km_rsa_pub *pub,
     struct km_rsa_partial *part);
 
-/* PINs (pin.c): verifiers per partition, login tickets per client. */
+/*
+ * PINs (pin.c): verifiers per partition and user type (@user is
+ * KM_PROTO_USER_SO or KM_PROTO_USER_USER), login tickets per client.
+ */
+bool kmd_user_valid(uint32_t user);
+const char *kmd_user_name(uint32_t user);
 bool kmd_pin_acceptable(const char *pin);
-int kmd_pin_set(kmd_state *st, const char *partition, const char *pin);
-int kmd_pin_check(kmd_state *st, const char *partition, const char *pin);
-/* kmd_pin_locked_ms: how long logins to @partition stay refused (0). */
-uint64_t kmd_pin_locked_ms(const char *partition);
+int kmd_pin_set(kmd_state *st, const char *partition, uint32_t user,
+    const char *pin);
+/* Returns 0, KM_ERR_PIN (wrong) or KM_ERR_STATE (never set). */
+int kmd_pin_check(kmd_state *st, const char *partition, uint32_t user,
+    const char *pin);
+/* kmd_pin_locked_ms: how long @user's logins to @partition stay refused. */
+uint64_t kmd_pin_locked_ms(const char *partition, uint32_t user);
 int kmd_ticket_issue(kmd_state *st, const km_identity *client,
-    const char *partition, uint8_t ticket[32], uint64_t *expires_ms);
+    const char *partition, uint32_t user, uint8_t ticket[32],
+    uint64_t *expires_ms);
+/* @partition and @user (either may be NULL) receive the ticket's. */
 int kmd_ticket_check(kmd_state *st, const km_identity *client,
-    const uint8_t ticket[32], char *partition, size_t partlen);
+    const uint8_t ticket[32], char *partition, size_t partlen,
+    uint32_t *user);
 int kmd_ticket_revoke(kmd_state *st, const km_identity *client,
     const uint8_t ticket[32]);
 void kmd_tickets_free(kmd_state *st);

@@ -1,12 +1,14 @@
 /*
- * User PIN verifiers and login tickets.
+ * PIN verifiers and login tickets.
  *
- * Each daemon keeps, per partition, its own salted scrypt verifier of the
- * user PIN (RFC 7914; N=2^14, r=8, p=1, 16-byte salt, 32-byte output) in
- * its state directory, never the PIN.  A successful login returns a random
- * 32-byte ticket bound to the client's certificate and the partition, so a
- * PIN costs one scrypt per login, not one per operation; a ticket shown by
- * another client is refused.
+ * Each daemon keeps, per partition, its own salted scrypt verifiers of the
+ * user PIN and of the security officer's (SO) PIN (RFC 7914; N=2^14, r=8,
+ * p=1, 16-byte salt, 32-byte output) in its state directory, never the
+ * PINs: STATE/pin-PARTITION and STATE/sopin-PARTITION.  A successful login
+ * returns a random 32-byte ticket bound to the client's certificate, the
+ * partition and the user type, so a PIN costs one scrypt per login, not
+ * one per operation; a ticket shown by another client is refused, and an
+ * SO ticket serves PIN management only, never a key operation.
  */
 #include "config.h"
 
@@ -22,6 +24,7 @@
 #include <openssl/params.h>
 
 #include "daemon/kmd.h"
+#include "proto/proto.h"
 #include "util/err.h"
 #include "util/secmem.h"
 #include "util/util.h"
@@ -38,7 +41,7 @@
 #define KMD_TICKETS_MAX 4096
 
 static int kmd_pin_check_once(kmd_state *st, const char *partition,
-    const char *pin);
+    uint32_t user, const char *pin);
 
 static int
 kmd_pin_scrypt(const char *pin, const uint8_t salt[KMD_PIN_SALT],
@@ -71,16 +74,30 @@ out:
 	return r;
 }
 
+bool
+kmd_user_valid(uint32_t user)
+{
+	return user == KM_PROTO_USER_SO || user == KM_PROTO_USER_USER;
+}
+
+const char *
+kmd_user_name(uint32_t user)
+{
+	return user == KM_PROTO_USER_SO ? "SO" : "user";
+}
+
 static int
-kmd_pin_path(const kmd_state *st, const char *partition, char *out,
-    size_t outlen)
+kmd_pin_path(const kmd_state *st, const char *partition, uint32_t user,
+    char *out, size_t outlen)
 {
 	int n;
 
-	if (!km_name_valid(partition)) {
+	if (!km_name_valid(partition) || !kmd_user_valid(user)) {
 		return KM_ERR_INVALID_ARG;
 	}
-	n = snprintf(out, outlen, "%s/pin-%s", st->cfg.state_dir, partition);
+	/* "sopin-" cannot collide with "pin-" whatever the partition */
+	n = snprintf(out, outlen, "%s/%s-%s", st->cfg.state_dir,
+	    user == KM_PROTO_USER_SO ? "sopin" : "pin", partition);
 	return (n < 0 || (size_t)n >= outlen) ? KM_ERR_TOO_LARGE : 0;
 }
 
@@ -93,7 +110,8 @@ kmd_pin_acceptable(const char *pin)
 }
 
 int
-kmd_pin_set(kmd_state *st, const char *partition, const char *pin)
+kmd_pin_set(kmd_state *st, const char *partition, uint32_t user,
+    const char *pin)
 {
 	uint8_t salt[KMD_PIN_SALT], hash[KMD_PIN_HASH];
 	char path[4200], line[256], hs[2 * KMD_PIN_SALT + 1],
@@ -103,7 +121,7 @@ kmd_pin_set(kmd_state *st, const char *partition, const char *pin)
 	if (!kmd_pin_acceptable(pin)) {
 		return KM_ERR_INVALID_ARG;
 	}
-	if ((r = kmd_pin_path(st, partition, path, sizeof(path))) != 0 ||
+	if ((r = kmd_pin_path(st, partition, user, path, sizeof(path))) != 0 ||
 	    (r = km_random(salt, sizeof(salt))) != 0 ||
 	    (r = kmd_pin_scrypt(pin, salt, KMD_PIN_N, KMD_PIN_R, KMD_PIN_P,
 		 hash)) != 0) {
@@ -122,11 +140,13 @@ out:
 }
 
 /*
- * Throttling: after KMD_PIN_TRIES consecutive wrong PINs for a partition,
- * this daemon refuses logins to it for KMD_PIN_LOCK_MS (each daemon on its
- * own, like a token's retry counter, but self-clearing so a guessing
- * attacker gets ~10 tries a minute and an honest user is not locked out
- * for good).
+ * Throttling: after KMD_PIN_TRIES consecutive wrong PINs for a partition
+ * and user type, this daemon refuses logins of that type to it for
+ * KMD_PIN_LOCK_MS (each daemon on its own, like a token's retry counter,
+ * but self-clearing so a guessing attacker gets ~10 tries a minute and an
+ * honest user is not locked out for good).  The SO and the user have
+ * separate counters, as a token's SO and user PINs do: guessing one does
+ * not lock the other out.
  */
 #define KMD_PIN_TRIES 10
 #define KMD_PIN_LOCK_MS 60000u
@@ -134,18 +154,20 @@ out:
 
 static struct {
 	char partition[KM_NAME_MAX + 1];
+	uint32_t user;
 	unsigned failures;
 	uint64_t locked_until;
 } kmd_pin_fail[KMD_PIN_SLOTS];
 static pthread_mutex_t kmd_pin_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int
-kmd_pin_slot(const char *partition)
+kmd_pin_slot(const char *partition, uint32_t user)
 {
 	int i, free_slot = -1;
 
 	for (i = 0; i < KMD_PIN_SLOTS; i++) {
-		if (strcmp(kmd_pin_fail[i].partition, partition) == 0) {
+		if (kmd_pin_fail[i].user == user &&
+		    strcmp(kmd_pin_fail[i].partition, partition) == 0) {
 			return i;
 		}
 		if (free_slot < 0 && kmd_pin_fail[i].partition[0] == '\0') {
@@ -155,18 +177,19 @@ kmd_pin_slot(const char *partition)
 	if (free_slot >= 0) {
 		snprintf(kmd_pin_fail[free_slot].partition,
 		    sizeof(kmd_pin_fail[free_slot].partition), "%s", partition);
+		kmd_pin_fail[free_slot].user = user;
 	}
 	return free_slot;
 }
 
 uint64_t
-kmd_pin_locked_ms(const char *partition)
+kmd_pin_locked_ms(const char *partition, uint32_t user)
 {
 	uint64_t now = km_now_ms(), left = 0;
 	int i;
 
 	pthread_mutex_lock(&kmd_pin_lock);
-	if ((i = kmd_pin_slot(partition)) >= 0 &&
+	if ((i = kmd_pin_slot(partition, user)) >= 0 &&
 	    kmd_pin_fail[i].locked_until > now) {
 		left = kmd_pin_fail[i].locked_until - now;
 	}
@@ -175,12 +198,12 @@ kmd_pin_locked_ms(const char *partition)
 }
 
 static void
-kmd_pin_record(const char *partition, bool ok)
+kmd_pin_record(const char *partition, uint32_t user, bool ok)
 {
 	int i;
 
 	pthread_mutex_lock(&kmd_pin_lock);
-	if ((i = kmd_pin_slot(partition)) >= 0) {
+	if ((i = kmd_pin_slot(partition, user)) >= 0) {
 		if (ok) {
 			kmd_pin_fail[i].failures = 0;
 		} else if (++kmd_pin_fail[i].failures >= KMD_PIN_TRIES) {
@@ -193,18 +216,20 @@ kmd_pin_record(const char *partition, bool ok)
 }
 
 int
-kmd_pin_check(kmd_state *st, const char *partition, const char *pin)
+kmd_pin_check(kmd_state *st, const char *partition, uint32_t user,
+    const char *pin)
 {
-	int r = kmd_pin_check_once(st, partition, pin);
+	int r = kmd_pin_check_once(st, partition, user, pin);
 
 	if (r == 0 || r == KM_ERR_PIN) {
-		kmd_pin_record(partition, r == 0);
+		kmd_pin_record(partition, user, r == 0);
 	}
 	return r;
 }
 
 static int
-kmd_pin_check_once(kmd_state *st, const char *partition, const char *pin)
+kmd_pin_check_once(kmd_state *st, const char *partition, uint32_t user,
+    const char *pin)
 {
 	uint8_t salt[KMD_PIN_SALT], want[KMD_PIN_HASH], got[KMD_PIN_HASH];
 	char path[4200], hs[80], hh[80];
@@ -213,11 +238,11 @@ kmd_pin_check_once(kmd_state *st, const char *partition, const char *pin)
 	size_t len = 0;
 	int r;
 
-	if ((r = kmd_pin_path(st, partition, path, sizeof(path))) != 0) {
+	if ((r = kmd_pin_path(st, partition, user, path, sizeof(path))) != 0) {
 		return r;
 	}
 	if ((r = km_read_file(path, &data, &len, 1024)) != 0) {
-		/* no verifier: the partition's PIN was never initialised */
+		/* no verifier: this PIN of the partition was never set */
 		return r == KM_ERR_NOT_FOUND ? KM_ERR_STATE : r;
 	}
 	if (sscanf((char *)data, "scrypt %u %u %u %79s %79s", &n, &rr, &p, hs,
@@ -249,12 +274,14 @@ struct kmd_ticket {
 	uint8_t hash[32]; /* SHA-256 of the ticket: the ticket is not kept */
 	uint8_t client[32]; /* SHA-256 of the client certificate */
 	char partition[KM_NAME_MAX + 1];
+	uint32_t user; /* KM_PROTO_USER_*: an SO ticket serves no key */
 	uint64_t expires_ms;
 };
 
 int
 kmd_ticket_issue(kmd_state *st, const km_identity *client,
-    const char *partition, uint8_t ticket[32], uint64_t *expires_ms)
+    const char *partition, uint32_t user, uint8_t ticket[32],
+    uint64_t *expires_ms)
 {
 	uint8_t h[32];
 	uint64_t now = km_now_ms();
@@ -297,6 +324,7 @@ kmd_ticket_issue(kmd_state *st, const km_identity *client,
 	memcpy(st->tickets[slot].client, client->cert_sha256, 32);
 	snprintf(st->tickets[slot].partition,
 	    sizeof(st->tickets[slot].partition), "%s", partition);
+	st->tickets[slot].user = user;
 	st->tickets[slot].expires_ms = now +
 	    (uint64_t)st->cfg.login_ticket_s * 1000u;
 	*expires_ms = st->tickets[slot].expires_ms;
@@ -330,7 +358,8 @@ kmd_ticket_find_locked(kmd_state *st, const km_identity *client,
 
 int
 kmd_ticket_check(kmd_state *st, const km_identity *client,
-    const uint8_t ticket[32], char *partition, size_t partlen)
+    const uint8_t ticket[32], char *partition, size_t partlen,
+    uint32_t *user)
 {
 	long i;
 
@@ -338,6 +367,9 @@ kmd_ticket_check(kmd_state *st, const km_identity *client,
 	i = kmd_ticket_find_locked(st, client, ticket);
 	if (i >= 0 && partition != NULL) {
 		snprintf(partition, partlen, "%s", st->tickets[i].partition);
+	}
+	if (i >= 0 && user != NULL) {
+		*user = st->tickets[i].user;
 	}
 	pthread_mutex_unlock(&st->lock);
 	return i >= 0 ? 0 : KM_ERR_AUTH;

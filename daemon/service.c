@@ -7,7 +7,8 @@
  * daemon decides on its own, for each request (DESIGN.md §1.4):
  *   1. the header decodes strictly and the message type exists;
  *   2. the sender's role may send this type (km_msg_info.roles);
- *   3. a client operation carries a live login ticket bound to this client;
+ *   3. a client operation carries a live user login ticket bound to this
+ *      client (an SO ticket serves PIN management only);
  *   4. the key exists, is active in the requested epoch, and its policy
  *      allows the mechanism and the client.
  * A refusal gets an error reply with one clear line and an audit record,
@@ -112,35 +113,42 @@ kmd_do_status(kmd_req *q)
 
 /* ---- login ------------------------------------------------------------- */
 
+/*
+ * login (user) and login-as (user type first): check the PIN against this
+ * daemon's verifier for that user type and issue a ticket typed the same.
+ */
 static int
-kmd_do_login(kmd_req *q)
+kmd_do_login(kmd_req *q, bool typed)
 {
 	char *partition = NULL, *pin = NULL;
 	uint8_t ticket[KM_PROTO_TICKET_LEN];
-	uint64_t expires = 0;
+	uint32_t user = KM_PROTO_USER_USER;
+	uint64_t expires = 0, locked;
 	int r;
 
-	if (km_buf_get_cstring(q->in, &partition, KM_NAME_MAX) != 0 ||
+	if ((typed && km_buf_get_u32(q->in, &user) != 0) ||
+	    km_buf_get_cstring(q->in, &partition, KM_NAME_MAX) != 0 ||
 	    km_buf_get_cstring(q->in, &pin, 256) != 0 ||
-	    km_buf_remaining(q->in) != 0 || !km_name_valid(partition)) {
+	    km_buf_remaining(q->in) != 0 || !km_name_valid(partition) ||
+	    !kmd_user_valid(user)) {
 		r = kmd_reject(q, KM_ERR_BAD_FORMAT, "malformed login request");
 		goto out;
 	}
-	snprintf(q->op, sizeof(q->op), "login:%s", partition);
-	if (kmd_pin_locked_ms(partition) > 0) {
+	snprintf(q->op, sizeof(q->op), "%s:%s",
+	    user == KM_PROTO_USER_SO ? "login-so" : "login", partition);
+	if ((locked = kmd_pin_locked_ms(partition, user)) > 0) {
 		r = kmd_reject(q, KM_ERR_BUSY,
-		    "too many wrong PINs for partition %s: logins refused for "
-		    "%llu s",
-		    partition,
-		    (unsigned long long)(kmd_pin_locked_ms(partition) / 1000 +
-			1));
+		    "too many wrong PINs for partition %s: %s logins refused "
+		    "for %llu s",
+		    partition, kmd_user_name(user),
+		    (unsigned long long)(locked / 1000 + 1));
 		goto out;
 	}
-	if ((r = kmd_pin_check(q->st, partition, pin)) != 0) {
+	if ((r = kmd_pin_check(q->st, partition, user, pin)) != 0) {
 		if (r == KM_ERR_STATE) {
 			r = kmd_reject(q, r,
-			    "the user PIN of partition %s is not initialised",
-			    partition);
+			    "the %s PIN of partition %s is not initialised",
+			    kmd_user_name(user), partition);
 		} else if (r == KM_ERR_PIN) {
 			r = kmd_reject(q, r, "incorrect PIN");
 		} else {
@@ -148,7 +156,7 @@ kmd_do_login(kmd_req *q)
 		}
 		goto out;
 	}
-	if ((r = kmd_ticket_issue(q->st, q->peer, partition, ticket,
+	if ((r = kmd_ticket_issue(q->st, q->peer, partition, user, ticket,
 		 &expires)) != 0) {
 		r = kmd_reject(q, r, "cannot issue a login ticket");
 		goto out;
@@ -178,30 +186,58 @@ kmd_do_logout(kmd_req *q)
 	return 0;
 }
 
+/*
+ * init-pin (the admin sets the user PIN) and init-pin-as (user type
+ * first): the admin may set either PIN; a client may set only the user
+ * PIN, and only with an SO ticket of the same partition (C_InitPIN).
+ */
 static int
-kmd_do_init_pin(kmd_req *q)
+kmd_do_init_pin(kmd_req *q, bool typed)
 {
 	char *partition = NULL, *pin = NULL;
+	char tpart[KM_NAME_MAX + 1];
+	uint32_t user = KM_PROTO_USER_USER, tuser = 0;
 	int r;
 
-	if (km_buf_get_cstring(q->in, &partition, KM_NAME_MAX) != 0 ||
+	if ((typed && km_buf_get_u32(q->in, &user) != 0) ||
+	    km_buf_get_cstring(q->in, &partition, KM_NAME_MAX) != 0 ||
 	    km_buf_get_cstring(q->in, &pin, 256) != 0 ||
-	    km_buf_remaining(q->in) != 0 || !km_name_valid(partition)) {
+	    km_buf_remaining(q->in) != 0 || !km_name_valid(partition) ||
+	    !kmd_user_valid(user)) {
 		r = kmd_reject(q, KM_ERR_BAD_FORMAT, "malformed init-pin");
 		goto out;
 	}
-	snprintf(q->op, sizeof(q->op), "init-pin:%s", partition);
+	snprintf(q->op, sizeof(q->op), "%s:%s",
+	    user == KM_PROTO_USER_SO ? "init-so-pin" : "init-pin", partition);
+	if (q->peer->role != KM_ROLE_ADMIN) {
+		if (!q->hdr->has_ticket ||
+		    kmd_ticket_check(q->st, q->peer, q->hdr->ticket, tpart,
+			sizeof(tpart), &tuser) != 0 ||
+		    tuser != KM_PROTO_USER_SO ||
+		    strcmp(tpart, partition) != 0) {
+			r = kmd_reject(q, KM_ERR_AUTH,
+			    "not logged in as the SO of partition %s",
+			    partition);
+			goto out;
+		}
+		if (user != KM_PROTO_USER_USER) {
+			r = kmd_reject(q, KM_ERR_AUTH,
+			    "the SO changes its own PIN with set-pin");
+			goto out;
+		}
+	}
 	if (!kmd_pin_acceptable(pin)) {
 		r = kmd_reject(q, KM_ERR_INVALID_ARG,
 		    "a PIN must be 4 to 64 characters");
 		goto out;
 	}
-	if ((r = kmd_pin_set(q->st, partition, pin)) != 0) {
+	if ((r = kmd_pin_set(q->st, partition, user, pin)) != 0) {
 		r = kmd_reject(q, r, "cannot store the PIN verifier");
 		goto out;
 	}
-	km_log_info("KMD-PIN-INIT", "user PIN of partition %s set by %s",
-	    partition, q->peer->name);
+	km_log_info("KMD-PIN-INIT", "%s PIN of partition %s set by %s%s",
+	    kmd_user_name(user), partition, q->peer->name,
+	    q->peer->role == KM_ROLE_ADMIN ? " (admin)" : " (SO login)");
 	r = 0;
 out:
 	if (pin != NULL) {
@@ -212,11 +248,13 @@ out:
 	return r;
 }
 
+/* set-pin: the ticket's user type says whose PIN changes (§5.6). */
 static int
 kmd_do_set_pin(kmd_req *q)
 {
 	char partition[KM_NAME_MAX + 1];
 	char *old = NULL, *pin = NULL;
+	uint32_t user = 0;
 	int r;
 
 	if (km_buf_get_cstring(q->in, &old, 256) != 0 ||
@@ -226,12 +264,13 @@ kmd_do_set_pin(kmd_req *q)
 		goto out;
 	}
 	if (kmd_ticket_check(q->st, q->peer, q->hdr->ticket, partition,
-		sizeof(partition)) != 0) {
+		sizeof(partition), &user) != 0) {
 		r = kmd_reject(q, KM_ERR_AUTH, "not logged in");
 		goto out;
 	}
-	snprintf(q->op, sizeof(q->op), "set-pin:%s", partition);
-	if ((r = kmd_pin_check(q->st, partition, old)) != 0) {
+	snprintf(q->op, sizeof(q->op), "%s:%s",
+	    user == KM_PROTO_USER_SO ? "set-so-pin" : "set-pin", partition);
+	if ((r = kmd_pin_check(q->st, partition, user, old)) != 0) {
 		r = kmd_reject(q, r == KM_ERR_PIN ? r : KM_ERR_STATE,
 		    "incorrect PIN");
 		goto out;
@@ -241,7 +280,7 @@ kmd_do_set_pin(kmd_req *q)
 		    "a PIN must be 4 to 64 characters");
 		goto out;
 	}
-	if ((r = kmd_pin_set(q->st, partition, pin)) != 0) {
+	if ((r = kmd_pin_set(q->st, partition, user, pin)) != 0) {
 		r = kmd_reject(q, r, "cannot store the PIN verifier");
 		goto out;
 	}
@@ -267,11 +306,15 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_STATUS:
 		return kmd_do_status(q);
 	case KM_MSG_LOGIN:
-		return kmd_do_login(q);
+		return kmd_do_login(q, false);
+	case KM_MSG_LOGIN_AS:
+		return kmd_do_login(q, true);
 	case KM_MSG_LOGOUT:
 		return kmd_do_logout(q);
 	case KM_MSG_INIT_PIN:
-		return kmd_do_init_pin(q);
+		return kmd_do_init_pin(q, false);
+	case KM_MSG_INIT_PIN_AS:
+		return kmd_do_init_pin(q, true);
 	case KM_MSG_SET_PIN:
 		return kmd_do_set_pin(q);
 	case KM_MSG_RSA_PARTIAL:
@@ -318,6 +361,7 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 	km_req_hdr hdr;
 	km_buf in, payload;
 	kmd_req q;
+	uint32_t user = 0;
 	int r, ra;
 
 	memset(&q, 0, sizeof(q));
@@ -349,11 +393,14 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 		    peer->name, km_role_name(peer->role), q.info->name);
 		goto reply;
 	}
+	/* a key operation needs a user ticket: an SO ticket only manages
+	 * PINs (PKCS#11 §5.6: the SO has no access to private objects) */
 	if (q.info->needs_ticket && hdr.type != KM_MSG_LOGOUT &&
 	    hdr.type != KM_MSG_SET_PIN &&
-	    kmd_ticket_check(st, peer, hdr.ticket, NULL, 0) != 0) {
+	    (kmd_ticket_check(st, peer, hdr.ticket, NULL, 0, &user) != 0 ||
+		user != KM_PROTO_USER_USER)) {
 		r = kmd_reject(&q, KM_ERR_AUTH,
-		    "not logged in (no valid login ticket)");
+		    "not logged in as the user (no valid user login ticket)");
 		goto reply;
 	}
 	r = kmd_dispatch(&q);

@@ -7,7 +7,8 @@
  * DESIGN.md §1.4), and every partial request carries that node's ticket.
  * The PIN stays in locked memory while the user is logged in, so a node
  * that restarted (and forgot its tickets) can be logged in again without
- * asking the application.
+ * asking the application.  The SO logs in the same way with the SO PIN;
+ * the daemons' SO tickets serve C_InitPIN and C_SetPIN only.
  */
 #include "config.h"
 
@@ -43,6 +44,16 @@ static pid_t km_p11_mesh_pid;
 
 /* Serialises login, logout and PIN changes (network calls, no lock held). */
 static pthread_mutex_t km_p11_login_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * Until when the daemons refuse SO / user logins after too many wrong PINs
+ * (their lock is self-clearing, KMD_PIN_LOCK_MS): the token info shows
+ * CKF_SO_PIN_LOCKED / CKF_USER_PIN_LOCKED meanwhile.  Set by a login that
+ * met the lock, cleared by one that succeeds; read and written
+ * atomically (the token info reads them without the login lock).
+ */
+#define KM_P11_PIN_LOCK_MS 60000u
+static uint64_t km_p11_pin_locked_until[2]; /* by KM_PROTO_USER_* */
 
 struct km_p11_mutex {
 	void *app;
@@ -388,7 +399,7 @@ km_p11_finalize(CK_VOID_PTR reserved)
 		memset(&km_p11, 0, sizeof(km_p11));
 		return CKR_OK;
 	}
-	if (km_p11.logged_in) {
+	if (km_p11.logged_in || km_p11.so_logged_in) {
 		for (i = 0; i < km_mesh_count(km_p11.mesh); i++) {
 			if (km_p11.have_ticket[i]) {
 				(void)km_ops_logout(
@@ -495,6 +506,16 @@ km_p11_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 	    info->serialNumber, sizeof(info->serialNumber), km_p11.serial);
 	info->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED
 	    | CKF_TOKEN_INITIALIZED | CKF_RNG;
+	if (__atomic_load_n(
+	        &km_p11_pin_locked_until[KM_PROTO_USER_SO], __ATOMIC_RELAXED)
+	    > km_now_ms()) {
+		info->flags |= CKF_SO_PIN_LOCKED;
+	}
+	if (__atomic_load_n(
+	        &km_p11_pin_locked_until[KM_PROTO_USER_USER], __ATOMIC_RELAXED)
+	    > km_now_ms()) {
+		info->flags |= CKF_USER_PIN_LOCKED;
+	}
 	km_p11_lock(km_p11.lock);
 	for (i = 0; i < km_p11.nsessions; i++) {
 		if (km_p11.sessions[i]->flags & CKF_RW_SESSION) {
@@ -557,6 +578,9 @@ km_p11_session_state(const km_p11_session *s)
 {
 	bool rw = (s->flags & CKF_RW_SESSION) != 0;
 
+	if (km_p11.so_logged_in && !km_p11.forked) {
+		return CKS_RW_SO_FUNCTIONS; /* SO sessions are all R/W */
+	}
 	if (km_p11.logged_in) {
 		return rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
 	}
@@ -591,6 +615,11 @@ km_p11_open_session(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
 	km_p11_lock(km_p11.lock);
 	if (km_p11.nsessions >= KM_P11_MAX_SESSIONS) {
 		rv = CKR_SESSION_COUNT;
+		goto out;
+	}
+	if (!(s->flags & CKF_RW_SESSION) && km_p11.so_logged_in
+	    && !km_p11.forked) {
+		rv = CKR_SESSION_READ_WRITE_SO_EXISTS; /* §5.6 */
 		goto out;
 	}
 	if (km_p11.nsessions == km_p11.sessions_cap) {
@@ -758,8 +787,19 @@ km_p11_get_session_info(km_p11_session *s, CK_SESSION_INFO_PTR info)
 
 /* ---- login ---- */
 
+/*
+ * The SO is logged in (in this process: a forked child inherits the flag
+ * but not the login, see km_p11_initialize_child).
+ */
+static bool
+km_p11_so_logged_in(void)
+{
+	return km_p11.so_logged_in && !km_p11.forked;
+}
+
 typedef struct km_p11_login_job {
 	size_t node;
+	uint32_t user; /* KM_PROTO_USER_* */
 	const char *pin;
 	int r;
 	char msg[160];
@@ -771,18 +811,19 @@ km_p11_login_thread(void *arg)
 {
 	km_p11_login_job *j = arg;
 
-	j->r = km_ops_login(km_mesh_client(km_p11.mesh, j->node),
+	j->r = km_ops_login_as(km_mesh_client(km_p11.mesh, j->node), j->user,
 	    km_p11.conf.partition, j->pin, (int)km_p11.conf.timeout_ms,
 	    j->ticket, j->msg, sizeof(j->msg));
 	return NULL;
 }
 
 /*
- * Log in on every node in parallel (a down node costs the timeout once,
- * not once per node).  @jobs receives each node's result.
+ * Log in as @user on every node in parallel (a down node costs the
+ * timeout once, not once per node).  @jobs receives each node's result.
  */
 static void
-km_p11_login_nodes(const char *pin, km_p11_login_job *jobs, size_t n)
+km_p11_login_nodes(
+    const char *pin, uint32_t user, km_p11_login_job *jobs, size_t n)
 {
 	pthread_t th[KM_MESH_MAX_NODES];
 	bool started[KM_MESH_MAX_NODES];
@@ -791,6 +832,7 @@ km_p11_login_nodes(const char *pin, km_p11_login_job *jobs, size_t n)
 	for (i = 0; i < n; i++) {
 		memset(&jobs[i], 0, sizeof(jobs[i]));
 		jobs[i].node = i;
+		jobs[i].user = user;
 		jobs[i].pin = pin;
 		started[i] = pthread_create(
 		                 &th[i], NULL, km_p11_login_thread, &jobs[i])
@@ -826,18 +868,37 @@ km_p11_logout_tickets(km_p11_login_job *jobs, size_t n)
 	}
 }
 
+/* Appends "node (reason)" to @buf, for the log lines naming nodes. */
+static void
+km_p11_name_node(char *buf, size_t len, size_t *off, size_t node, int r)
+{
+	int n;
+
+	if (*off >= len) {
+		return;
+	}
+	n = snprintf(buf + *off, len - *off, "%s%s (%s)", *off > 0 ? ", " : "",
+	    km_mesh_name(km_p11.mesh, node), km_strerror(r));
+	*off = n < 0 ? len : *off + (size_t)n;
+}
+
 /*
- * Checks @pin with the mesh.  Returns CKR_OK with @jobs holding the
- * tickets of the nodes that accepted it, or the error (tickets released).
+ * Checks @pin of @user with the mesh.  Returns CKR_OK with @jobs holding
+ * the tickets of the nodes that accepted it, or the error (tickets
+ * released).  One node saying "wrong PIN" makes the PIN wrong; a node that
+ * refuses logins after too many wrong PINs makes it CKR_PIN_LOCKED when
+ * too few others accepted it.
  */
 static CK_RV
-km_p11_check_pin(const char *pin, km_p11_login_job *jobs, size_t n)
+km_p11_check_pin(
+    const char *pin, uint32_t user, km_p11_login_job *jobs, size_t n)
 {
-	size_t i, ok = 0, bad = 0, unset = 0;
+	size_t i, ok = 0, bad = 0, unset = 0, locked = 0;
 	char missing[400] = "";
 	size_t off = 0;
+	const char *who = user == KM_PROTO_USER_SO ? "SO" : "user";
 
-	km_p11_login_nodes(pin, jobs, n);
+	km_p11_login_nodes(pin, user, jobs, n);
 	for (i = 0; i < n; i++) {
 		if (jobs[i].r == 0) {
 			ok++;
@@ -845,11 +906,10 @@ km_p11_check_pin(const char *pin, km_p11_login_job *jobs, size_t n)
 			bad++;
 		} else if (jobs[i].r == KM_ERR_STATE) {
 			unset++;
-		} else if (off < sizeof(missing)) {
-			off += (size_t)snprintf(missing + off,
-			    sizeof(missing) - off, "%s%s (%s)",
-			    off > 0 ? ", " : "", km_mesh_name(km_p11.mesh, i),
-			    km_strerror(jobs[i].r));
+		} else {
+			locked += jobs[i].r == KM_ERR_BUSY;
+			km_p11_name_node(
+			    missing, sizeof(missing), &off, i, jobs[i].r);
 		}
 	}
 	if (bad > 0) {
@@ -858,19 +918,38 @@ km_p11_check_pin(const char *pin, km_p11_login_job *jobs, size_t n)
 	}
 	if (ok < km_p11_quorum_min()) {
 		km_p11_logout_tickets(jobs, n);
+		if (unset > 0 && user == KM_PROTO_USER_SO) {
+			km_log_error("P11-NO-SO-PIN",
+			    "the SO PIN of partition %s is not set on %zu of "
+			    "%zu nodes (the mesh admin sets it with keymesh "
+			    "pin init --so)",
+			    km_p11.conf.partition, unset, n);
+			return CKR_PIN_INCORRECT;
+		}
 		if (unset > 0) {
 			return CKR_USER_PIN_NOT_INITIALIZED;
 		}
+		if (locked > 0) {
+			__atomic_store_n(&km_p11_pin_locked_until[user],
+			    km_now_ms() + KM_P11_PIN_LOCK_MS,
+			    __ATOMIC_RELAXED);
+			km_log_error("P11-PIN-LOCKED",
+			    "%s login: %zu node(s) refuse logins after too "
+			    "many wrong PINs; missing: %s",
+			    who, locked, missing);
+			return CKR_PIN_LOCKED;
+		}
 		km_log_error("P11-QUORUM",
-		    "login: %zu of %zu nodes answered, %zu needed; missing: "
-		    "%s",
-		    ok, n, km_p11_quorum_min(), missing);
+		    "%s login: %zu of %zu nodes answered, %zu needed; "
+		    "missing: %s",
+		    who, ok, n, km_p11_quorum_min(), missing);
 		return CKR_DEVICE_ERROR;
 	}
+	__atomic_store_n(&km_p11_pin_locked_until[user], 0, __ATOMIC_RELAXED);
 	if (ok < n) {
 		km_log_warn("P11-LOGIN-PARTIAL",
-		    "logged in on %zu of %zu nodes; missing: %s", ok, n,
-		    missing);
+		    "%s logged in on %zu of %zu nodes; missing: %s", who, ok,
+		    n, missing);
 	}
 	return CKR_OK;
 }
@@ -888,31 +967,64 @@ km_p11_pin_ok(CK_UTF8CHAR_PTR pin, CK_ULONG len)
 	return true;
 }
 
+/* Under the module lock: a read-only session is open (§5.6, SO login). */
+static bool
+km_p11_ro_session_exists(void)
+{
+	size_t i;
+
+	for (i = 0; i < km_p11.nsessions; i++) {
+		if (!(km_p11.sessions[i]->flags & CKF_RW_SESSION)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * C_Login.  CKU_USER gets user tickets (which the partial requests carry)
+ * and keeps the PIN in locked memory to log in again on a node that
+ * restarts; CKU_SO gets SO tickets, which the daemons accept only for PIN
+ * management (C_InitPIN, C_SetPIN), and keeps no PIN.  The checks and
+ * their order are SoftHSM's (PKCS#11 2.40 §5.6): a read-only session
+ * forbids an SO login, then one user type at a time.
+ */
 CK_RV
 km_p11_login(
     km_p11_session *s, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
 	km_p11_login_job jobs[KM_MESH_MAX_NODES];
 	size_t i, n = km_mesh_count(km_p11.mesh);
+	uint32_t user;
 	char *p = NULL;
+	bool ro;
 	CK_RV rv;
 
 	(void)s;
-	if (type == CKU_SO) {
-		/* a partition has no security officer: the mesh admin is */
-		return CKR_PIN_INCORRECT;
-	}
 	if (type == CKU_CONTEXT_SPECIFIC) {
 		/* no key has CKA_ALWAYS_AUTHENTICATE */
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	if (type != CKU_USER) {
+	if (type != CKU_USER && type != CKU_SO) {
 		return CKR_USER_TYPE_INVALID;
 	}
+	user = type == CKU_SO ? KM_PROTO_USER_SO : KM_PROTO_USER_USER;
 	return_val_if_fail(pin != NULL || len == 0, CKR_ARGUMENTS_BAD);
 	pthread_mutex_lock(&km_p11_login_lock);
-	if (km_p11.logged_in) {
+	km_p11_lock(km_p11.lock);
+	ro = km_p11_ro_session_exists();
+	km_p11_unlock(km_p11.lock);
+	if (type == CKU_SO && ro) {
+		rv = CKR_SESSION_READ_ONLY_EXISTS;
+		goto out;
+	}
+	if ((type == CKU_USER && km_p11.logged_in)
+	    || (type == CKU_SO && km_p11_so_logged_in())) {
 		rv = CKR_USER_ALREADY_LOGGED_IN;
+		goto out;
+	}
+	if (km_p11.logged_in || km_p11_so_logged_in()) {
+		rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
 		goto out;
 	}
 	if (km_p11.forked) {
@@ -933,7 +1045,7 @@ km_p11_login(
 		goto out;
 	}
 	memcpy(p, pin, len);
-	if ((rv = km_p11_check_pin(p, jobs, n)) != CKR_OK) {
+	if ((rv = km_p11_check_pin(p, user, jobs, n)) != CKR_OK) {
 		goto out;
 	}
 	km_p11_lock(km_p11.lock);
@@ -945,9 +1057,15 @@ km_p11_login(
 		}
 		km_secret_wipe(jobs[i].ticket, sizeof(jobs[i].ticket));
 	}
-	km_p11.pin = p;
-	p = NULL;
-	km_p11.logged_in = true;
+	if (type == CKU_USER) {
+		km_p11.pin = p;
+		p = NULL;
+		km_p11.logged_in = true;
+	} else {
+		/* WARNING: km_p11_ticket() hands tickets to key operations
+		 * only while logged_in (the user) is set, never SO tickets */
+		km_p11.so_logged_in = true;
+	}
 	km_p11_unlock(km_p11.lock);
 	rv = CKR_OK;
 out:
@@ -958,7 +1076,7 @@ out:
 	return rv;
 }
 
-/* Forget the login and release every node's ticket. */
+/* Forget the login (user or SO) and release every node's ticket. */
 static void
 km_p11_logout_all_nodes(void)
 {
@@ -975,6 +1093,7 @@ km_p11_logout_all_nodes(void)
 	km_secure_strfree(km_p11.pin);
 	km_p11.pin = NULL;
 	km_p11.logged_in = false;
+	km_p11.so_logged_in = false;
 	km_p11_unlock(km_p11.lock);
 	for (i = 0; i < n && !km_p11.forked; i++) {
 		if (have[i]
@@ -992,7 +1111,7 @@ CK_RV
 km_p11_logout(km_p11_session *s)
 {
 	(void)s;
-	if (!km_p11.logged_in) {
+	if (!km_p11.logged_in && !km_p11_so_logged_in()) {
 		return CKR_USER_NOT_LOGGED_IN;
 	}
 	km_p11_logout_all_nodes();
@@ -1010,6 +1129,8 @@ km_p11_ticket(size_t node, uint8_t out[KM_PROTO_TICKET_LEN])
 	if (node >= KM_MESH_MAX_NODES) {
 		return false;
 	}
+	/* only the user's tickets serve key operations (an SO login sets
+	 * so_logged_in, never logged_in) */
 	km_p11_lock(km_p11.lock);
 	if (km_p11.logged_in && km_p11.have_ticket[node]) {
 		memcpy(out, km_p11.ticket[node], KM_PROTO_TICKET_LEN);
@@ -1058,6 +1179,12 @@ km_p11_ticket_drop(size_t node)
 	km_p11_unlock(km_p11.lock);
 }
 
+/*
+ * C_SetPIN changes the PIN of whoever the session is (§5.6, as SoftHSM):
+ * the SO's while the SO is logged in, else the user's (logged in or in a
+ * public session).  Either way fresh tickets of that user type prove the
+ * old PIN on each node, and each node changes the PIN its ticket names.
+ */
 CK_RV
 km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
     CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len)
@@ -1065,7 +1192,10 @@ km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
 	km_p11_login_job jobs[KM_MESH_MAX_NODES];
 	size_t i, n = km_mesh_count(km_p11.mesh), ok = 0;
 	char *op = NULL, *np = NULL, msg[160];
-	bool pin_bad = false;
+	char missing[400] = "";
+	size_t off = 0;
+	bool pin_bad = false, so;
+	uint32_t user;
 	CK_RV rv;
 
 	return_val_if_fail(old_pin != NULL, CKR_ARGUMENTS_BAD);
@@ -1089,13 +1219,17 @@ km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
 	memcpy(op, old_pin, old_len);
 	memcpy(np, new_pin, new_len);
 	pthread_mutex_lock(&km_p11_login_lock);
+	so = km_p11_so_logged_in();
+	user = so ? KM_PROTO_USER_SO : KM_PROTO_USER_USER;
 	/* fresh tickets prove the old PIN on each node */
-	if ((rv = km_p11_check_pin(op, jobs, n)) != CKR_OK) {
+	if ((rv = km_p11_check_pin(op, user, jobs, n)) != CKR_OK) {
 		pthread_mutex_unlock(&km_p11_login_lock);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
 		if (jobs[i].r != 0) {
+			km_p11_name_node(
+			    missing, sizeof(missing), &off, i, jobs[i].r);
 			continue;
 		}
 		jobs[i].r = km_ops_set_pin(km_mesh_client(km_p11.mesh, i),
@@ -1107,6 +1241,8 @@ km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
 			pin_bad |= jobs[i].r == KM_ERR_PIN;
 			km_log_warn("P11-SETPIN", "%s refused the new PIN: %s",
 			    km_mesh_name(km_p11.mesh, i), msg);
+			km_p11_name_node(
+			    missing, sizeof(missing), &off, i, jobs[i].r);
 			/* keep its ticket out of the logout below */
 			(void)km_ops_logout(km_mesh_client(km_p11.mesh, i),
 			    jobs[i].ticket, 500);
@@ -1114,7 +1250,7 @@ km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
 		}
 	}
 	km_p11_logout_tickets(jobs, n);
-	if (ok > 0 && km_p11.logged_in) {
+	if (ok > 0 && !so && km_p11.logged_in) {
 		km_p11_lock(km_p11.lock);
 		km_secure_strfree(km_p11.pin);
 		km_p11.pin = np;
@@ -1124,7 +1260,8 @@ km_p11_set_pin(km_p11_session *s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
 	pthread_mutex_unlock(&km_p11_login_lock);
 	if (ok < n) {
 		km_log_warn("P11-SETPIN",
-		    "the PIN changed on %zu of %zu nodes", ok, n);
+		    "the %s PIN changed on %zu of %zu nodes; not on: %s",
+		    so ? "SO" : "user", ok, n, missing);
 	}
 	rv = ok >= km_p11_quorum_min() ? CKR_OK
 	    : pin_bad                  ? CKR_PIN_INVALID
@@ -1135,19 +1272,82 @@ out:
 	return rv;
 }
 
+/*
+ * C_InitPIN: the SO sets the user PIN on every node it holds an SO ticket
+ * for.  A node that was down (or refused) keeps its old user PIN and so
+ * refuses the new one: the log line names it, and running C_InitPIN again
+ * when it is back (or the admin's keymesh pin init) brings it in line.
+ * Fewer than the threshold of nodes taking the PIN is CKR_DEVICE_ERROR.
+ */
 CK_RV
 km_p11_init_pin(km_p11_session *s, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
-	(void)pin;
-	(void)len;
+	uint8_t t[KM_MESH_MAX_NODES][KM_PROTO_TICKET_LEN];
+	bool have[KM_MESH_MAX_NODES];
+	size_t i, n = km_mesh_count(km_p11.mesh), ok = 0, off = 0;
+	char *p = NULL, msg[160], missing[400] = "";
+	bool bad_pin = false;
+	CK_RV rv;
+	int r;
+
 	if (!(s->flags & CKF_RW_SESSION)) {
 		return CKR_SESSION_READ_ONLY;
 	}
-	/*
-	 * Setting the user PIN is the mesh admin's job (keymesh pin init):
-	 * a partition has no SO that could log in here.
-	 */
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	if (!km_p11_so_logged_in()) {
+		return CKR_USER_NOT_LOGGED_IN;
+	}
+	return_val_if_fail(pin != NULL || len == 0, CKR_ARGUMENTS_BAD);
+	if (pin == NULL || len < KM_P11_PIN_MIN || len > KM_P11_PIN_MAX
+	    || !km_p11_pin_ok(pin, len)) {
+		return CKR_PIN_LEN_RANGE;
+	}
+	if ((p = km_secure_alloc(len + 1)) == NULL) {
+		return CKR_HOST_MEMORY;
+	}
+	memcpy(p, pin, len);
+	pthread_mutex_lock(&km_p11_login_lock);
+	km_p11_lock(km_p11.lock);
+	memcpy(t, km_p11.ticket, sizeof(t));
+	memcpy(have, km_p11.have_ticket, sizeof(have));
+	km_p11_unlock(km_p11.lock);
+	for (i = 0; i < n; i++) {
+		if (!have[i]) {
+			km_p11_name_node(
+			    missing, sizeof(missing), &off, i, KM_ERR_AUTH);
+			continue;
+		}
+		r = km_ops_init_pin(km_mesh_client(km_p11.mesh, i), t[i],
+		    KM_PROTO_USER_USER, km_p11.conf.partition, p,
+		    (int)km_p11.conf.timeout_ms, msg, sizeof(msg));
+		if (r == 0) {
+			ok++;
+			continue;
+		}
+		bad_pin |= r == KM_ERR_INVALID_ARG;
+		km_log_warn("P11-INITPIN", "%s refused the user PIN: %s",
+		    km_mesh_name(km_p11.mesh, i), msg);
+		km_p11_name_node(missing, sizeof(missing), &off, i, r);
+	}
+	pthread_mutex_unlock(&km_p11_login_lock);
+	km_secret_wipe(t, sizeof(t));
+	if (ok < km_p11_quorum_min()) {
+		km_log_error("P11-QUORUM",
+		    "C_InitPIN: the user PIN was set on %zu of %zu nodes, "
+		    "%zu needed; not on: %s",
+		    ok, n, km_p11_quorum_min(), missing);
+		rv = bad_pin && ok == 0 ? CKR_PIN_LEN_RANGE : CKR_DEVICE_ERROR;
+	} else {
+		if (ok < n) {
+			km_log_warn("P11-INITPIN",
+			    "the user PIN was set on %zu of %zu nodes; not "
+			    "on: %s (they refuse the new PIN until C_InitPIN "
+			    "is repeated or the admin runs keymesh pin init)",
+			    ok, n, missing);
+		}
+		rv = CKR_OK;
+	}
+	km_secret_free(p, len + 1);
+	return rv;
 }
 
 km_mesh *

@@ -162,8 +162,10 @@ typedef struct km_p11_state {
 	char serial[17];
 	char client_name[KM_NAME_MAX + 1];
 	const km_ec_group *p256, *p384;
-	/* login */
+	/* login: the user (logged_in) or the SO (so_logged_in), one at a
+	 * time; the tickets are of that user type */
 	bool logged_in;
+	bool so_logged_in;
 	char *pin; /* secure memory while logged in */
 	bool have_ticket[KM_MESH_MAX_NODES];
 	uint8_t ticket[KM_MESH_MAX_NODES][KM_PROTO_TICKET_LEN];

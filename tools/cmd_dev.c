@@ -16,6 +16,7 @@
  *   DIR/nodeI/keymeshd.pid    written by the daemon once it listens
  *   DIR/client.conf           the client config (src/mesh/client.h)
  *   DIR/user.pin              the partition's user PIN (0600)
+ *   DIR/so.pin                the partition's SO PIN (0600)
  *
  * The launcher is the p11-kit test-server shape: fork/exec the daemon in
  * the foreground with a readiness pipe on fd 3, wait for its one line, and
@@ -717,11 +718,13 @@ kmc_dev_pick(kmc_dev *d, const char *arg, int *rc)
 }
 
 /*
- * The three shell lines: KEYMESH_CONF, KEYMESH_MODULE, KEYMESH_PIN, with
+ * The shell lines: KEYMESH_CONF, KEYMESH_MODULE, KEYMESH_PIN and, unless
+ * @so_pin is NULL (a dev mesh made before SO PINs), KEYMESH_SO_PIN, with
  * absolute, single-quoted values.  Nothing else ever goes to stdout.
  */
 static int
-kmc_dev_print_env(const kmc_dev *d, const char *module, const char *pin)
+kmc_dev_print_env(const kmc_dev *d, const char *module, const char *pin,
+    const char *so_pin)
 {
 	char conf[KMC_DEV_PATH];
 
@@ -734,6 +737,10 @@ kmc_dev_print_env(const kmc_dev *d, const char *module, const char *pin)
 	kmc_dev_shell_quote(stdout, module);
 	fputs("\nexport KEYMESH_PIN=", stdout);
 	kmc_dev_shell_quote(stdout, pin);
+	if (so_pin != NULL) {
+		fputs("\nexport KEYMESH_SO_PIN=", stdout);
+		kmc_dev_shell_quote(stdout, so_pin);
+	}
 	fputc('\n', stdout);
 	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : KM_ERR_IO;
 }
@@ -1195,7 +1202,7 @@ kmc_dev_up(int argc, char **argv)
 	kmc_dev_node *all[KMC_DEV_MAX_NODES];
 	char daemon[KMC_DEV_PATH], module[KMC_DEV_PATH], util[KMC_DEV_PATH];
 	char path[KMC_DEV_PATH], cadir[KMC_DEV_PATH], marker[256];
-	char *pin = NULL, *end;
+	char *pin = NULL, *so_pin = NULL, *end;
 	unsigned long nodes, threshold;
 	uint64_t t0 = kmc_dev_ms();
 	unsigned i;
@@ -1337,12 +1344,13 @@ kmc_dev_up(int argc, char **argv)
 	rc = 1;
 
 	/*
-	 * The partition's user PIN, set on every node by the admin command
-	 * (keymesh pin init, which reads KEYMESH_CONF), run as a child so
-	 * that its output stays off our stdout.
+	 * The partition's user and SO PINs, set on every node by the admin
+	 * command (keymesh pin init [--so], which reads KEYMESH_CONF), run as
+	 * a child so that its output stays off our stdout.
 	 */
-	if ((pin = kmc_dev_user_pin()) == NULL) {
-		rc = kmc_fail(cmd, "cannot make a random user PIN");
+	if ((pin = kmc_dev_user_pin()) == NULL ||
+	    (so_pin = kmc_dev_hex_pin(8)) == NULL) {
+		rc = kmc_fail(cmd, "cannot make random PINs");
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/user.pin", d->dir);
@@ -1350,26 +1358,38 @@ kmc_dev_up(int argc, char **argv)
 		rc = kmc_fail(cmd, "cannot write %s", path);
 		goto out;
 	}
+	snprintf(path, sizeof(path), "%s/so.pin", d->dir);
+	if (km_write_file_excl(path, so_pin, strlen(so_pin), 0600) != 0) {
+		rc = kmc_fail(cmd, "cannot write %s", path);
+		goto out;
+	}
 	{
 		char exe[] = "/proc/self/exe", g[] = "pin", vb[] = "init";
-		char opt[] = "--pin";
+		char opt[] = "--pin", so[] = "--so";
 		char *args[] = { exe, g, vb, opt, pin, NULL };
+		char *so_args[] = { exe, g, vb, so, opt, so_pin, NULL };
 
 		snprintf(path, sizeof(path), "%s/client.conf", d->dir);
 		r = kmc_dev_run("/proc/self/exe", args, "KEYMESH_CONF", path,
 		    false);
+		if (r == 0) {
+			r = kmc_dev_run("/proc/self/exe", so_args,
+			    "KEYMESH_CONF", path, false);
+		}
 		if (r != 0) {
 			rc = kmc_fail(cmd,
-			    "setting the user PIN failed (keymesh pin init "
+			    "setting the PINs failed (keymesh pin init "
 			    "exited %d); the mesh is stopped",
 			    r);
 			goto out;
 		}
 	}
-	fprintf(stderr, "user PIN set on all %u nodes (in %s/user.pin)\n",
+	fprintf(stderr,
+	    "user and SO PINs set on all %u nodes (in %s/user.pin and "
+	    "so.pin)\n",
 	    d->nnodes, d->dir);
 
-	if (kmc_dev_print_env(d, module, pin) != 0) {
+	if (kmc_dev_print_env(d, module, pin, so_pin) != 0) {
 		rc = kmc_fail(cmd, "cannot write to standard output");
 		goto out;
 	}
@@ -1388,6 +1408,7 @@ out:
 		    false);
 	}
 	km_secure_strfree(pin);
+	km_secure_strfree(so_pin);
 	free(d);
 	return rc;
 }
@@ -1552,8 +1573,8 @@ kmc_dev_env(int argc, char **argv)
 	const char *cmd = "dev env";
 	const char *v[1];
 	char module[KMC_DEV_PATH], path[KMC_DEV_PATH];
-	uint8_t *pin = NULL;
-	size_t len = 0;
+	uint8_t *pin = NULL, *so_pin = NULL;
+	size_t len = 0, so_len = 0;
 	kmc_dev *d;
 	int r, rc;
 
@@ -1579,8 +1600,20 @@ kmc_dev_env(int argc, char **argv)
 	while (len > 0 && (pin[len - 1] == '\n' || pin[len - 1] == '\r')) {
 		pin[--len] = '\0';
 	}
+	/* a dev mesh made before SO PINs has no so.pin: no line for it */
+	snprintf(path, sizeof(path), "%s/so.pin", d->dir);
+	if ((r = km_read_file(path, &so_pin, &so_len, 64)) != 0 &&
+	    r != KM_ERR_NOT_FOUND) {
+		rc = kmc_fail(cmd, "cannot read %s", path);
+		goto out;
+	}
+	while (so_len > 0 &&
+	    (so_pin[so_len - 1] == '\n' || so_pin[so_len - 1] == '\r')) {
+		so_pin[--so_len] = '\0';
+	}
 	if (kmc_dev_module_path(module, sizeof(module)) != 0 ||
-	    kmc_dev_print_env(d, module, (const char *)pin) != 0) {
+	    kmc_dev_print_env(d, module, (const char *)pin,
+		(const char *)so_pin) != 0) {
 		rc = kmc_fail(cmd, "cannot write to standard output");
 		goto out;
 	}
@@ -1589,6 +1622,10 @@ out:
 	if (pin != NULL) {
 		km_secret_wipe(pin, len);
 		free(pin);
+	}
+	if (so_pin != NULL) {
+		km_secret_wipe(so_pin, so_len);
+		free(so_pin);
 	}
 	free(d);
 	return rc;

@@ -18,6 +18,7 @@
 #include "keymesh.h"
 #include "mesh/admin.h"
 #include "mesh/client.h"
+#include "proto/proto.h"
 #include "store/audit.h"
 #include "store/store.h"
 #include "util/err.h"
@@ -92,13 +93,25 @@ kmc_pin_init(int argc, char **argv)
 {
 	static const char *const names[] = { "conf", "pin", "partition" };
 	const char *v[3];
+	char *rest[64];
 	km_mesh_conf mc;
 	km_mesh *m = NULL;
 	char err[1024];
 	size_t failed = 0;
-	int r;
+	uint32_t user = KM_PROTO_USER_USER;
+	int i, nrest = 0, r;
 
-	if ((r = kmc_opts("pin init", argc, argv, names, v, 3)) != 0) {
+	/* --so takes no value: take it out before the valued options */
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--so") == 0) {
+			user = KM_PROTO_USER_SO;
+		} else if (nrest < (int)KM_ARRAY_LEN(rest)) {
+			rest[nrest++] = argv[i];
+		} else {
+			return kmc_usage("pin init", "too many arguments");
+		}
+	}
+	if ((r = kmc_opts("pin init", nrest, rest, names, v, 3)) != 0) {
 		return r;
 	}
 	if (v[1] == NULL) {
@@ -110,13 +123,14 @@ kmc_pin_init(int argc, char **argv)
 	if ((r = kmc_open("pin init", v[0], KM_ROLE_ADMIN, &mc, &m)) != 0) {
 		return r;
 	}
-	r = km_mesh_pin_init(m, v[2] ? v[2] : mc.partition, v[1], &failed,
-	    err, sizeof(err));
+	r = km_mesh_pin_init(m, v[2] ? v[2] : mc.partition, user, v[1],
+	    &failed, err, sizeof(err));
 	if (r != 0) {
 		r = kmc_fail("pin init", "%zu node(s) did not take the PIN: %s",
 		    failed, err);
 	} else {
-		fprintf(stderr, "user PIN of partition %s set on %zu node(s)\n",
+		fprintf(stderr, "%s PIN of partition %s set on %zu node(s)\n",
+		    user == KM_PROTO_USER_SO ? "SO" : "user",
 		    v[2] ? v[2] : mc.partition, km_mesh_count(m));
 	}
 	km_mesh_close(m);
@@ -473,8 +487,10 @@ const kmc_command kmc_key_commands[] = {
 	{ "status", "", "[--conf FILE]",
 	    "show each node: up or down, version, shares held",
 	    kmc_status },
-	{ "pin", "init", "--pin PIN [--partition P] [--conf FILE]",
-	    "set the user PIN of a partition on every node", kmc_pin_init },
+	{ "pin", "init", "[--so] --pin PIN [--partition P] [--conf FILE]",
+	    "set the user PIN (or with --so the SO PIN) of a partition on "
+	    "every node",
+	    kmc_pin_init },
 	{ "key", "create",
 	    "--type rsa:2048|rsa:3072|rsa:4096|ec:p256|ec:p384 --label L "
 	    "[--threshold K] [--allow-raw yes|no] [--conf FILE]",

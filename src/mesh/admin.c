@@ -13,6 +13,7 @@
 #include "crypto/rsa.h"
 #include "crypto/shamir.h"
 #include "mesh/admin.h"
+#include "mesh/ops.h"
 #include "mesh/rpc.h"
 #include "mesh/view.h"
 #include "pki/pki.h"
@@ -1038,8 +1039,8 @@ out:
 }
 
 int
-km_mesh_pin_init(km_mesh *m, const char *partition, const char *pin,
-    size_t *failed, char *err, size_t errlen)
+km_mesh_pin_init(km_mesh *m, const char *partition, uint32_t user,
+    const char *pin, size_t *failed, char *err, size_t errlen)
 {
 	size_t i;
 
@@ -1052,12 +1053,21 @@ km_mesh_pin_init(km_mesh *m, const char *partition, const char *pin,
 
 		km_buf_init_secure(&req);
 		km_buf_init(&rep);
-		r = km_rpc_request(&req, KM_MSG_INIT_PIN, NULL, 0, NULL);
-		r = r ? r : km_buf_put_cstring(&req, partition);
-		r = r ? r : km_buf_put_cstring(&req, pin);
-		if (r == 0) {
-			r = km_rpc_call(km_mesh_client(m, i), &req,
-			    KM_ADMIN_TIMEOUT_MS, &rep, msg, sizeof(msg));
+		if (user == KM_PROTO_USER_USER) {
+			/* init-pin: served by every daemon version */
+			r = km_rpc_request(&req, KM_MSG_INIT_PIN, NULL, 0,
+			    NULL);
+			r = r ? r : km_buf_put_cstring(&req, partition);
+			r = r ? r : km_buf_put_cstring(&req, pin);
+			if (r == 0) {
+				r = km_rpc_call(km_mesh_client(m, i), &req,
+				    KM_ADMIN_TIMEOUT_MS, &rep, msg,
+				    sizeof(msg));
+			}
+		} else {
+			r = km_ops_init_pin(km_mesh_client(m, i), NULL, user,
+			    partition, pin, KM_ADMIN_TIMEOUT_MS, msg,
+			    sizeof(msg));
 		}
 		if (r != 0) {
 			size_t l = strlen(err);

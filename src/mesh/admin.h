@@ -134,10 +134,11 @@ int km_mesh_key_reshare(km_mesh *m, const char *label_or_id,
 
 /**
  * km_mesh_pin_init:
- * Sets the user PIN of @partition on every node (admin).  @failed receives
- * how many nodes refused or were unreachable; their names go to @err.
+ * Sets the @user PIN (KM_PROTO_USER_USER or KM_PROTO_USER_SO) of
+ * @partition on every node (admin).  @failed receives how many nodes
+ * refused or were unreachable; their names go to @err.
  */
-int km_mesh_pin_init(km_mesh *m, const char *partition, const char *pin,
-    size_t *failed, char *err, size_t errlen);
+int km_mesh_pin_init(km_mesh *m, const char *partition, uint32_t user,
+    const char *pin, size_t *failed, char *err, size_t errlen);
 
 #endif /* KM_MESH_ADMIN_H */

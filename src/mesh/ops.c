@@ -8,10 +8,11 @@
 #include "util/err.h"
 #include "util/secmem.h"
 
+/* login (user) or login-as (any user type): the request, then the reply */
 int
-km_ops_login(km_net_client *c, const char *partition, const char *pin,
-    int timeout_ms, uint8_t ticket[KM_PROTO_TICKET_LEN], char *msg,
-    size_t msglen)
+km_ops_login_as(km_net_client *c, uint32_t user, const char *partition,
+    const char *pin, int timeout_ms, uint8_t ticket[KM_PROTO_TICKET_LEN],
+    char *msg, size_t msglen)
 {
 	km_buf req, rep;
 	const uint8_t *p;
@@ -21,7 +22,14 @@ km_ops_login(km_net_client *c, const char *partition, const char *pin,
 
 	km_buf_init_secure(&req);
 	km_buf_init(&rep);
-	r = km_rpc_request(&req, KM_MSG_LOGIN, NULL, 0, NULL);
+	/* a user login stays a plain login, which every daemon version
+	 * serves; only the SO needs login-as */
+	if (user == KM_PROTO_USER_USER) {
+		r = km_rpc_request(&req, KM_MSG_LOGIN, NULL, 0, NULL);
+	} else {
+		r = km_rpc_request(&req, KM_MSG_LOGIN_AS, NULL, 0, NULL);
+		r = r ? r : km_buf_put_u32(&req, user);
+	}
 	r = r ? r : km_buf_put_cstring(&req, partition);
 	r = r ? r : km_buf_put_cstring(&req, pin);
 	if (r == 0) {
@@ -36,6 +44,37 @@ km_ops_login(km_net_client *c, const char *partition, const char *pin,
 	}
 	if (r == 0) {
 		memcpy(ticket, p, KM_PROTO_TICKET_LEN);
+	}
+	km_buf_free(&req);
+	km_buf_free(&rep);
+	return r;
+}
+
+int
+km_ops_login(km_net_client *c, const char *partition, const char *pin,
+    int timeout_ms, uint8_t ticket[KM_PROTO_TICKET_LEN], char *msg,
+    size_t msglen)
+{
+	return km_ops_login_as(c, KM_PROTO_USER_USER, partition, pin,
+	    timeout_ms, ticket, msg, msglen);
+}
+
+int
+km_ops_init_pin(km_net_client *c, const uint8_t ticket[KM_PROTO_TICKET_LEN],
+    uint32_t user, const char *partition, const char *pin, int timeout_ms,
+    char *msg, size_t msglen)
+{
+	km_buf req, rep;
+	int r;
+
+	km_buf_init_secure(&req);
+	km_buf_init(&rep);
+	r = km_rpc_request(&req, KM_MSG_INIT_PIN_AS, NULL, 0, ticket);
+	r = r ? r : km_buf_put_u32(&req, user);
+	r = r ? r : km_buf_put_cstring(&req, partition);
+	r = r ? r : km_buf_put_cstring(&req, pin);
+	if (r == 0) {
+		r = km_rpc_call(c, &req, timeout_ms, &rep, msg, msglen);
 	}
 	km_buf_free(&req);
 	km_buf_free(&rep);

@@ -29,10 +29,34 @@ int km_ops_login(km_net_client *c, const char *partition, const char *pin,
     int timeout_ms, uint8_t ticket[KM_PROTO_TICKET_LEN], char *msg,
     size_t msglen);
 
+/**
+ * km_ops_login_as:
+ * @user: KM_PROTO_USER_USER (sent as a plain login) or KM_PROTO_USER_SO
+ *   (login-as); the ticket the node returns is of that user type
+ * Returns as km_ops_login.
+ */
+int km_ops_login_as(km_net_client *c, uint32_t user, const char *partition,
+    const char *pin, int timeout_ms, uint8_t ticket[KM_PROTO_TICKET_LEN],
+    char *msg, size_t msglen);
+
+/**
+ * km_ops_init_pin:
+ * Sets the @user PIN of @partition on one node (init-pin-as).  A client
+ * passes its SO @ticket and may set only the user PIN; the admin passes
+ * NULL and may set either.
+ */
+int km_ops_init_pin(km_net_client *c,
+    const uint8_t ticket[KM_PROTO_TICKET_LEN], uint32_t user,
+    const char *partition, const char *pin, int timeout_ms, char *msg,
+    size_t msglen);
+
 int km_ops_logout(km_net_client *c, const uint8_t ticket[KM_PROTO_TICKET_LEN],
     int timeout_ms);
 
-/** km_ops_set_pin: change the user PIN on one node (logged in). */
+/**
+ * km_ops_set_pin: change a PIN on one node, with a fresh ticket: the user
+ * PIN with a user ticket, the SO PIN with an SO ticket.
+ */
 int km_ops_set_pin(km_net_client *c,
     const uint8_t ticket[KM_PROTO_TICKET_LEN], const char *old_pin,
     const char *new_pin, int timeout_ms, char *msg, size_t msglen);

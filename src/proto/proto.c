@@ -18,6 +18,10 @@ static const km_msg_info km_msg_table[] = {
 	{ KM_MSG_LOGOUT, "logout", C | A, 4096, false, true },
 	{ KM_MSG_SET_PIN, "set-pin", C, 4096, false, true },
 	{ KM_MSG_INIT_PIN, "init-pin", A, 4096, false, false },
+	{ KM_MSG_LOGIN_AS, "login-as", C | A, 4096, false, false },
+	/* a client must show an SO ticket: checked by the handler, since
+	 * the admin sends none */
+	{ KM_MSG_INIT_PIN_AS, "init-pin-as", C | A, 4096, false, false },
 	{ KM_MSG_RSA_PARTIAL, "rsa-partial", C, 8192, true, true },
 	{ KM_MSG_ECDH_PARTIAL, "ecdh-partial", C, 4096, true, true },
 	{ KM_MSG_KEY_CREATE, "key-create", A, 65536, true, false },

@@ -29,12 +29,22 @@
 #define KM_PROTO_TICKET_LEN 32
 #define KM_PROTO_MESSAGE_MAX 256
 
+/*
+ * User types of login-as and init-pin-as, and of a daemon's tickets: the
+ * numbers of PKCS#11's CKU_SO and CKU_USER, so the module passes them
+ * through.  Anything else is refused when decoded.
+ */
+#define KM_PROTO_USER_SO 0u
+#define KM_PROTO_USER_USER 1u
+
 typedef enum km_msg_type {
 	KM_MSG_STATUS = 1,
 	KM_MSG_LOGIN = 2,
 	KM_MSG_LOGOUT = 3,
 	KM_MSG_SET_PIN = 4,
 	KM_MSG_INIT_PIN = 5,
+	KM_MSG_LOGIN_AS = 6,
+	KM_MSG_INIT_PIN_AS = 7,
 	KM_MSG_RSA_PARTIAL = 10,
 	KM_MSG_ECDH_PARTIAL = 11,
 	KM_MSG_KEY_CREATE = 20,

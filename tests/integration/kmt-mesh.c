@@ -65,6 +65,16 @@ kmt_mesh_up(kmt_mesh *m, int nodes, int threshold)
 	}
 	snprintf(m->pin, sizeof(m->pin), "%s", (char *)pin);
 	free(pin);
+	pin = NULL;
+	snprintf(path, sizeof(path), "%s/so.pin", m->dir);
+	if (km_read_file(path, &pin, &len, 64) != 0) {
+		return -1;
+	}
+	while (len > 0 && (pin[len - 1] == '\n' || pin[len - 1] == '\r')) {
+		pin[--len] = '\0';
+	}
+	snprintf(m->so_pin, sizeof(m->so_pin), "%s", (char *)pin);
+	free(pin);
 	setenv("KEYMESH_CONF", m->conf, 1);
 	return 0;
 }

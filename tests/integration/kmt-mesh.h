@@ -12,7 +12,8 @@
 typedef struct kmt_mesh {
 	char dir[4096];
 	char conf[4200];
-	char pin[80];
+	char pin[80];	 /* the user PIN (DIR/user.pin) */
+	char so_pin[80]; /* the SO PIN (DIR/so.pin) */
 	int nodes;
 } kmt_mesh;
 

@@ -218,6 +218,15 @@ expect_error "key id length 2^32-1" client -x 0100000001ffffffff
 expect_error "truncated header" client -x 01000000
 expect_error "login + garbage" client -T 2 -r 64
 expect_error "set-pin + garbage" client -T 4 -r 64
+expect_error "login-as + garbage" client -T 6 -r 64
+# login-as: uint32 user, string "default", string "123456"
+expect_error "login-as, user type 2" client -T 6 \
+	-x 000000020000000764656661756c7400000006313233343536
+expect_error "login-as, trailing byte" client -T 6 \
+	-x 000000000000000764656661756c740000000631323334353600
+expect_error "init-pin-as from a client without an SO ticket" client -T 7 \
+	-x 000000010000000764656661756c7400000006313233343536
+expect_error "init-pin-as + garbage as admin" admin -T 7 -r 64
 expect_error "rsa-partial + garbage, real key" client -T 10 -k "$key" \
 	-e 1 -r 300
 expect_error "ecdh-partial + garbage, real key" client -T 11 -k "$key" \

@@ -392,6 +392,18 @@ test_refusals(void)
 	CU_ASSERT(km_rpc_call(km_mesh_client(client, 0), &req, TMO, &rep, msg,
 		      sizeof(msg)) == KM_ERR_AUTH);
 	km_buf_free(&req);
+	/* an SO ticket of this very client: PIN management only, refused
+	 * before the key's policy is even looked at */
+	CU_ASSERT_FATAL(km_ops_login_as(km_mesh_client(client, 0),
+			    KM_PROTO_USER_SO, "default", mesh.so_pin, TMO,
+			    ticket, msg, sizeof(msg)) == 0);
+	km_buf_init(&req);
+	CU_ASSERT(km_ops_rsa_request(&q, ticket, &req) == 0);
+	CU_ASSERT(km_rpc_call(km_mesh_client(client, 0), &req, TMO, &rep, msg,
+		      sizeof(msg)) == KM_ERR_AUTH);
+	CU_ASSERT(strstr(msg, "not logged in as the user") != NULL);
+	km_buf_free(&req);
+	CU_ASSERT(km_ops_logout(km_mesh_client(client, 0), ticket, TMO) == 0);
 	/* raw RSA is not in the default policy: no decryption oracle */
 	CU_ASSERT(rsa_partials(0, pub, &q, parts, &n, msg, sizeof(msg)) ==
 	    KM_ERR_POLICY);

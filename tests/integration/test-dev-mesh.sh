@@ -33,7 +33,7 @@ for f in "$keymesh" "$daemon"; do
 done
 # the CLI finds the daemon next to itself; do not let the caller's
 # environment point elsewhere
-unset KEYMESH_DAEMON KEYMESH_CONF KEYMESH_MODULE KEYMESH_PIN
+unset KEYMESH_DAEMON KEYMESH_CONF KEYMESH_MODULE KEYMESH_PIN KEYMESH_SO_PIN
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/km-devmesh.XXXXXX") || exit 1
 mesh=$dir/mesh
@@ -188,14 +188,14 @@ fi
 
 cp "$out" "$dir/up.out"
 
-# stdout: exactly the three export lines, in order
+# stdout: exactly the four export lines, in order
 lines=$(wc -l <"$out")
-bad=$(grep -cv "^export KEYMESH_\(CONF\|MODULE\|PIN\)='[^']*'\$" "$out")
+bad=$(grep -cv "^export KEYMESH_\(CONF\|MODULE\|PIN\|SO_PIN\)='[^']*'\$" "$out")
 names=$(sed -e 's/=.*//' "$out" | tr '\n' ' ')
-check "stdout of dev up is only the three export lines" \
-	test "$lines" -eq 3 -a "$bad" -eq 0 -a \
+check "stdout of dev up is only the four export lines" \
+	test "$lines" -eq 4 -a "$bad" -eq 0 -a \
 	"$names" = "export KEYMESH_CONF export KEYMESH_MODULE export \
-KEYMESH_PIN "
+KEYMESH_PIN export KEYMESH_SO_PIN "
 
 # eval prepares a shell
 eval "$(cat "$out")"
@@ -210,8 +210,11 @@ check "eval sets KEYMESH_MODULE to an absolute keymesh-pkcs11.so path" \
 check "eval sets KEYMESH_PIN to the 6-digit PIN kept in DIR/user.pin" \
 	eval '[[ ${KEYMESH_PIN:-} =~ ^[0-9]{6}$ ]] &&
 		[ "$KEYMESH_PIN" = "$(cat "$mesh/user.pin")" ]'
-check "DIR/user.pin and each token.pin are mode 0600" \
-	test "$(stat -c %a "$mesh/user.pin" "$mesh"/node*/token.pin |
+check "eval sets KEYMESH_SO_PIN to the SO PIN kept in DIR/so.pin" \
+	eval '[[ ${KEYMESH_SO_PIN:-} =~ ^[0-9a-f]{16}$ ]] &&
+		[ "$KEYMESH_SO_PIN" = "$(cat "$mesh/so.pin")" ]'
+check "DIR/user.pin, DIR/so.pin and each token.pin are mode 0600" \
+	test "$(stat -c %a "$mesh/user.pin" "$mesh/so.pin" "$mesh"/node*/token.pin |
 		sort -u)" = 600
 
 # the processes and their logs

@@ -540,8 +540,9 @@ test_login(void)
 	    == CKR_PIN_INCORRECT);
 	CU_ASSERT(p11->C_Login(ro, CKU_USER, (CK_UTF8CHAR_PTR) "1", 1)
 	    == CKR_PIN_INCORRECT);
+	/* an SO login needs every session R/W (§5.6; test-pkcs11-so) */
 	CU_ASSERT(p11->C_Login(ro, CKU_SO, (CK_UTF8CHAR_PTR)pin, pl)
-	    == CKR_PIN_INCORRECT);
+	    == CKR_SESSION_READ_ONLY_EXISTS);
 	CU_ASSERT(p11->C_Login(ro, 77, (CK_UTF8CHAR_PTR)pin, pl)
 	    == CKR_USER_TYPE_INVALID);
 	CU_ASSERT(
@@ -578,8 +579,9 @@ test_login(void)
 	CU_ASSERT(
 	    p11->C_SetPIN(rw, (CK_UTF8CHAR_PTR)np, 8, (CK_UTF8CHAR_PTR)pin, pl)
 	    == CKR_OK);
+	/* C_InitPIN is the SO's (test-pkcs11-so) */
 	CU_ASSERT(p11->C_InitPIN(rw, (CK_UTF8CHAR_PTR)pin, pl)
-	    == CKR_FUNCTION_NOT_SUPPORTED);
+	    == CKR_USER_NOT_LOGGED_IN);
 	/* closing the last session logs out */
 	CU_ASSERT(p11->C_CloseAllSessions(1) == CKR_OK);
 	CU_ASSERT_FATAL(
