@@ -8,6 +8,11 @@
  * The PIN stays in locked memory while the user is logged in, so a node
  * that restarted (and forgot its tickets) can be logged in again without
  * asking the application.
+ *
+ * fork(): a child must call C_Initialize (until then every call gives
+ * CKR_CRYPTOKI_NOT_INITIALIZED).  nng cannot start in a forked child, so
+ * there the mesh is opened through a keymesh-p11-relay helper (net/relay.h,
+ * km_p11_mesh_open); everything else is the same as in the parent.
  */
 #include "config.h"
 
@@ -333,10 +338,10 @@ km_p11_initialize_child(CK_VOID_PTR args)
 	memset(km_p11.have_ticket, 0, sizeof(km_p11.have_ticket));
 	km_p11.pin = NULL; /* the parent's copy: not ours to free */
 	km_p11.logged_in = false;
-	/* abandoned, see above; the view is plain memory */
+	/* abandoned, see above (the view too: another thread may have been
+	 * refreshing it at fork time, so it is not freed either) */
 	km_p11.mesh = NULL;
 	km_p11.admin = NULL;
-	km_view_free(km_p11.view);
 	km_p11.view = NULL;
 	memset(km_p11.stat, 0, sizeof(km_p11.stat));
 	km_p11.forked = true;

@@ -304,10 +304,14 @@ kmr_writer(void *arg)
 static void
 kmr_close_fds(void)
 {
-	long max = sysconf(_SC_OPEN_MAX), fd;
+	long max, fd;
 
-	if (max < 0 || max > 65536) {
-		max = 65536;
+	if (close_range(KMR_FD + 1, ~0u, 0) == 0) {
+		return;
+	}
+	/* an older kernel: one by one, up to the limit */
+	if ((max = sysconf(_SC_OPEN_MAX)) < 0 || max > (1L << 20)) {
+		max = 1L << 20;
 	}
 	for (fd = KMR_FD + 1; fd < max; fd++) {
 		(void)close((int)fd);

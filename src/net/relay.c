@@ -166,7 +166,11 @@ km_relay_frame_decode(const uint8_t *p, size_t len, km_relay_frame *f)
 			f->code = -(int)code;
 			memcpy(f->peer, peer, peer_len);
 			f->peer[peer_len] = '\0';
-			if (peer_len > 0 && !km_name_valid(f->peer)) {
+			/* a NUL inside would cut the name short (found by
+			 * fuzz-relay): the whole string must be the name */
+			if (peer_len > 0
+			    && (strlen(f->peer) != peer_len
+			        || !km_name_valid(f->peer))) {
 				r = KM_ERR_BAD_FORMAT;
 			}
 		}
@@ -335,6 +339,7 @@ struct km_net_relay {
 	uint32_t nodes;
 	pthread_t reader;
 	bool reader_started;
+	km_relay_rx rx;      /* the reader's (bytes after HELLO stay here) */
 	pthread_mutex_t wmu; /* one frame at a time on the socket */
 	pthread_mutex_t mu;  /* everything below */
 	pthread_cond_t cv;   /* status changes */
@@ -503,7 +508,8 @@ km_relay_sweep(km_net_relay *r)
 	}
 }
 
-static void
+/* One frame from the helper; an error ends the stream. */
+static int
 km_relay_handle(km_net_relay *r, const km_relay_frame *f)
 {
 	km_net_call *c;
@@ -534,11 +540,9 @@ km_relay_handle(km_net_relay *r, const km_relay_frame *f)
 		break;
 	default:
 		/* REQUEST or a second HELLO: the helper is not sane */
-		km_log_error("KM-RELAY-FRAME",
-		    "unexpected frame type %u from the relay helper",
-		    (unsigned)f->type);
-		break;
+		return KM_ERR_BAD_FORMAT;
 	}
+	return 0;
 }
 
 static void *
@@ -546,13 +550,16 @@ km_relay_reader(void *arg)
 {
 	km_net_relay *r = arg;
 	struct pollfd pfd[2];
+	km_relay_rx *rx = &r->rx;
 	km_relay_frame f;
-	km_relay_rx rx;
 	uint64_t v;
 	int res = 0, n;
 
-	km_relay_rx_init(&rx);
-	for (;;) {
+	/* frames that came with HELLO first */
+	while ((res = km_relay_rx_next(rx, &f)) == 0
+	    && (res = km_relay_handle(r, &f)) == 0) {
+	}
+	for (res = res == KM_ERR_NOT_FOUND ? 0 : res; res == 0;) {
 		pfd[0].fd = r->fd;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = r->wake;
@@ -566,15 +573,13 @@ km_relay_reader(void *arg)
 			(void)!read(r->wake, &v, sizeof(v));
 		}
 		if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			if ((res = km_relay_rx_fill(&rx, r->fd)) != 0) {
+			if ((res = km_relay_rx_fill(rx, r->fd)) != 0) {
 				break;
 			}
-			while ((res = km_relay_rx_next(&rx, &f)) == 0) {
-				km_relay_handle(r, &f);
+			while ((res = km_relay_rx_next(rx, &f)) == 0
+			    && (res = km_relay_handle(r, &f)) == 0) {
 			}
 			if (res != KM_ERR_NOT_FOUND) {
-				km_log_error_r(res, "KM-RELAY-FRAME",
-				    "bad frame from the relay helper");
 				break;
 			}
 			res = 0;
@@ -599,7 +604,11 @@ km_relay_reader(void *arg)
 			    "the relay helper (pid %ld) exited", (long)r->pid);
 		}
 	}
-	km_relay_rx_free(&rx);
+	if (res != 0 && res != KM_ERR_CLOSED) {
+		km_log_error_r(res, "KM-RELAY-FRAME",
+		    "bad frame from the relay helper, or a read error");
+	}
+	km_relay_rx_free(rx);
 	km_relay_fail_all(r, KM_ERR_CONN);
 	km_relay_sweep(r);
 	return NULL;
@@ -612,22 +621,16 @@ km_relay_hello(km_net_relay *r, char *err, size_t errlen)
 	uint64_t deadline
 	    = km_mono_ns() + (uint64_t)KM_RELAY_HELLO_MS * 1000000u;
 	struct pollfd pfd;
+	km_relay_rx *rx = &r->rx;
 	km_relay_frame f;
-	km_relay_rx rx;
 	uint64_t now;
 	int res, n;
 
-	km_relay_rx_init(&rx);
 	for (;;) {
-		if ((res = km_relay_rx_next(&rx, &f)) == 0) {
+		if ((res = km_relay_rx_next(rx, &f)) == 0) {
 			if (f.type == KM_RELAY_HELLO) {
 				r->nodes = f.nodes;
 				break;
-			}
-			if (f.type == KM_RELAY_STATUS) {
-				r->connected[0] = f.connected[0];
-				r->connected[1] = f.connected[1];
-				continue;
 			}
 			res = KM_ERR_BAD_FORMAT;
 		}
@@ -655,7 +658,7 @@ km_relay_hello(km_net_relay *r, char *err, size_t errlen)
 			snprintf(err, errlen, "poll: %s", strerror(errno));
 			break;
 		}
-		if (n > 0 && (res = km_relay_rx_fill(&rx, r->fd)) != 0) {
+		if (n > 0 && (res = km_relay_rx_fill(rx, r->fd)) != 0) {
 			snprintf(err, errlen,
 			    "the relay helper exited at "
 			    "start (its log line says why)");
@@ -663,12 +666,7 @@ km_relay_hello(km_net_relay *r, char *err, size_t errlen)
 			break;
 		}
 	}
-	if (res == 0 && km_relay_rx_next(&rx, &f) != KM_ERR_NOT_FOUND) {
-		/* nothing may follow HELLO before a request */
-		res = KM_ERR_BAD_FORMAT;
-		snprintf(err, errlen, "unexpected frame after HELLO");
-	}
-	km_relay_rx_free(&rx);
+	/* what came after HELLO stays in r->rx for the reader */
 	return res;
 }
 
@@ -836,7 +834,9 @@ km_net_relay_stop(km_net_relay *r)
 		(void)shutdown(r->fd, SHUT_RDWR);
 	}
 	if (r->reader_started) {
-		pthread_join(r->reader, NULL);
+		pthread_join(r->reader, NULL); /* it freed r->rx */
+	} else {
+		km_relay_rx_free(&r->rx);
 	}
 	if (r->fd >= 0) {
 		(void)close(r->fd);
