@@ -312,7 +312,7 @@ km_p11_mesh_open(km_role role, km_mesh **out, char *err, size_t errlen)
 static CK_RV
 km_p11_initialize_child(CK_VOID_PTR args)
 {
-	char err[300];
+	char err[300] = "";
 	km_mesh *mesh = NULL;
 	km_view *view = NULL;
 	CK_RV rv;
@@ -350,7 +350,8 @@ km_p11_initialize_child(CK_VOID_PTR args)
 	        != 0
 	    || (r = km_view_new(mesh, &view)) != 0) {
 		km_log_error_r(r, "P11-RELAY",
-		    "forked child: cannot reach the mesh: %s", err);
+		    "forked child: cannot reach the mesh: %s",
+		    err[0] != '\0' ? err : km_strerror(r));
 		km_mesh_close(mesh);
 		km_p11_relay_stop();
 		/* not initialised; the parent's state stays abandoned */

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -338,6 +339,14 @@ main(int argc, char **argv)
 		return 2;
 	}
 	kmr_close_fds();
+	/* stdin/stdout/stderr that the application had closed: /dev/null,
+	 * so no file or socket opened here becomes fd 2 (the log) */
+	while (fcntl(0, F_GETFD) < 0 || fcntl(1, F_GETFD) < 0
+	    || fcntl(2, F_GETFD) < 0) {
+		if (open("/dev/null", O_RDWR) < 0) {
+			break;
+		}
+	}
 	(void)signal(SIGPIPE, SIG_IGN);
 	/* PINs pass through here: no core files, not dumpable */
 	(void)km_secmem_harden_process();

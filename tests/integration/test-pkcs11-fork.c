@@ -797,6 +797,40 @@ test_child_exit_without_finalize(void)
 	CU_ASSERT(relays_gone(3000) == 0);
 }
 
+/* No helper: C_Initialize fails clearly, and works once it is there. */
+static void
+test_child_no_helper(void)
+{
+	const char *good = getenv("KEYMESH_RELAY");
+	pid_t pid;
+
+	CU_ASSERT_FATAL(good != NULL);
+	CU_ASSERT_FATAL((pid = fork()) >= 0);
+	if (pid == 0) {
+		char keep[4096];
+		CK_SESSION_HANDLE s;
+		int code = 0;
+
+		snprintf(keep, sizeof(keep), "%s", good);
+		setenv("KEYMESH_RELAY", "/nonexistent/keymesh-p11-relay", 1);
+		setenv("KEYMESH_LOG", "none", 1);
+		if (p11->C_Initialize(NULL) != CKR_DEVICE_ERROR) {
+			code |= 1;
+		}
+		setenv("KEYMESH_RELAY", keep, 1);
+		if (p11->C_Initialize(NULL) != CKR_OK || login(&s) != CKR_OK
+		    || sign_rsa(s) != 0) {
+			code |= 2;
+		}
+		if (p11->C_Finalize(NULL) != CKR_OK) {
+			code |= 4;
+		}
+		_exit(code);
+	}
+	CU_ASSERT_EQUAL(wait_child(pid), 0);
+	CU_ASSERT(relays_gone(3000) == 0);
+}
+
 /* Key generation (EC, DKG) and destruction through the admin identity. */
 static void
 test_child_keygen(void)
@@ -899,6 +933,7 @@ static const kmt_test fork_tests[] = {
 	{ "grandchild", test_grandchild },
 	{ "child_exit_without_finalize", test_child_exit_without_finalize },
 	{ "child_keygen", test_child_keygen },
+	{ "child_no_helper", test_child_no_helper },
 	KMT_END,
 };
 
