@@ -406,6 +406,10 @@ main(int argc, char **argv)
 				break;
 			}
 		}
+		if (r == KM_ERR_CONN || r == KM_ERR_IO) {
+			/* a reply could not be written: the module is gone */
+			break;
+		}
 		if (r != KM_ERR_NOT_FOUND) {
 			km_log_error_r(r, "RELAY-FRAME",
 			    "bad frame from the module; closing");
@@ -413,7 +417,7 @@ main(int argc, char **argv)
 		}
 	}
 	/* end of stream is the normal way out */
-	rc = r == KM_ERR_CLOSED ? 0 : 1;
+	rc = r == KM_ERR_CLOSED || r == KM_ERR_CONN || r == KM_ERR_IO ? 0 : 1;
 out:
 	if (writer_started) {
 		pthread_mutex_lock(&kmr.mu);
