@@ -37,7 +37,7 @@
 #define KM_RELAY_CHANNELS  2u
 #define KM_RELAY_NODES_MAX 32u
 /* the largest frame payload: a request with a largest body */
-#define KM_RELAY_FRAME_MAX      (KM_NET_BODY_MAX + 64u)
+#define KM_RELAY_FRAME_MAX (KM_NET_BODY_MAX + 64u)
 /* key generation waits up to 30 min (KM_KEYGEN_TIMEOUT_MS) */
 #define KM_RELAY_TIMEOUT_MAX_MS 3600000u
 /* calls a helper keeps in flight at once (more: KM_ERR_BUSY) */

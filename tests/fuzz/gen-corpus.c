@@ -644,7 +644,8 @@ main(int argc, char **argv)
 	const char *src = getenv("KM_SRCDIR");
 
 	if (argc != 2 && argc != 3) {
-		fprintf(stderr, "usage: gen-corpus SRCDIR/tests/fuzz [TARGET]\n");
+		fprintf(
+		    stderr, "usage: gen-corpus SRCDIR/tests/fuzz [TARGET]\n");
 		return 2;
 	}
 	outdir = argv[1];
