@@ -9,6 +9,11 @@
  * that restarted (and forgot its tickets) can be logged in again without
  * asking the application.  The SO logs in the same way with the SO PIN;
  * the daemons' SO tickets serve C_InitPIN and C_SetPIN only.
+ *
+ * fork(): a child must call C_Initialize (until then every call gives
+ * CKR_CRYPTOKI_NOT_INITIALIZED).  nng cannot start in a forked child, so
+ * there the mesh is opened through a keymesh-p11-relay helper (net/relay.h,
+ * km_p11_mesh_open); everything else is the same as in the parent.
  */
 #include "config.h"
 
@@ -22,6 +27,7 @@
 #include <openssl/obj_mac.h>
 
 #include "mesh/ops.h"
+#include "net/relay.h"
 #include "pkcs11/p11.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -41,6 +47,11 @@ static CK_UNLOCKMUTEX km_p11_app_unlock;
 /* The process that started the transport (nng cannot start again after
  * fork(), see km_p11_initialize_child). */
 static pid_t km_p11_mesh_pid;
+
+/* A forked child's transport helper, and the process that started it
+ * (a relay inherited from an ancestor is not ours: abandoned). */
+static km_net_relay *km_p11_relay;
+static pid_t km_p11_relay_owner;
 
 /* Serialises login, logout and PIN changes (network calls, no lock held). */
 static pthread_mutex_t km_p11_login_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -241,23 +252,87 @@ km_p11_args(CK_C_INITIALIZE_ARGS *a)
 }
 
 /*
- * C_Initialize in a forked child.  nng 1.5 is not fork-safe: its threads
- * stay in the parent and it refuses to start again in the child, so the
- * child cannot reach the mesh.  It gets the parent's key objects (memory
- * is copied) without sessions or login, so local functions work (token
- * info, find, attributes, verify, encrypt, digest, random); operations
- * that need the mesh fail at once with CKR_DEVICE_ERROR.  The parent's
- * connections are abandoned, never closed (that would wait for threads
- * that do not exist here).
+ * Whether this process must reach the mesh through a relay helper: nng
+ * 1.5 is not fork-safe.  Its pthread_atfork child handler marks the
+ * library forked for good, so in any process forked (at any depth) from
+ * one that started the transport, nng refuses to start again.
+ */
+static bool
+km_p11_need_relay(void)
+{
+	return km_p11_mesh_pid != 0 && km_p11_mesh_pid != getpid();
+}
+
+/* Forget a relay inherited from an ancestor (its socket was closed in
+ * the fork handler, its threads are not here; nothing to free safely). */
+static void
+km_p11_relay_abandon_inherited(void)
+{
+	if (km_p11_relay != NULL && km_p11_relay_owner != getpid()) {
+		km_p11_relay = NULL;
+		km_p11_relay_owner = 0;
+	}
+}
+
+static void
+km_p11_relay_stop(void)
+{
+	km_p11_relay_abandon_inherited();
+	km_net_relay_stop(km_p11_relay);
+	km_p11_relay = NULL;
+	km_p11_relay_owner = 0;
+}
+
+/*
+ * Opens the mesh for @role: directly in the process that may run nng,
+ * through the relay helper in a forked child (started on first use; see
+ * net/relay.h).  Everything above km_net_client (login, the view, the
+ * quorum) is the same either way.
+ */
+static int
+km_p11_mesh_open(km_role role, km_mesh **out, char *err, size_t errlen)
+{
+	int r;
+
+	if (!km_p11.forked) {
+		return km_mesh_open(&km_p11.conf, role, out, err, errlen);
+	}
+	km_p11_relay_abandon_inherited();
+	if (km_p11_relay == NULL) {
+		if ((r = km_net_relay_start(
+		         NULL, km_p11.conf.path, &km_p11_relay, err, errlen))
+		    != 0) {
+			return r;
+		}
+		km_p11_relay_owner = getpid();
+	}
+	return km_mesh_open_relay(
+	    &km_p11.conf, role, km_p11_relay, out, err, errlen);
+}
+
+/*
+ * C_Initialize in a forked child of an initialised process (PKCS#11 2.40
+ * §5.4: the child must call C_Initialize; until then every call gives
+ * CKR_CRYPTOKI_NOT_INITIALIZED).  nng cannot start here, so the child
+ * reaches the mesh through a relay helper (km_p11_mesh_open) and can do
+ * everything the parent can.  It keeps the parent's objects (memory is
+ * copied) but not its sessions or login.  The parent's connections are
+ * abandoned, never closed: that would wait for nng threads that do not
+ * exist here, and the parent still uses them.
  */
 static CK_RV
 km_p11_initialize_child(CK_VOID_PTR args)
 {
+	char err[300] = "";
+	km_mesh *mesh = NULL;
+	km_view *view = NULL;
 	CK_RV rv;
+	int r;
 
 	if ((rv = km_p11_args(args)) != CKR_OK) {
 		return rv;
 	}
+	km_log_init("keymesh-pkcs11", km_p11_log_level());
 	/* locks may have been held by threads that are gone: make new ones */
 	km_p11.lock = NULL;
 	if (km_p11_mutex_new(&km_p11.lock) != 0) {
@@ -274,9 +349,31 @@ km_p11_initialize_child(CK_VOID_PTR args)
 	memset(km_p11.have_ticket, 0, sizeof(km_p11.have_ticket));
 	km_p11.pin = NULL; /* the parent's copy: not ours to free */
 	km_p11.logged_in = false;
+	km_p11.so_logged_in = false; /* the parent's login, not ours */
+	/* abandoned, see above (the view too: another thread may have been
+	 * refreshing it at fork time, so it is not freed either) */
+	km_p11.mesh = NULL;
 	km_p11.admin = NULL;
+	km_p11.view = NULL;
+	memset(km_p11.stat, 0, sizeof(km_p11.stat));
 	km_p11.forked = true;
 	km_p11.pid = getpid();
+	if ((r = km_p11_mesh_open(KM_ROLE_CLIENT, &mesh, err, sizeof(err)))
+	        != 0
+	    || (r = km_view_new(mesh, &view)) != 0) {
+		km_log_error_r(r, "P11-RELAY",
+		    "forked child: cannot reach the mesh: %s",
+		    err[0] != '\0' ? err : km_strerror(r));
+		km_mesh_close(mesh);
+		km_p11_relay_stop();
+		/* not initialised; the parent's state stays abandoned */
+		km_p11.initialized = false;
+		return CKR_DEVICE_ERROR;
+	}
+	km_p11.mesh = mesh;
+	km_p11.view = view;
+	km_p11.view_at_ms = 0;
+	(void)km_p11_view_sync(true);
 	return CKR_OK;
 }
 
@@ -295,22 +392,17 @@ km_p11_initialize(CK_VOID_PTR args)
 	if (km_p11.initialized) {
 		return km_p11_initialize_child(args);
 	}
-	if (km_p11_mesh_pid != 0 && km_p11_mesh_pid != getpid()) {
-		km_log_error("P11-FORKED",
-		    "the mesh transport was started by "
-		    "process %ld before fork(); it "
-		    "cannot start again here",
-		    (long)km_p11_mesh_pid);
-		return CKR_GENERAL_ERROR;
-	}
 	if ((rv = km_p11_args(args)) != CKR_OK) {
 		return rv;
 	}
 	km_log_init("keymesh-pkcs11", km_p11_log_level());
 	(void)km_secmem_init(KM_SECMEM_MODULE_SIZE);
 	memset(&km_p11, 0, sizeof(km_p11));
+	/* a process forked after its parent finalised: relay too */
+	km_p11.forked = km_p11_need_relay();
 	pthread_mutex_init(&km_p11.stat_lock, NULL);
 	pthread_mutex_init(&km_p11.view_lock, NULL);
+	pthread_mutex_init(&km_p11_login_lock, NULL);
 	if (km_p11_mutex_new(&km_p11.lock) != 0) {
 		return CKR_HOST_MEMORY;
 	}
@@ -325,8 +417,8 @@ km_p11_initialize(CK_VOID_PTR args)
 	if (km_p11.conf.timeout_ms == 0) {
 		km_p11.conf.timeout_ms = 2000;
 	}
-	if ((r = km_mesh_open(
-	         &km_p11.conf, KM_ROLE_CLIENT, &km_p11.mesh, err, sizeof(err)))
+	if ((r = km_p11_mesh_open(
+	         KM_ROLE_CLIENT, &km_p11.mesh, err, sizeof(err)))
 	    != 0) {
 		km_log_error_r(r, "P11-MESH", "cannot open the mesh: %s", err);
 		goto out;
@@ -337,11 +429,13 @@ km_p11_initialize(CK_VOID_PTR args)
 		rv = km_p11_ckr(r);
 		goto out;
 	}
-	km_p11_mesh_pid = getpid();
+	if (!km_p11.forked) {
+		km_p11_mesh_pid = getpid();
+	}
 	km_p11.p256 = g1;
 	km_p11.p384 = g2;
 	g1 = g2 = NULL;
-	id = km_net_creds_identity(km_mesh_creds(km_p11.mesh));
+	id = km_mesh_identity(km_p11.mesh);
 	snprintf(km_p11.client_name, sizeof(km_p11.client_name), "%s",
 	    id != NULL ? id->name : "");
 	snprintf(km_p11.token_label, sizeof(km_p11.token_label), "keymesh-%s",
@@ -361,6 +455,7 @@ out:
 	km_ec_group_free(g2);
 	km_view_free(km_p11.view);
 	km_mesh_close(km_p11.mesh);
+	km_p11_relay_stop();
 	km_p11_mutex_free(km_p11.lock);
 	memset(&km_p11, 0, sizeof(km_p11));
 	return rv;
@@ -393,12 +488,6 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	}
 	free(km_p11.sessions);
 	km_p11_objects_free();
-	if (km_p11.forked) {
-		/* see km_p11_initialize_child(): leave the parent's mesh */
-		km_p11_mutex_free(km_p11.lock);
-		memset(&km_p11, 0, sizeof(km_p11));
-		return CKR_OK;
-	}
 	if (km_p11.logged_in || km_p11.so_logged_in) {
 		for (i = 0; i < km_mesh_count(km_p11.mesh); i++) {
 			if (km_p11.have_ticket[i]) {
@@ -413,6 +502,9 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	km_view_free(km_p11.view);
 	km_mesh_close(km_p11.admin);
 	km_mesh_close(km_p11.mesh);
+	/* a forked child's helper: it exits on end of stream, reaped by
+	 * its pid only (the application's SIGCHLD handling is untouched) */
+	km_p11_relay_stop();
 	km_ec_group_free((km_ec_group *)km_p11.p256);
 	km_ec_group_free((km_ec_group *)km_p11.p384);
 	km_p11_mutex_free(km_p11.lock);
@@ -578,7 +670,7 @@ km_p11_session_state(const km_p11_session *s)
 {
 	bool rw = (s->flags & CKF_RW_SESSION) != 0;
 
-	if (km_p11.so_logged_in && !km_p11.forked) {
+	if (km_p11.so_logged_in) {
 		return CKS_RW_SO_FUNCTIONS; /* SO sessions are all R/W */
 	}
 	if (km_p11.logged_in) {
@@ -617,8 +709,7 @@ km_p11_open_session(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
 		rv = CKR_SESSION_COUNT;
 		goto out;
 	}
-	if (!(s->flags & CKF_RW_SESSION) && km_p11.so_logged_in
-	    && !km_p11.forked) {
+	if (!(s->flags & CKF_RW_SESSION) && km_p11.so_logged_in) {
 		rv = CKR_SESSION_READ_WRITE_SO_EXISTS; /* §5.6 */
 		goto out;
 	}
@@ -787,14 +878,12 @@ km_p11_get_session_info(km_p11_session *s, CK_SESSION_INFO_PTR info)
 
 /* ---- login ---- */
 
-/*
- * The SO is logged in (in this process: a forked child inherits the flag
- * but not the login, see km_p11_initialize_child).
- */
+/* The SO is logged in (a forked child starts logged out, see
+ * km_p11_initialize_child). */
 static bool
 km_p11_so_logged_in(void)
 {
-	return km_p11.so_logged_in && !km_p11.forked;
+	return km_p11.so_logged_in;
 }
 
 typedef struct km_p11_login_job {
@@ -1027,14 +1116,6 @@ km_p11_login(
 		rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
 		goto out;
 	}
-	if (km_p11.forked) {
-		km_log_error("P11-FORKED",
-		    "a forked child cannot reach the "
-		    "mesh (the transport is not "
-		    "fork-safe)");
-		rv = CKR_DEVICE_ERROR;
-		goto out;
-	}
 	if (pin == NULL || len < KM_P11_PIN_MIN || len > KM_P11_PIN_MAX
 	    || !km_p11_pin_ok(pin, len)) {
 		rv = CKR_PIN_INCORRECT;
@@ -1095,7 +1176,7 @@ km_p11_logout_all_nodes(void)
 	km_p11.logged_in = false;
 	km_p11.so_logged_in = false;
 	km_p11_unlock(km_p11.lock);
-	for (i = 0; i < n && !km_p11.forked; i++) {
+	for (i = 0; i < n; i++) {
 		if (have[i]
 		    && km_net_client_connected(
 		        km_mesh_client(km_p11.mesh, i))) {
@@ -1363,9 +1444,6 @@ km_p11_admin(void)
 	if (m != NULL) {
 		return m;
 	}
-	if (km_p11.forked) {
-		return NULL;
-	}
 	if (km_p11.conf.admin_cert[0] == '\0') {
 		km_log_warn("P11-NO-ADMIN",
 		    "%s has no [admin] section: key generation and key "
@@ -1373,9 +1451,7 @@ km_p11_admin(void)
 		    km_p11.conf.path);
 		return NULL;
 	}
-	if ((r = km_mesh_open(
-	         &km_p11.conf, KM_ROLE_ADMIN, &m, err, sizeof(err)))
-	    != 0) {
+	if ((r = km_p11_mesh_open(KM_ROLE_ADMIN, &m, err, sizeof(err))) != 0) {
 		km_log_warn_r(
 		    r, "P11-NO-ADMIN", "cannot open the admin mesh: %s", err);
 		return NULL;

@@ -1012,10 +1012,6 @@ km_p11_view_sync(bool force)
 	int r;
 	CK_RV rv = CKR_OK;
 
-	if (km_p11.forked) {
-		/* no transport in a forked child: keep the parent's view */
-		return CKR_OK;
-	}
 	pthread_mutex_lock(&km_p11.view_lock);
 	if (!force && now - km_p11.view_at_ms < 1000) {
 		pthread_mutex_unlock(&km_p11.view_lock);

@@ -149,7 +149,7 @@ typedef struct km_p11_node_stat {
 
 typedef struct km_p11_state {
 	bool initialized;
-	bool forked; /* a child of the process that opened the mesh */
+	bool forked; /* a forked child: the mesh is reached via a relay */
 	pid_t pid;
 	km_p11_mutex *lock;
 	km_mesh_conf conf;

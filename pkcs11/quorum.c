@@ -706,9 +706,6 @@ km_p11_quorum_rsa(km_p11_key *key, uint32_t kind, CK_MECHANISM_TYPE mech,
 
 	memset(&j, 0, sizeof(j));
 	memset(&q, 0, sizeof(q));
-	if (km_p11.forked) {
-		return KM_ERR_CONN;
-	}
 	j.key = key;
 	j.m = m;
 	j.in = in;
@@ -882,9 +879,6 @@ km_p11_quorum_ecdh(km_p11_key *key, const uint8_t *point, size_t pointlen,
 
 	memset(&j, 0, sizeof(j));
 	memset(&q, 0, sizeof(q));
-	if (km_p11.forked) {
-		return KM_ERR_CONN;
-	}
 	if ((r = km_ec_point_from_octets(key->group, point, pointlen, &j.peer))
 	    != 0) {
 		return r;

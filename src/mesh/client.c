@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #include "mesh/client.h"
+#include "net/relay.h"
 #include "util/conf.h"
 #include "util/err.h"
 #include "util/secmem.h"
@@ -19,6 +20,7 @@ struct km_mesh {
 	EVP_PKEY *key;
 	uint8_t *der;
 	size_t derlen;
+	km_identity id; /* from our own certificate */
 };
 
 static const char *const km_mesh_keys_mesh[] = { "node", "threshold",
@@ -214,9 +216,16 @@ km_mesh_read(const char *path, const char *what, char **out, char *err,
 	return 0;
 }
 
-int
-km_mesh_open(const km_mesh_conf *conf, km_role role, km_mesh **out,
-    char *err, size_t errlen)
+/*
+ * With @relay, the node clients go through the relay helper (channel 0
+ * for the client identity, 1 for the admin identity) and nothing here
+ * touches nng: no transport credentials are made (km_mesh_creds() is
+ * NULL), only the identity key and certificate are loaded, for the
+ * entries an admin signs itself.
+ */
+static int
+km_mesh_open_any(const km_mesh_conf *conf, km_role role, km_net_relay *relay,
+    km_mesh **out, char *err, size_t errlen)
 {
 	const char *certp = role == KM_ROLE_ADMIN ? conf->admin_cert :
 						    conf->cert;
@@ -246,12 +255,24 @@ km_mesh_open(const km_mesh_conf *conf, km_role role, km_mesh **out,
 	    (r = km_mesh_read(keyp, "private key", &key, err, errlen)) != 0) {
 		goto out;
 	}
-	if ((r = km_net_creds_new(ca, crl, cert, key, &m->creds)) != 0) {
+	if (relay == NULL &&
+	    (r = km_net_creds_new(ca, crl, cert, key, &m->creds)) != 0) {
 		snprintf(err, errlen, "the identity %s is not usable: %s",
 		    certp, km_strerror(r));
 		goto out;
 	}
-	me = km_net_creds_identity(m->creds);
+	if ((bio = BIO_new_mem_buf(cert, -1)) == NULL ||
+	    (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL ||
+	    (r = km_pki_identity(x, &m->id)) != 0) {
+		snprintf(err, errlen, "cannot read the certificate %s", certp);
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	X509_free(x);
+	x = NULL;
+	BIO_free(bio);
+	bio = NULL;
+	me = m->creds != NULL ? km_net_creds_identity(m->creds) : &m->id;
 	if (me->role != role) {
 		snprintf(err, errlen, "%s is a %s certificate, not %s", certp,
 		    km_role_name(me->role), km_role_name(role));
@@ -280,8 +301,15 @@ km_mesh_open(const km_mesh_conf *conf, km_role role, km_mesh **out,
 	memcpy(m->der, der, (size_t)len);
 	m->derlen = (size_t)len;
 	for (i = 0; i < conf->nnodes; i++) {
-		if ((r = km_net_client_open(m->creds, conf->nodes[i].url,
-			 conf->nodes[i].name, NULL, &m->clients[i])) != 0) {
+		if (relay != NULL) {
+			r = km_net_relay_client_open(relay, NULL,
+			    role == KM_ROLE_ADMIN ? 1 : 0, (unsigned)i,
+			    conf->nodes[i].name, &m->clients[i]);
+		} else {
+			r = km_net_client_open(m->creds, conf->nodes[i].url,
+			    conf->nodes[i].name, NULL, &m->clients[i]);
+		}
+		if (r != 0) {
 			snprintf(err, errlen, "cannot set up node %s at %s: %s",
 			    conf->nodes[i].name, conf->nodes[i].url,
 			    km_strerror(r));
@@ -304,6 +332,29 @@ out:
 	free(key);
 	km_mesh_close(m);
 	return r;
+}
+
+int
+km_mesh_open(const km_mesh_conf *conf, km_role role, km_mesh **out,
+    char *err, size_t errlen)
+{
+	return km_mesh_open_any(conf, role, NULL, out, err, errlen);
+}
+
+int
+km_mesh_open_relay(const km_mesh_conf *conf, km_role role,
+    km_net_relay *relay, km_mesh **out, char *err, size_t errlen)
+{
+	if (relay == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	return km_mesh_open_any(conf, role, relay, out, err, errlen);
+}
+
+const km_identity *
+km_mesh_identity(const km_mesh *m)
+{
+	return &m->id;
 }
 
 void

@@ -72,7 +72,20 @@ typedef struct km_mesh km_mesh;
 int km_mesh_open(const km_mesh_conf *conf, km_role role, km_mesh **out,
     char *err, size_t errlen);
 
+/**
+ * km_mesh_open_relay:
+ * As km_mesh_open(), but every node client goes through @relay (a forked
+ * child's transport, net/relay.h); km_mesh_creds() is then NULL.
+ * Close the mesh before stopping the relay.
+ */
+struct km_net_relay;
+int km_mesh_open_relay(const km_mesh_conf *conf, km_role role,
+    struct km_net_relay *relay, km_mesh **out, char *err, size_t errlen);
+
 void km_mesh_close(km_mesh *m);
+
+/** km_mesh_identity: our own identity (from our certificate). */
+const km_identity *km_mesh_identity(const km_mesh *m);
 
 /** km_mesh_conf_of: the config the mesh was opened with. */
 const km_mesh_conf *km_mesh_conf_of(const km_mesh *m);
@@ -82,6 +95,7 @@ const char *km_mesh_name(const km_mesh *m, size_t i);
 km_net_client *km_mesh_client(const km_mesh *m, size_t i);
 /** km_mesh_find: the index of node @name, or -1. */
 long km_mesh_find(const km_mesh *m, const char *name);
+/* NULL for a mesh opened through a relay */
 km_net_creds *km_mesh_creds(const km_mesh *m);
 /** km_mesh_key: this process's identity key (for signing entries). */
 EVP_PKEY *km_mesh_key(const km_mesh *m);

@@ -22,7 +22,9 @@
 #include <openssl/pem.h>
 
 #include "net/envelope.h"
+#include "net/net-int.h"
 #include "net/net.h"
+#include "net/relay.h"
 #include "net/tls.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -674,46 +676,6 @@ km_net_server_stop(km_net_server *s)
 
 /* ---- client ------------------------------------------------------------ */
 
-enum { KM_CALL_IDLE, KM_CALL_SENDING, KM_CALL_RECEIVING, KM_CALL_DONE };
-
-struct km_net_call {
-	struct km_net_client *cl;
-	nng_ctx ctx;
-	nng_aio *aio;  /* asynchronous calls: completes into km_net_call_cb */
-	nng_aio *saio; /* km_net_client_call: waited on by the caller */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int state;
-	bool cancelled;
-	uint64_t seq;      /* calls started */
-	uint64_t seq_done; /* calls whose callback has returned */
-	int result;
-	uint64_t deadline_ns;
-	uint8_t nonce[KM_ENV_NONCE_LEN];
-	km_buf env;
-	km_buf reply;
-	km_identity peer;
-	EVP_MD_CTX *md;
-	km_net_done done;
-	void *arg;
-	struct km_net_call *next_free;
-};
-
-struct km_net_client {
-	km_net_creds *creds;
-	km_tls_hook *hook;
-	nng_socket sock;
-	bool sock_open;
-	nng_dialer dialer;
-	char peer_name[KM_NAME_MAX + 1];
-	km_net_client_opts o;
-	km_verifier *ver;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int npipes;
-	km_net_call *pool; /* idle calls for km_net_client_call */
-};
-
 static void
 km_net_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -839,6 +801,9 @@ km_net_client_connected(km_net_client *c)
 {
 	bool up;
 
+	if (c->relay != NULL) {
+		return km_net_relay_connected(c);
+	}
 	pthread_mutex_lock(&c->mu);
 	up = c->npipes > 0;
 	pthread_mutex_unlock(&c->mu);
@@ -862,6 +827,9 @@ km_net_client_wait_connected(km_net_client *c, int timeout_ms)
 	struct timespec ts;
 	bool up;
 
+	if (c->relay != NULL) {
+		return km_net_relay_wait_connected(c, timeout_ms);
+	}
 	pthread_mutex_lock(&c->mu);
 	while (c->npipes == 0 && km_mono_ns() < deadline) {
 		/* Short waits: the clock of the condvar is the wall clock. */
@@ -883,8 +851,12 @@ km_net_client_tls_info(km_net_client *c, km_net_tls_info *info)
 {
 	km_tls_info ti;
 
-	km_tls_hook_info(c->hook, &ti);
 	memset(info, 0, sizeof(*info));
+	if (c->relay != NULL) {
+		/* the TLS connections are the relay helper's */
+		return KM_ERR_NOT_SUPPORTED;
+	}
+	km_tls_hook_info(c->hook, &ti);
 	snprintf(info->version, sizeof(info->version), "%s", ti.version);
 	snprintf(info->cipher, sizeof(info->cipher), "%s", ti.cipher);
 	info->handshake_us = ti.handshake_ns / 1000u;
@@ -962,7 +934,7 @@ km_net_call_err(km_net_call *call, int rv)
 }
 
 /* Called with call->mu held; releases it. */
-static void
+void
 km_net_call_finish(km_net_call *call, int r)
 {
 	km_net_done done = call->done;
@@ -1051,6 +1023,11 @@ km_net_call_new(km_net_client *c, km_net_call **out)
 		km_net_call_free(call);
 		return KM_ERR_ALLOC;
 	}
+	if (c->relay != NULL) {
+		/* no nng here: the relay helper makes the call */
+		*out = call;
+		return 0;
+	}
 	if ((rv = nng_aio_alloc(&call->aio, km_net_call_cb, call)) != 0
 	    || (rv = nng_ctx_open(&call->ctx, c->sock)) != 0) {
 		km_net_call_free(call);
@@ -1079,6 +1056,13 @@ km_net_call_start(km_net_call *call, const void *req, size_t req_len,
 	if (call->state == KM_CALL_SENDING
 	    || call->state == KM_CALL_RECEIVING) {
 		r = KM_ERR_BUSY;
+		goto out;
+	}
+	if (c->relay != NULL) {
+		/* the helper seals, sends and checks the reply (relay.c) */
+		r = km_net_relay_call_start(call, req, req_len, timeout_ms);
+		call->done = r == 0 ? done : NULL;
+		call->arg = r == 0 ? arg : NULL;
 		goto out;
 	}
 	if ((r = km_random(call->nonce, sizeof(call->nonce))) != 0
@@ -1123,7 +1107,11 @@ km_net_call_cancel(km_net_call *call)
 		/* Under the lock, so the callback cannot start the receive
 		 * between our flag and the abort. */
 		call->cancelled = true;
-		nng_aio_cancel(call->aio);
+		if (call->cl->relay != NULL) {
+			km_net_relay_call_cancel(call);
+		} else {
+			nng_aio_cancel(call->aio);
+		}
 	}
 	pthread_mutex_unlock(&call->mu);
 }
@@ -1166,6 +1154,10 @@ km_net_call_free(km_net_call *call)
 {
 	if (call == NULL) {
 		return;
+	}
+	if (call->cl != NULL && call->cl->relay != NULL) {
+		km_net_call_cancel(call);
+		km_net_call_wait(call);
 	}
 	if (call->aio != NULL) {
 		km_net_call_cancel(call);
@@ -1266,7 +1258,17 @@ km_net_client_call(km_net_client *c, const void *req, size_t req_len,
 	if (call == NULL && (r = km_net_call_new(c, &call)) != 0) {
 		return r;
 	}
-	if ((r = km_net_call_sync(call, req, req_len, timeout_ms)) == 0) {
+	if (c->relay != NULL) {
+		/* the relay has no blocking path: start, then wait */
+		if ((r = km_net_call_start(
+		         call, req, req_len, timeout_ms, NULL, NULL))
+		    == 0) {
+			r = km_net_call_wait(call);
+		}
+	} else {
+		r = km_net_call_sync(call, req, req_len, timeout_ms);
+	}
+	if (r == 0) {
 		km_buf_reset(reply);
 		if (km_buf_put_raw(reply, call->reply.data, call->reply.len)
 		    != 0) {
@@ -1299,7 +1301,10 @@ km_net_client_close(km_net_client *c)
 	if (c->sock_open) {
 		nng_close(c->sock);
 	}
-	if (c->creds != NULL) {
+	if (c->relay != NULL) {
+		km_net_relay_client_closed(c);
+	}
+	if (c->creds != NULL && c->hook != NULL) {
 		km_net_tls_forget(c->creds, c->hook);
 	}
 	km_verifier_free(c->ver);

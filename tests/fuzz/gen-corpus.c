@@ -5,7 +5,8 @@
  *
  *   make tests/fuzz/gen-corpus && ./tests/fuzz/gen-corpus $srcdir/tests/fuzz
  *
- * It writes DIR/corpus/{envelope,catalog,rsa,ec,conf,seal}/ and
+ * (a second argument names one target to regenerate, e.g. "relay").
+ * It writes DIR/corpus/{envelope,catalog,rsa,ec,conf,seal,relay}/ and
  * DIR/data/ca.crt, the TEST-ONLY mesh CA whose client signed the envelope
  * seeds (fuzz-envelope checks envelopes against it).  The leading selector
  * byte of each file is the one documented in the target's source.  The
@@ -35,6 +36,7 @@
 #include "crypto/shamir.h"
 #include "fuzz-seal.h"
 #include "net/envelope.h"
+#include "net/relay.h"
 #include "pki/pki.h"
 #include "pki/seal.h"
 #include "proto/proto.h"
@@ -574,19 +576,93 @@ gen_seal(void)
 	EVP_PKEY_free(key);
 }
 
+/* ---- relay frames ---------------------------------------------------- */
+
+static void
+gen_relay(void)
+{
+	static const uint8_t body[] = "a request body";
+	km_relay_frame f;
+	km_buf b, all;
+	int r;
+
+	km_buf_init(&b);
+	km_buf_init(&all);
+	memset(&f, 0, sizeof(f));
+	f.type = KM_RELAY_HELLO;
+	f.version = KM_RELAY_VERSION;
+	f.nodes = 5;
+	if ((r = km_relay_frame_encode(&b, &f)) != 0) {
+		die("relay", r);
+	}
+	put("relay", "hello", NO_SEL, b.data, b.len);
+	memset(&f, 0, sizeof(f));
+	f.type = KM_RELAY_STATUS;
+	f.connected[0] = 0x1f;
+	if ((r = km_relay_frame_encode(&b, &f)) != 0) {
+		die("relay", r);
+	}
+	memset(&f, 0, sizeof(f));
+	f.type = KM_RELAY_REQUEST;
+	f.id = 1;
+	f.channel = 1;
+	f.node = 3;
+	f.timeout_ms = 2000;
+	f.body = body;
+	f.body_len = sizeof(body) - 1;
+	km_buf_reset(&all);
+	if ((r = km_relay_frame_encode(&all, &f)) != 0) {
+		die("relay", r);
+	}
+	put2("relay", "request", NO_SEL, all.data, all.len);
+	memset(&f, 0, sizeof(f));
+	f.type = KM_RELAY_REPLY;
+	f.id = 1;
+	snprintf(f.peer, sizeof(f.peer), "node4");
+	f.body = body;
+	f.body_len = sizeof(body) - 1;
+	if ((r = km_relay_frame_encode(&b, &f)) != 0) {
+		die("relay", r);
+	}
+	f.code = KM_ERR_TIMEOUT;
+	f.body_len = 0;
+	if ((r = km_relay_frame_encode(&b, &f)) != 0) {
+		die("relay", r);
+	}
+	/* a stream: hello, status, two replies */
+	put("relay", "stream", NO_SEL, b.data, b.len);
+	/* a huge length, and a bad type */
+	put("relay", "huge-length", NO_SEL, "\xff\xff\xff\xff\x01", 5);
+	put("relay", "bad-type", NO_SEL, "\0\0\0\x02\x2a\0", 6);
+	km_buf_free(&b);
+	km_buf_free(&all);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *src = getenv("KM_SRCDIR");
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: gen-corpus SRCDIR/tests/fuzz\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(
+		    stderr, "usage: gen-corpus SRCDIR/tests/fuzz [TARGET]\n");
 		return 2;
 	}
 	outdir = argv[1];
 	if (src == NULL) {
 		src = KM_SRCDIR;
 	}
+	if (argc == 3) {
+		if (strcmp(argv[2], "relay") != 0) {
+			fprintf(stderr, "gen-corpus: only \"relay\" alone\n");
+			return 2;
+		}
+		gen_relay();
+		printf("gen-corpus: wrote %d files under %s/corpus\n",
+		    nwritten, outdir);
+		return 0;
+	}
+	gen_relay();
 	gen_envelope();
 	gen_catalog();
 	gen_rsa(src);

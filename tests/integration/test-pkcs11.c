@@ -1566,10 +1566,11 @@ test_fork(void)
 			code |= 8;
 		}
 		(void)p11->C_FindObjectsFinal(s);
-		/* no transport in the child: a clear device error */
+		/* the child reaches the mesh through its relay helper
+		 * (tests/integration/test-pkcs11-fork has the rest) */
 		if (p11->C_Login(
 		        s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))
-		    != CKR_DEVICE_ERROR) {
+		    != CKR_OK) {
 			code |= 16;
 		}
 		if (p11->C_Finalize(NULL) != CKR_OK) {
