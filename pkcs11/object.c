@@ -1062,7 +1062,7 @@ static CK_RV
 km_p11_catalog_append(const km_catalog_payload *p)
 {
 	char err[300] = "";
-	size_t applied = 0;
+	size_t applied = 0, i;
 	int r;
 
 	if (km_p11.forked) {
@@ -1071,6 +1071,15 @@ km_p11_catalog_append(const km_catalog_payload *p)
 	}
 	r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL, &applied,
 	    err, sizeof(err));
+	if (r == KM_ERR_AUTH && km_p11.logged_in) {
+		/* the nodes forgot our tickets (restarted, expired): log in
+		 * there again with the kept PIN (km_p11_ticket) and retry */
+		for (i = 0; i < km_mesh_count(km_p11.mesh); i++) {
+			km_p11_ticket_drop(i);
+		}
+		r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL,
+		    &applied, err, sizeof(err));
+	}
 	if (r != 0) {
 		km_log_warn_r(r, "P11-OBJECT", "object %s not stored: %s",
 		    p->object_id, err);
@@ -1768,7 +1777,9 @@ km_p11_create_object(km_p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 	bool token, priv;
 	km_p11_object probe;
 	EVP_PKEY *pk = NULL;
+	uint8_t *der = NULL;
 	CK_KEY_TYPE kt;
+	int len;
 	CK_RV rv;
 
 	return_val_if_fail(t != NULL || n == 0, CKR_ARGUMENTS_BAD);
@@ -1863,6 +1874,26 @@ km_p11_create_object(km_p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 		}
 		if (km_p11_object_pkey(&probe, &pk, &kt) != CKR_OK) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		/* what SoftHSM derives too: pkcs11-tool shows the size from
+		 * CKA_MODULUS_BITS; CKA_PUBLIC_KEY_INFO for GnuTLS, NSS */
+		if (sub == CKK_RSA
+		    && km_p11_tmpl_get(t, n, CKA_MODULUS_BITS) == NULL
+		    && (rv = km_p11_attr_ulong_set(&a, &na, CKA_MODULUS_BITS,
+		            (CK_ULONG)EVP_PKEY_get_bits(pk)))
+		        != CKR_OK) {
+			goto out;
+		}
+		if ((len = i2d_PUBKEY(pk, &der)) <= 0) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		rv = km_p11_attr_set(
+		    &a, &na, CKA_PUBLIC_KEY_INFO, der, (CK_ULONG)len, false);
+		OPENSSL_free(der);
+		der = NULL;
+		if (rv != CKR_OK) {
 			goto out;
 		}
 		break;

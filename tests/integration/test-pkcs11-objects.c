@@ -292,6 +292,9 @@ out:
 	return rc;
 }
 
+/* Shell assignments put before the helper (another KEYMESH_CONF). */
+static char helper_env[4400];
+
 /* Runs the helper; its first output line into @out. */
 static int run_helper(char *out, size_t outlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -307,8 +310,8 @@ run_helper(char *out, size_t outlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(
-	    cmd, sizeof(cmd), "KMT_PIN='%s' '%s' helper %s", pin, self, args);
+	snprintf(cmd, sizeof(cmd), "%s KMT_PIN='%s' '%s' helper %s",
+	    helper_env, pin, self, args);
 	if ((p = popen(cmd, "r")) == NULL) {
 		return -1;
 	}
@@ -811,6 +814,114 @@ test_authority(void)
 	km_buf_free(&attrs);
 }
 
+static int node_head(int i, long long *seq, char *head, size_t headlen);
+static long long node_int(int i, const char *sql);
+
+/* The dev mesh's client.conf with another client identity. */
+static int
+write_conf_as(const char *name, char *path, size_t pathlen)
+{
+	char *conf = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *in, *out;
+
+	snprintf(path, pathlen, "%s/%s.conf", mesh.dir, name);
+	if ((in = fopen(mesh.conf, "r")) == NULL) {
+		return -1;
+	}
+	if ((out = fopen(path, "w")) == NULL) {
+		fclose(in);
+		return -1;
+	}
+	while (getline(&conf, &len, in) > 0) {
+		line = strtok_r(conf, "\n", &save);
+		if (line != NULL && strcmp(line, "[admin]") == 0) {
+			break; /* a plain client */
+		}
+		if (line != NULL && strncmp(line, "cert = ", 7) == 0) {
+			fprintf(out, "cert = ca/certs/%s.crt\n", name);
+		} else if (line != NULL && strncmp(line, "key = ", 6) == 0) {
+			fprintf(out, "key = ca/private/%s.key\n", name);
+		} else {
+			fprintf(out, "%s\n", line != NULL ? line : "");
+		}
+	}
+	free(conf);
+	fclose(in);
+	return fclose(out) == 0 ? 0 : -1;
+}
+
+/*
+ * A client stores a certificate and is then revoked (CRL on the nodes,
+ * nodes restarted): it can store nothing more, but its certificate stays,
+ * a node that was down meanwhile catches up past its entry, and a fresh
+ * view (a new process) replays it.
+ */
+static void
+test_revoked_client(void)
+{
+	char conf2[4300], out[64];
+	long long seqs[4];
+	char heads[4][80];
+	int i, tries, same = 0;
+
+	CU_ASSERT_FATAL(kmt_run("'%s' client enroll --dir '%s/ca' --name "
+	                        "client2 >/dev/null 2>&1",
+	                    kmt_keymesh(), mesh.dir)
+	    == 0);
+	CU_ASSERT_FATAL(write_conf_as("client2", conf2, sizeof(conf2)) == 0);
+	/* node 3 misses everything from here until after the revocation */
+	CU_ASSERT_FATAL(kmt_mesh_stop(&mesh, 3) == 0);
+	snprintf(helper_env, sizeof(helper_env), "KEYMESH_CONF='%s'", conf2);
+	CU_ASSERT(run_helper(NULL, 0,
+	              "create-cert '%s/cert.der' abab by-client2", mesh.dir)
+	    == 0);
+	helper_env[0] = '\0';
+	CU_ASSERT(kmt_run("'%s' cert revoke --dir '%s/ca' --name client2 "
+	                  ">/dev/null 2>&1",
+	              kmt_keymesh(), mesh.dir)
+	    == 0);
+	/* daemons read the CRL when they start */
+	for (i = 1; i <= 2; i++) {
+		CU_ASSERT(kmt_mesh_stop(&mesh, i) == 0);
+		CU_ASSERT(kmt_mesh_start(&mesh, i) == 0);
+	}
+	CU_ASSERT(kmt_mesh_start(&mesh, 3) == 0);
+	/* revoked: refused (at the TLS handshake already) */
+	snprintf(helper_env, sizeof(helper_env), "KEYMESH_CONF='%s'", conf2);
+	CU_ASSERT(run_helper(NULL, 0, "create-cert '%s/cert.der' abab again",
+	              mesh.dir)
+	    != 0);
+	helper_env[0] = '\0';
+	/* node 3 catches up past the revoked client's entry */
+	for (tries = 0; tries < 100 && !same; tries++) {
+		usleep(200 * 1000);
+		same = 1;
+		for (i = 1; i <= 3; i++) {
+			if (node_head(i, &seqs[i], heads[i], sizeof(heads[i]))
+			    != 0) {
+				same = 0;
+			}
+		}
+		same = same && seqs[1] == seqs[2] && seqs[2] == seqs[3]
+		    && strcmp(heads[1], heads[3]) == 0;
+	}
+	CU_ASSERT(same);
+	CU_ASSERT(node_int(3,
+	              "SELECT count(*) FROM objects WHERE state = 1 "
+	              "AND hex(cka_id) = 'ABAB'")
+	    == 1);
+	/* a fresh view in a new process replays it, and sees past it */
+	CU_ASSERT(helper_count(CKO_CERTIFICATE, "abab", "by-client2") == 1);
+	CU_ASSERT(run_helper(NULL, 0, "create-cert '%s/cert.der' cdcd after",
+	              mesh.dir)
+	    == 0);
+	CU_ASSERT(run_helper(out, sizeof(out), "count %lu cdcd -",
+	              (CK_ULONG)CKO_CERTIFICATE)
+	        == 0
+	    && strcmp(out, "1") == 0);
+}
+
 /* Last applied seq and head hash of node @i's catalog. */
 static int
 node_head(int i, long long *seq, char *head, size_t headlen)
@@ -934,6 +1045,7 @@ static const kmt_test object_tests[] = {
 	{ "copy_key", test_copy_key },
 	{ "copy_cert", test_copy_cert },
 	{ "authority", test_authority },
+	{ "revoked_client", test_revoked_client },
 	{ "kill9_mid_create", test_kill9_mid_create },
 	KMT_END,
 };
