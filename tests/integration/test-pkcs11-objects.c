@@ -496,6 +496,15 @@ test_bad_templates(void)
 
 static CK_OBJECT_HANDLE cert_h, pub_h;
 
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* Made here, seen by another process: by class, CKA_ID and label. */
 static void
 test_create_seen_elsewhere(void)
@@ -506,13 +515,20 @@ test_create_seen_elsewhere(void)
 	BIGNUM *bn = NULL, *be = NULL;
 	uint8_t nb[512], eb[8], got[4096];
 	char out[64];
+	double t0;
 	int nl, el;
 	CK_ATTRIBUTE v = { CKA_VALUE, got, sizeof(got) };
 	CK_ATTRIBUTE spki = { CKA_PUBLIC_KEY_INFO, got, sizeof(got) };
 
+	t0 = now_ms();
 	CU_ASSERT_FATAL(
 	    create_cert(sess, "\x55\x66", 2, "web-cert", CK_FALSE, &cert_h)
 	    == CKR_OK);
+	/* a number for the report, not a limit */
+	fprintf(stderr,
+	    "create_seen_elsewhere: C_CreateObject (token certificate, 3 "
+	    "nodes) took %.1f ms\n",
+	    now_ms() - t0);
 	CU_ASSERT(EVP_PKEY_get_bn_param(rsa_key, "n", &bn) == 1
 	    && EVP_PKEY_get_bn_param(rsa_key, "e", &be) == 1);
 	nl = BN_bn2bin(bn, nb);
@@ -970,6 +986,60 @@ node_int(int i, const char *sql)
 }
 
 /*
+ * Three processes creating objects at once race for the same catalog
+ * positions: the sequencer takes one entry per position, the losers sign
+ * again, and every object lands once.
+ */
+static void
+test_concurrent_creates(void)
+{
+	char cmd[6000], line[128], heads[4][80];
+	long long seqs[4];
+	FILE *p[3];
+	int i, created = 0, found, tries, same = 0;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd),
+		    "KMT_PIN='%s' '%s' helper create-many '%s/cert.der' "
+		    "race%d 4",
+		    pin, self, mesh.dir, i);
+		CU_ASSERT_FATAL((p[i] = popen(cmd, "r")) != NULL);
+	}
+	for (i = 0; i < 3; i++) {
+		while (fgets(line, sizeof(line), p[i]) != NULL) {
+			created++;
+		}
+		CU_ASSERT(pclose(p[i]) != -1);
+	}
+	CU_ASSERT(created == 12);
+	next_view();
+	found = (int)count_by(sess, CKO_CERTIFICATE, "\x77", 1, NULL, NULL);
+	CU_ASSERT(found == 12);
+	for (tries = 0; tries < 50 && !same; tries++) {
+		same = 1;
+		for (i = 1; i <= 3; i++) {
+			if (node_head(i, &seqs[i], heads[i], sizeof(heads[i]))
+			    != 0) {
+				same = 0;
+			}
+		}
+		same = same && seqs[1] == seqs[2] && seqs[2] == seqs[3]
+		    && strcmp(heads[1], heads[2]) == 0
+		    && strcmp(heads[2], heads[3]) == 0;
+		if (!same) {
+			usleep(200 * 1000);
+		}
+	}
+	CU_ASSERT(same);
+	/* clean up for the next test */
+	CU_ASSERT(
+	    run_helper(NULL, 0, "destroy %lu 77", (CK_ULONG)CKO_CERTIFICATE)
+	    == 0);
+	next_view();
+	CU_ASSERT(count_by(sess, CKO_CERTIFICATE, "\x77", 1, NULL, NULL) == 0);
+}
+
+/*
  * A daemon killed with SIGKILL while another process creates objects:
  * every object the creator was told is stored is in the catalog, and once
  * the node is back all three catalogs are equal (same seq, same head hash)
@@ -1046,6 +1116,7 @@ static const kmt_test object_tests[] = {
 	{ "copy_cert", test_copy_cert },
 	{ "authority", test_authority },
 	{ "revoked_client", test_revoked_client },
+	{ "concurrent_creates", test_concurrent_creates },
 	{ "kill9_mid_create", test_kill9_mid_create },
 	KMT_END,
 };
