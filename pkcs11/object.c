@@ -1063,14 +1063,14 @@ km_p11_catalog_append(const km_catalog_payload *p)
 {
 	char err[300] = "";
 	size_t applied = 0, i;
-	int r;
+	int r, res = 0;
 
 	if (km_p11.forked) {
 		/* no transport in a forked child (see core.c) */
 		return CKR_DEVICE_ERROR;
 	}
 	r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL, &applied,
-	    err, sizeof(err));
+	    &res, err, sizeof(err));
 	if (r == KM_ERR_AUTH && km_p11.logged_in) {
 		/* the nodes forgot our tickets (restarted, expired): log in
 		 * there again with the kept PIN (km_p11_ticket) and retry */
@@ -1078,13 +1078,27 @@ km_p11_catalog_append(const km_catalog_payload *p)
 			km_p11_ticket_drop(i);
 		}
 		r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL,
-		    &applied, err, sizeof(err));
+		    &applied, &res, err, sizeof(err));
 	}
 	if (r != 0) {
 		km_log_warn_r(r, "P11-OBJECT", "object %s not stored: %s",
 		    p->object_id, err);
-		return r == KM_ERR_AUTH ? CKR_USER_NOT_LOGGED_IN
-		                        : CKR_DEVICE_ERROR;
+		if (r == KM_ERR_AUTH) {
+			return CKR_USER_NOT_LOGGED_IN;
+		}
+		/* a delete of an object another process deleted first */
+		return r == KM_ERR_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
+		                             : CKR_DEVICE_ERROR;
+	}
+	if (res != 0) {
+		/* sequenced, but consumed without effect everywhere: the
+		 * object was deleted (or replaced by another kind) by another
+		 * process meanwhile */
+		km_log_warn_r(
+		    res, "P11-OBJECT", "object %s: not changed", p->object_id);
+		return res == KM_ERR_STATE || res == KM_ERR_NOT_FOUND
+		    ? CKR_OBJECT_HANDLE_INVALID
+		    : CKR_DEVICE_ERROR;
 	}
 	return CKR_OK;
 }
@@ -2040,9 +2054,11 @@ km_p11_copy_object(km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t,
 		}
 	}
 	km_p11_unlock(km_p11.lock);
-	if (rv == CKR_OK && key != NULL) {
+	if (key != NULL && rv == CKR_OK) {
 		return km_p11_copy_mesh_key(
 		    s, cls, priv, key, a, na, t, n, out);
+	} else if (key != NULL) {
+		km_p11_key_unref(key);
 	}
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		if (t[i].type == CKA_CLASS || t[i].type == CKA_KEY_TYPE

@@ -620,6 +620,31 @@ test_destroy(void)
 	    p11->C_DestroyObject(sess, pub_h) == CKR_OBJECT_HANDLE_INVALID);
 }
 
+/* Another process deleted the object behind this handle: changing or
+ * destroying it here is refused, not applied to a ghost. */
+static void
+test_stale_handle(void)
+{
+	CK_OBJECT_HANDLE h;
+	CK_ATTRIBUTE l = { CKA_LABEL, (void *)"ghost", 5 };
+	CK_RV lr = login(sess); /* also when run alone */
+
+	CU_ASSERT(lr == CKR_OK || lr == CKR_USER_ALREADY_LOGGED_IN);
+	CU_ASSERT_FATAL(
+	    create_cert(sess, "\x51\x51", 2, "stale", CK_FALSE, &h) == CKR_OK);
+	CU_ASSERT(
+	    run_helper(NULL, 0, "destroy %lu 5151", (CK_ULONG)CKO_CERTIFICATE)
+	    == 0);
+	/* no search since: the handle is still here */
+	CU_ASSERT(p11->C_SetAttributeValue(sess, h, &l, 1)
+	    == CKR_OBJECT_HANDLE_INVALID);
+	CU_ASSERT(p11->C_DestroyObject(sess, h) == CKR_OBJECT_HANDLE_INVALID);
+	next_view();
+	CU_ASSERT(
+	    count_by(sess, CKO_CERTIFICATE, "\x51\x51", 2, NULL, NULL) == 0);
+	CU_ASSERT(helper_count(CKO_CERTIFICATE, "-", "ghost") == 0);
+}
+
 /* C_GenerateKeyPair's CKA_ID is in the catalog: another process sees
  * it, and no pkcs11-ids file is written any more. */
 static void
@@ -791,8 +816,8 @@ test_authority(void)
 	p.attrs = attrs.data;
 	p.attrs_len = attrs.len;
 	/* no login ticket: refused by every node */
-	CU_ASSERT(
-	    km_mesh_append_as(m, &p, NULL, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(
+	              m, &p, NULL, NULL, &applied, NULL, err, sizeof(err))
 	    == KM_ERR_AUTH);
 	CU_ASSERT(applied == 0);
 	for (i = 0; i < km_mesh_count(m); i++) {
@@ -803,28 +828,28 @@ test_authority(void)
 	}
 	/* logged in to "default", not to "other" */
 	snprintf(p.partition, sizeof(p.partition), "other");
-	CU_ASSERT(km_mesh_append_as(
-	              m, &p, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &p, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	    == KM_ERR_AUTH);
 	snprintf(p.partition, sizeof(p.partition), "default");
-	CU_ASSERT(km_mesh_append_as(
-	              m, &p, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &p, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	        == 0
 	    && applied == 3);
 	/* a key entry signed by a client: refused, ticket or not */
 	memset(&kd, 0, sizeof(kd));
 	kd.type = KM_CAT_KEY_ATTRS;
 	snprintf(kd.key_id, sizeof(kd.key_id), "nokey");
-	CU_ASSERT(km_mesh_append_as(
-	              m, &kd, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &kd, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	    == KM_ERR_AUTH);
 	CU_ASSERT(applied == 0);
 	/* the data object is there for the module too */
 	next_view();
 	CU_ASSERT(count_by(sess, CKO_DATA, NULL, 0, NULL, NULL) == 1);
 	p.type = KM_CAT_OBJECT_DELETE;
-	CU_ASSERT(km_mesh_append_as(
-	              m, &p, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &p, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	    == 0);
 	km_mesh_close(m);
 	km_buf_free(&attrs);
@@ -1111,6 +1136,7 @@ static const kmt_test object_tests[] = {
 	{ "create_seen_elsewhere", test_create_seen_elsewhere },
 	{ "set_label", test_set_label },
 	{ "destroy", test_destroy },
+	{ "stale_handle", test_stale_handle },
 	{ "keygen_id", test_keygen_id },
 	{ "copy_key", test_copy_key },
 	{ "copy_cert", test_copy_cert },
