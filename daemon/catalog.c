@@ -94,6 +94,7 @@ kmd_catalog_client_check(kmd_state *st, const km_identity *peer,
 	km_catalog_object o;
 	char partition[KM_NAME_MAX + 1];
 	uint8_t h[32];
+	uint32_t user = 0;
 	const char *obj_part;
 	X509_STORE *store;
 	km_buf tbs;
@@ -136,10 +137,15 @@ kmd_catalog_client_check(kmd_state *st, const km_identity *peer,
 		    "a client may append only entries it signed itself");
 		goto out;
 	}
-	if (!hdr->has_ticket || kmd_ticket_check(st, peer, hdr->ticket,
-				    partition, sizeof(partition)) != 0) {
+	/* objects belong to the user: an SO ticket (PIN management only)
+	 * does not do */
+	if (!hdr->has_ticket ||
+	    kmd_ticket_check(st, peer, hdr->ticket, partition,
+		sizeof(partition), &user) != 0 ||
+	    user != KM_PROTO_USER_USER) {
 		r = KM_ERR_AUTH;
-		snprintf(msg, msglen, "not logged in (no valid login ticket)");
+		snprintf(msg, msglen,
+		    "not logged in as the user (no valid user login ticket)");
 		goto out;
 	}
 	if ((r = km_catalog_payload_decode(e.type, e.payload, e.payload_len,
