@@ -988,6 +988,52 @@ out:
 }
 
 int
+km_pki_verify_sig(EVP_PKEY *pub, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen)
+{
+	EVP_MD_CTX *ctx = NULL;
+	int r;
+
+	if (pub == NULL || sig == NULL || siglen == 0 ||
+	    (data == NULL && len > 0)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if ((ctx = EVP_MD_CTX_new()) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	r = (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pub) ==
+		    RET_OSSL_OK &&
+		EVP_DigestVerify(ctx, sig, siglen, data, len) == RET_OSSL_OK) ?
+	    0 :
+	    KM_ERR_VERIFY;
+	ERR_clear_error();
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+int
+km_pki_cert_pubkey(const uint8_t *cert_der, size_t cert_len, EVP_PKEY **out)
+{
+	const unsigned char *p = cert_der;
+	X509 *cert;
+	EVP_PKEY *k;
+
+	if (cert_der == NULL || cert_len == 0 || cert_len > KM_PKI_MAX_FILE ||
+	    (cert = d2i_X509(NULL, &p, (long)cert_len)) == NULL) {
+		ERR_clear_error();
+		return KM_ERR_BAD_FORMAT;
+	}
+	k = p == cert_der + cert_len ? X509_get_pubkey(cert) : NULL;
+	X509_free(cert);
+	ERR_clear_error();
+	if (k == NULL) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	*out = k;
+	return 0;
+}
+
+int
 km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
     size_t cert_len, km_role role, const void *data, size_t len,
     const uint8_t *sig, size_t siglen, km_identity *id)

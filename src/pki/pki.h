@@ -167,6 +167,29 @@ int km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
     const uint8_t *sig, size_t siglen, km_identity *id);
 
 /**
+ * km_pki_verify_sig:
+ * @pub: a public key whose certificate the caller has already checked
+ *
+ * Only the ECDSA/SHA-256 signature of km_pki_sign(): for callers that
+ * verify many signatures by one signer (a catalog replay) and check its
+ * certificate once.
+ *
+ * Returns: 0, KM_ERR_VERIFY, KM_ERR_ALLOC, KM_ERR_INVALID_ARG.
+ */
+int km_pki_verify_sig(EVP_PKEY *pub, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen);
+
+/**
+ * km_pki_cert_pubkey:
+ * @cert_der: a DER certificate
+ * @out: receives its public key (EVP_PKEY_free() it)
+ *
+ * Returns: 0, KM_ERR_BAD_FORMAT.
+ */
+int km_pki_cert_pubkey(
+    const uint8_t *cert_der, size_t cert_len, EVP_PKEY **out);
+
+/**
  * km_pki_verify_signed_replay:
  * As km_pki_verify_signed(), but neither the CRL nor the validity dates
  * are consulted: the chain to the mesh CA, the role and the signature are.

@@ -356,6 +356,23 @@ test_sign_verify_signed(void)
 	CU_ASSERT(km_pki_verify_signed(st, der, (size_t)derlen - 1,
 		      KM_ROLE_ADMIN, "entry", 5, sig, siglen, NULL) ==
 	    KM_ERR_BAD_FORMAT);
+	/* the signature alone, with the key of a certificate checked once */
+	{
+		EVP_PKEY *pub = NULL;
+
+		CU_ASSERT_FATAL(km_pki_cert_pubkey(der, (size_t)derlen, &pub)
+		    == 0);
+		CU_ASSERT(km_pki_verify_sig(pub, "entry", 5, sig, siglen) == 0);
+		CU_ASSERT(km_pki_verify_sig(pub, "entrz", 5, sig, siglen)
+		    == KM_ERR_VERIFY);
+		CU_ASSERT(km_pki_verify_sig(pub, "entry", 5, sig, siglen - 1)
+		    == KM_ERR_VERIFY);
+		CU_ASSERT(km_pki_verify_sig(pub, "entry", 5, NULL, 0)
+		    == KM_ERR_INVALID_ARG);
+		CU_ASSERT(km_pki_cert_pubkey(der, (size_t)derlen - 1, &pub)
+		    == KM_ERR_BAD_FORMAT);
+		EVP_PKEY_free(pub);
+	}
 	X509_STORE_free(st);
 	/* once revoked, its signatures count for nothing */
 	CU_ASSERT(km_pki_cert_revoke(dir, "op") == 0);
