@@ -13,6 +13,10 @@
  *
  * The functions below are thread-safe; none may be called from inside a
  * callback (they would wait on the thread that runs it).
+ *
+ * WARNING: the process must ignore SIGPIPE (keymeshd does): libuv writes
+ * to the transport's socketpairs with write(2), and a peer that closed its
+ * end raises SIGPIPE, not EPIPE, otherwise.
  */
 #ifndef KM_RAFT_RAFT_H
 #define KM_RAFT_RAFT_H

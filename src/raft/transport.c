@@ -109,7 +109,12 @@ struct km_rt {
 	km_rconn *conns;
 	pthread_mutex_t mu; /* guards stats */
 	km_raft_tls_stats stats;
+	uint64_t log_ns;     /* when a refusal was last logged */
+	uint64_t suppressed; /* refusals not logged since */
 };
+
+/* A refused peer retries every few hundred ms: log one refusal in this. */
+#define KM_RT_LOG_EVERY_NS (10ull * 1000000000ull)
 
 /* One write of copied bytes. */
 typedef struct km_rwrite {
@@ -178,14 +183,25 @@ km_rt_refused(km_rconn *c, int r, const char *why)
 {
 	km_rt *t = c->t;
 
+	uint64_t now = km_mono_ns();
+
 	pthread_mutex_lock(&t->mu);
 	t->stats.refused++;
 	t->stats.last_refusal = r;
 	pthread_mutex_unlock(&t->mu);
-	km_log(KM_LOG_INFO, "KM-RAFT-REFUSE", __func__, r,
-	    "%s peer %llu (%s): %s", c->client ? "outgoing" : "incoming",
-	    (unsigned long long)c->peer_id,
-	    c->peer_cert_name[0] != '\0' ? c->peer_cert_name : "?", why);
+	if (t->log_ns == 0 || now - t->log_ns >= KM_RT_LOG_EVERY_NS) {
+		km_log(KM_LOG_WARN, "KM-RAFT-REFUSE", __func__, r,
+		    "%s peer %llu (%s): %s (%llu more refused since the "
+		    "last report)",
+		    c->client ? "outgoing" : "incoming",
+		    (unsigned long long)c->peer_id,
+		    c->peer_cert_name[0] != '\0' ? c->peer_cert_name : "?",
+		    why, (unsigned long long)t->suppressed);
+		t->log_ns = now;
+		t->suppressed = 0;
+	} else {
+		t->suppressed++;
+	}
 	km_rconn_close(c, RAFT_NOCONNECTION);
 }
 

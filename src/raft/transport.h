@@ -19,9 +19,10 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "raft/raft.h"
 #include "util/util.h"
 
-#define KM_RAFT_ADDR_MAX 63
+#define KM_RAFT_ADDR_MAX KM_RAFT_ADDRESS_MAX
 
 /* One member the transport accepts: Raft id, certificate name, address. */
 typedef struct km_raft_member {

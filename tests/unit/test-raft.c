@@ -145,6 +145,8 @@ typedef struct tcluster {
 	unsigned election_ms[T_MAX];
 	unsigned threshold, trailing, segment;
 	uint32_t outsider; /* nodes not expected to join (refused) */
+	/* A node's own member table, when it differs from peers[]. */
+	const km_raft_peer *peers_of[T_MAX];
 } tcluster;
 
 static uint64_t
@@ -220,7 +222,7 @@ t_node_config(tcluster *cl, size_t i, km_raft_config *c, char *dir,
 	c->id = i + 1;
 	c->address = cl->peers[i].address;
 	c->state_dir = dir;
-	c->peers = cl->peers;
+	c->peers = cl->peers_of[i] != NULL ? cl->peers_of[i] : cl->peers;
 	c->n_peers = cl->n;
 	c->ca_pem = pems[0];
 	c->crl_pem = pems[1];
@@ -665,10 +667,13 @@ test_five_nodes(void)
 /*
  * Node 3 presents a certificate the others must refuse; n1 and n2 still
  * form a majority and go on, node 3 never sees an entry or a leader.
+ * @believed is the name n1 and n2 have for Raft id 3 (node 3 itself has
+ * @name).
  */
 static void
-t_refused_peer(const char *ca_dir, const char *name)
+t_refused_peer(const char *ca_dir, const char *name, const char *believed)
 {
+	km_raft_peer own[T_MAX];
 	tcluster cl;
 	km_raft_info info;
 	int leader, unsure = 0, ok;
@@ -678,6 +683,9 @@ t_refused_peer(const char *ca_dir, const char *name)
 	cl.ca_dir[2] = ca_dir;
 	cl.cert_name[2] = name;
 	snprintf(cl.peers[2].name, sizeof(cl.peers[2].name), "%s", name);
+	memcpy(own, cl.peers, sizeof(own));
+	snprintf(cl.peers[2].name, sizeof(cl.peers[2].name), "%s", believed);
+	cl.peers_of[2] = own;
 	cl.outsider = 1u << 2;
 	CU_ASSERT_FATAL(t_cluster_start(&cl) == 0);
 	leader = t_wait_leader(&cl, T_LEADER_MS, 1u << 2);
@@ -702,19 +710,26 @@ t_refused_peer(const char *ca_dir, const char *name)
 static void
 test_refuse_other_ca(void)
 {
-	t_refused_peer(ca_b, "n3");
+	t_refused_peer(ca_b, "n3", "n3");
 }
 
 static void
 test_refuse_revoked(void)
 {
-	t_refused_peer(ca_a, "r3");
+	t_refused_peer(ca_a, "r3", "r3");
 }
 
 static void
 test_refuse_client_cert(void)
 {
-	t_refused_peer(ca_a, "c3");
+	t_refused_peer(ca_a, "c3", "c3");
+}
+
+/* A valid node certificate, but not the one the others have for id 3. */
+static void
+test_refuse_wrong_name(void)
+{
+	t_refused_peer(ca_a, "n3", "n4");
 }
 
 /*
@@ -807,6 +822,7 @@ static const kmt_test raft_tests[] = {
 	{ "refuse_other_ca", test_refuse_other_ca },
 	{ "refuse_revoked", test_refuse_revoked },
 	{ "refuse_client_cert", test_refuse_client_cert },
+	{ "refuse_wrong_name", test_refuse_wrong_name },
 	{ "kill9_follower", test_kill9_follower },
 	KMT_END,
 };
