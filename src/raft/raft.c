@@ -24,10 +24,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/x509.h>
 #include <raft.h>
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "pki/pki.h"
 #include "raft/raft.h"
 #include "raft/transport.h"
 #include "util/err.h"
@@ -56,6 +58,8 @@ static const uint8_t km_raft_entry_magic[4] = { 'K', 'M', 'E', 1 };
 
 typedef struct km_raft_prop km_raft_prop;
 
+static void km_raft_switch_store(km_raft *r, bool stopping);
+
 struct km_raft_prop {
 	struct raft_apply req;
 	km_raft *r;
@@ -76,6 +80,7 @@ struct km_raft {
 	size_t n_peers;
 
 	pthread_t thread;
+	pthread_mutex_t crl_mu; /* serialises km_raft_set_crl() */
 	pthread_mutex_t mu;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 
@@ -85,6 +90,9 @@ struct km_raft {
 	bool stopping;
 	km_raft_prop *queue;
 	km_raft_info info;
+	X509_STORE *new_store; /* km_raft_set_crl() to the loop */
+	int store_rc;
+	bool store_done;
 
 	/* Loop thread only. */
 	uv_loop_t loop;
@@ -443,11 +451,37 @@ km_raft_wake(uv_async_t *a)
 			km_raft_submit(r, p);
 		}
 	}
+	km_raft_switch_store(r, stopping);
 	if (stopping && !r->closing) {
 		km_raft_refresh(r);
 		r->closing = true;
 		raft_close(&r->raft, km_raft_closed);
 	}
+}
+
+/* A CRL from km_raft_set_crl(): hand its store to the transport. */
+static void
+km_raft_switch_store(km_raft *r, bool stopping)
+{
+	X509_STORE *store;
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	store = r->new_store;
+	r->new_store = NULL;
+	pthread_mutex_unlock(&r->mu);
+	if (store == NULL) {
+		return;
+	}
+	rc = stopping || r->closing
+	    ? KM_ERR_CLOSED
+	    : km_raft_transport_set_store(&r->transport, store);
+	X509_STORE_free(store);
+	pthread_mutex_lock(&r->mu);
+	r->store_rc = rc;
+	r->store_done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->mu);
 }
 
 static void
@@ -624,7 +658,9 @@ km_raft_free(km_raft *r)
 	km_secure_strfree(r->key_pem); /* a secret: locked, wiped */
 	free(r->peers);
 	free(r->members);
+	X509_STORE_free(r->new_store);
 	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->crl_mu);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 }
@@ -696,6 +732,7 @@ km_raft_start(const km_raft_config *cfg, km_raft **out)
 		return KM_ERR_ALLOC;
 	}
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_mutex_init(&r->crl_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cond, &ca);
@@ -812,6 +849,39 @@ km_raft_propose(km_raft *r, const void *data, size_t len, unsigned timeout_ms,
 	}
 	km_raft_prop_unref_locked(p);
 	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+int
+km_raft_set_crl(km_raft *r, const char *crl_pem)
+{
+	X509_STORE *store = NULL;
+	int rc;
+
+	if (r == NULL || crl_pem == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	/* r->ca_pem does not change after start: safe from any thread. */
+	if ((rc = km_pki_store_load(r->ca_pem, crl_pem, &store)) != 0) {
+		return rc;
+	}
+	pthread_mutex_lock(&r->crl_mu); /* one switch at a time */
+	pthread_mutex_lock(&r->mu);
+	if (r->stopping) {
+		pthread_mutex_unlock(&r->mu);
+		pthread_mutex_unlock(&r->crl_mu);
+		X509_STORE_free(store);
+		return KM_ERR_CLOSED;
+	}
+	r->new_store = store;
+	r->store_done = false;
+	uv_async_send(&r->async);
+	while (!r->store_done) {
+		pthread_cond_wait(&r->cond, &r->mu);
+	}
+	rc = r->store_rc;
+	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->crl_mu);
 	return rc;
 }
 

@@ -118,6 +118,21 @@ int km_raft_start(const km_raft_config *cfg, km_raft **out);
 int km_raft_propose(km_raft *r, const void *data, size_t len,
     unsigned timeout_ms, uint64_t *leader_id);
 
+/**
+ * km_raft_set_crl:
+ * @r: a running server
+ * @crl_pem: the mesh CA's new CRL
+ *
+ * From now on peers are checked against @crl_pem.  Every Raft connection
+ * is dropped and made again, so a peer revoked by this CRL is cut off at
+ * once: it can no longer vote, lead or receive entries through this node.
+ * Returns once the loop has switched.
+ *
+ * Returns: 0, KM_ERR_BAD_FORMAT (unparsable CRL), KM_ERR_CLOSED,
+ * KM_ERR_CRYPTO, KM_ERR_ALLOC.
+ */
+int km_raft_set_crl(km_raft *r, const char *crl_pem);
+
 /* What km_raft_info() reports. */
 typedef struct km_raft_info {
 	int state;          /* KM_RAFT_FOLLOWER, ... */

@@ -935,6 +935,30 @@ km_rt_close(struct raft_uv_transport *rt, raft_uv_transport_close_cb cb)
 	}
 }
 
+int
+km_raft_transport_set_store(struct raft_uv_transport *rt, X509_STORE *store)
+{
+	km_rt *t = rt->impl;
+	km_rconn *c, *next;
+
+	if (SSL_CTX_set1_verify_cert_store(t->ctx, store) != RET_OSSL_OK
+	    || X509_STORE_up_ref(store) != RET_OSSL_OK) {
+		return KM_ERR_CRYPTO;
+	}
+	X509_STORE_free(t->store);
+	t->store = store;
+	/*
+	 * A link authenticated under the old CRL may be to a peer revoked
+	 * now.  Drop them all: libraft reconnects within its retry delay,
+	 * and each new handshake sees the new CRL.
+	 */
+	for (c = t->conns; c != NULL; c = next) {
+		next = c->next;
+		km_rconn_close(c, RAFT_NOCONNECTION);
+	}
+	return 0;
+}
+
 /* ---- set-up ------------------------------------------------------------ */
 
 static int

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/x509.h>
 #include <raft.h>
 #include <raft/uv.h>
 #include <uv.h>
@@ -61,6 +62,18 @@ int km_raft_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
  * connection's handles are closed (the loop has nothing left to run).
  */
 void km_raft_transport_free(struct raft_uv_transport *t);
+
+/**
+ * km_raft_transport_set_store:
+ * @store: the CA store to verify peers with from now on (up-ref'd)
+ *
+ * Used when the CRL changes.  Every connection, open or not, is dropped:
+ * libraft reconnects, and each link is authenticated again against @store.
+ *
+ * Returns: 0 or KM_ERR_CRYPTO.
+ */
+int km_raft_transport_set_store(
+    struct raft_uv_transport *t, X509_STORE *store);
 
 /** km_raft_transport_stats: a copy of the counters. */
 void km_raft_transport_stats(

@@ -404,9 +404,9 @@ t_converged(tcluster *cl, uint64_t min, uint32_t skip, unsigned ms)
 		}
 		km_raft_info_get(cl->nodes[i].r, &info);
 		t_state(&cl->nodes[i], &c, h);
-		printf("\n    n%zu: count %llu state %d leader %llu applied "
-		       "%llu restores %llu tls %llu/%llu ",
-		    i + 1, (unsigned long long)c, info.state,
+		printf("\n    n%zu: count %llu hash %02x%02x state %d leader "
+		       "%llu applied %llu restores %llu tls %llu/%llu ",
+		    i + 1, (unsigned long long)c, h[0], h[1], info.state,
 		    (unsigned long long)info.leader_id,
 		    (unsigned long long)info.last_applied,
 		    (unsigned long long)info.restores,
@@ -733,6 +733,66 @@ test_refuse_wrong_name(void)
 }
 
 /*
+ * Revocation at run time: n3 is revoked and n1, n2 get the new CRL through
+ * km_raft_set_crl().  Their links to n3 are dropped and refused from then
+ * on; they go on committing, n3 applies nothing more.
+ */
+static void
+test_revoke_at_run_time(void)
+{
+	char ca_c[T_PATH], *crl = NULL;
+	tcluster cl;
+	km_raft_info info;
+	uint64_t before;
+	int leader, unsure = 0, ok;
+	size_t i;
+
+	CU_ASSERT_FATAL(t_make_ca(ca_c, sizeof(ca_c), true) == 0);
+	t_cluster_init(&cl, 3);
+	for (i = 0; i < 3; i++) {
+		cl.ca_dir[i] = ca_c;
+	}
+	CU_ASSERT_FATAL(t_cluster_start(&cl) == 0);
+	CU_ASSERT_FATAL(t_wait_leader(&cl, T_LEADER_MS, 0) >= 0);
+	ok = t_propose_n(&cl, "v", 5, &unsure);
+	CU_ASSERT(ok == 5);
+	CU_ASSERT(t_converged(&cl, (uint64_t)ok, 0, T_CONVERGE_MS));
+
+	CU_ASSERT_FATAL(km_pki_cert_revoke(ca_c, "n3") == 0);
+	CU_ASSERT_FATAL((crl = t_read(ca_c, "crl.pem", NULL)) != NULL);
+	CU_ASSERT(
+	    km_raft_set_crl(cl.nodes[0].r, "not a CRL") == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_raft_set_crl(cl.nodes[0].r, crl) == 0);
+	CU_ASSERT(km_raft_set_crl(cl.nodes[1].r, crl) == 0);
+	free(crl);
+	before = t_count(&cl, 2);
+
+	cl.outsider = 1u << 2;
+	leader = t_wait_leader(&cl, T_LEADER_MS, 1u << 2);
+	CU_ASSERT_FATAL(leader == 0 || leader == 1);
+	ok += t_propose_n(&cl, "w", 5, &unsure);
+	CU_ASSERT(ok == 10);
+	CU_ASSERT(t_converged(&cl, (uint64_t)ok, 1u << 2, T_CONVERGE_MS));
+	/* n1 and n2 each refuse n3 once it tries them: the leader when it
+	 * dials n3, the follower when n3, cut off, asks for votes. */
+	for (i = 0; i < 2; i++) {
+		uint64_t end = t_ms() + T_LEADER_MS;
+
+		do {
+			km_raft_info_get(cl.nodes[i].r, &info);
+			if (info.tls_refused > 0) {
+				break;
+			}
+			t_sleep_ms(20);
+		} while (t_ms() < end);
+		CU_ASSERT(info.tls_refused > 0);
+	}
+	CU_ASSERT(t_count(&cl, 2) == before);
+	CU_ASSERT(before <= 5 + (uint64_t)unsure);
+	t_cluster_stop(&cl);
+}
+
+/*
  * kill -9 of a follower: node 3 runs in a forked child, is killed while
  * entries are being committed, and restarts (here) from what it had made
  * durable.  No committed entry may be missing anywhere, even once the old
@@ -823,6 +883,7 @@ static const kmt_test raft_tests[] = {
 	{ "refuse_revoked", test_refuse_revoked },
 	{ "refuse_client_cert", test_refuse_client_cert },
 	{ "refuse_wrong_name", test_refuse_wrong_name },
+	{ "revoke_at_run_time", test_revoke_at_run_time },
 	{ "kill9_follower", test_kill9_follower },
 	KMT_END,
 };
