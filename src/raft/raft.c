@@ -593,6 +593,8 @@ km_raft_setup(km_raft *r)
 	    c->snapshot_threshold != 0 ? c->snapshot_threshold : 1024);
 	raft_set_snapshot_trailing(
 	    &r->raft, c->snapshot_trailing != 0 ? c->snapshot_trailing : 128);
+	raft_set_install_snapshot_timeout(&r->raft,
+	    c->install_snapshot_ms != 0 ? c->install_snapshot_ms : 5000);
 	/* Pre-vote (Ongaro's thesis §9.6): a node back from a partition
 	 * does not unseat a working leader. */
 	raft_set_pre_vote(&r->raft, true);

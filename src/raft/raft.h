@@ -78,6 +78,10 @@ typedef struct km_raft_config {
 	unsigned snapshot_trailing;  /* entries kept behind one [128] */
 	unsigned segment_size;       /* bytes per open segment [1 MiB] */
 	unsigned connect_retry_ms;   /* [250] */
+	/* A snapshot sent and not acknowledged in this time is sent again.
+	 * libraft's own default, 30 s, is long: a follower that restarts
+	 * while the leader compacts can wait that long (docs/raft.md). */
+	unsigned install_snapshot_ms; /* [5000] */
 } km_raft_config;
 
 typedef struct km_raft km_raft;

@@ -238,6 +238,7 @@ t_node_config(tcluster *cl, size_t i, km_raft_config *c, char *dir,
 	c->snapshot_trailing = cl->trailing;
 	c->segment_size = cl->segment;
 	c->connect_retry_ms = 100;
+	c->install_snapshot_ms = 1500;
 	return 0;
 }
 
