@@ -17,7 +17,7 @@ KM_DEPS="autoconf automake libtool pkg-config autoconf-archive make gcc \
 libssl-dev openssl libnng-dev libp11-kit-dev p11-kit libsqlite3-dev \
 libcunit1-dev softhsm2 opensc libengine-pkcs11-openssl gnutls-bin \
 sqlite3 procps default-jdk-headless libnss3-tools openssh-client \
-openssh-server gnuplot-nox"
+openssh-server gnuplot-nox libraft-dev libuv1-dev"
 
 say() { printf '%s\n' "quickstart: $*" >&2; }
 die() { printf '%s\n' "quickstart: error: $*" >&2; exit 1; }

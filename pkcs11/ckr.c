@@ -57,6 +57,7 @@ km_p11_ckr(int r)
 	case KM_ERR_TOKEN:
 	case KM_ERR_IO:
 	case KM_ERR_BUSY:
+	case KM_ERR_NOT_LEADER:
 	case KM_ERR_EXISTS:
 		/* the mesh could not do it: the device failed */
 		return CKR_DEVICE_ERROR;

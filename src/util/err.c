@@ -68,6 +68,8 @@ km_strerror(int r)
 		return "closed";
 	case KM_ERR_BUSY:
 		return "busy";
+	case KM_ERR_NOT_LEADER:
+		return "not the mesh leader";
 	default:
 		return "unknown error";
 	}

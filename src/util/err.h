@@ -40,7 +40,8 @@
 #define KM_ERR_RANGE -28	   /* value out of range (index, size) */
 #define KM_ERR_CLOSED -29	   /* object closed or shutting down */
 #define KM_ERR_BUSY -30		   /* resource busy, try again */
-#define KM_ERR_LAST -30
+#define KM_ERR_NOT_LEADER -31	   /* not the Raft leader: ask the leader */
+#define KM_ERR_LAST -31
 
 /**
  * km_strerror:
