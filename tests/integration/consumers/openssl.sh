@@ -1,9 +1,10 @@
 # OpenSSL 3.0 through libp11's engine (libengine-pkcs11-openssl): pkeyutl
 # sign, verify and decrypt with pkcs11: URIs, the OAEP path checked with
 # pkcs11-spy, and a TLS 1.3 s_server whose private key stays behind the
-# module, reached by s_client.  (openssl req -x509 with a module key runs in
-# the suite's setup: it makes the certificates.)  Sourced by
-# test-consumers.sh (lib.sh).
+# module, reached by s_client.  (openssl req -x509 and x509 -new with a
+# module key run in the suite's setup: they make the certificates.)  RSA
+# only: the mesh makes no ECDSA signatures until threshold ECDSA lands
+# (issue #5).  Sourced by test-consumers.sh (lib.sh).
 
 # kmc_ossl_sign KEYLABEL PUB PKEYOPTS...: sign a SHA-256 digest through the
 # engine, verify with OpenSSL from the public key
@@ -123,7 +124,6 @@ kmc_openssl() {
 	kmc_check openssl-pkeyutl-sign-rsa-pss kmc_ossl_sign "$KMC_RSA" \
 		"$KMC_RSA_PUB" digest:sha256 rsa_padding_mode:pss \
 		rsa_pss_saltlen:32
-	kmc_check openssl-pkeyutl-sign-ec kmc_ossl_sign "$KMC_EC" "$KMC_EC_PUB"
 	if [ "$1" = full ]; then
 		kmc_check openssl-pkeyutl-verify-rsa kmc_ossl_verify
 	fi
@@ -142,13 +142,4 @@ kmc_openssl() {
 		kmc_fail openssl-tls13-rsa-pss "s_server did not start: $(kmc_last "$KMC_WORK/s_server-$KMC_RSA.log" 2)"
 	fi
 	kmc_stop_server "$KMC_SSERVER"
-	if [ "$1" = full ]; then
-		if kmc_ossl_server "$KMC_EC" "$KMC_EC_CERT"; then
-			kmc_check openssl-tls13-ecdsa kmc_ossl_client \
-				"$KMC_SPORT" "$KMC_EC_CERT" ECDSA
-		else
-			kmc_fail openssl-tls13-ecdsa "s_server did not start: $(kmc_last "$KMC_WORK/s_server-$KMC_EC.log" 2)"
-		fi
-		kmc_stop_server "$KMC_SSERVER"
-	fi
 }
