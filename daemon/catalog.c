@@ -1,12 +1,23 @@
 /*
- * The daemon's side of the key catalog: entries arrive signed by an admin,
- * are applied strictly in order by the store's state machine, and are
- * served to peers that missed some (catch-up after a restart).
+ * The daemon's side of the key catalog: entries arrive signed by an admin
+ * (or, for objects, by an enrolled client), are applied strictly in order
+ * by the store's state machine, and are served to peers that missed some
+ * (catch-up after a restart).
  *
  * Authority comes from the signature checked when an entry is applied, not
  * from who delivered it: any peer may relay entries, and a relayed entry is
- * worth exactly its admin signature (DESIGN.md §3).  A later version feeds
- * the same entries through Raft.
+ * worth exactly its signature (DESIGN.md §3).  A later version feeds the
+ * same entries through Raft.
+ *
+ * Who may sign what (docs/storage.md §5, "Authority"):
+ *   - key, member and policy entries: an admin only;
+ *   - OBJECT_PUT / OBJECT_DELETE (certificates, public keys, data): an
+ *     admin, or any client certificate of the mesh CA that is not revoked.
+ *     These are public data an application stores for every client of the
+ *     partition; they grant no use of any key.  The node a client sends
+ *     such an entry to (the one that sequences it) additionally requires
+ *     that client's live login ticket for the object's partition, so only
+ *     a user who knows the PIN adds or removes objects.
  */
 #include "config.h"
 
@@ -14,8 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "daemon/kmd.h"
 #include "mesh/rpc.h"
+#include "proto/proto.h"
 #include "pki/pki.h"
 #include "store/catalog.h"
 #include "store/store.h"
@@ -26,22 +41,106 @@
 #define KMD_FETCH_MAX 64
 #define KMD_SYNC_TIMEOUT_MS 1000
 
-/* Only an admin of this mesh may sign catalog entries. */
+/* An admin of this mesh signs every entry; a client only objects. */
 static int
 kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
     size_t tbs_len)
 {
 	kmd_state *st = arg;
 	X509_STORE *store;
+	km_identity id;
 	int r;
 
 	pthread_mutex_lock(&st->lock);
 	store = st->x509;
 	X509_STORE_up_ref(store);
 	pthread_mutex_unlock(&st->lock);
+	memset(&id, 0, sizeof(id));
 	r = km_pki_verify_signed(store, e->signer, e->signer_len,
-	    KM_ROLE_ADMIN, tbs, tbs_len, e->sig, e->sig_len, NULL);
+	    KM_ROLE_NONE, tbs, tbs_len, e->sig, e->sig_len, &id);
 	X509_STORE_free(store);
+	if (r != 0) {
+		return r;
+	}
+	if (id.role == KM_ROLE_ADMIN ||
+	    (id.role == KM_ROLE_CLIENT && km_catalog_type_is_object(e->type))) {
+		return 0;
+	}
+	return KM_ERR_AUTH;
+}
+
+/*
+ * A client appending an object entry: it must have signed the entry
+ * itself, hold a live login ticket here, and act in that ticket's
+ * partition.  (Admins and relaying nodes are not asked: their entries are
+ * worth their signature alone.)
+ */
+static int
+kmd_catalog_client_check(kmd_state *st, const km_identity *peer,
+    const km_req_hdr *hdr, const uint8_t *data, size_t len, char *msg,
+    size_t msglen)
+{
+	km_catalog_entry e;
+	km_catalog_payload p;
+	km_catalog_object o;
+	char partition[KM_NAME_MAX + 1];
+	uint8_t h[32];
+	const char *obj_part;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	memset(&p, 0, sizeof(p));
+	memset(&o, 0, sizeof(o));
+	if ((r = km_catalog_entry_decode(data, len, &e)) != 0) {
+		snprintf(msg, msglen, "malformed catalog entry");
+		goto out;
+	}
+	if (!km_catalog_type_is_object(e.type)) {
+		r = KM_ERR_AUTH;
+		snprintf(msg, msglen,
+		    "a client may append only object entries");
+		goto out;
+	}
+	if (EVP_Digest(e.signer, e.signer_len, h, NULL, EVP_sha256(),
+		NULL) != 1 ||
+	    CRYPTO_memcmp(h, peer->cert_sha256, 32) != 0) {
+		r = KM_ERR_AUTH;
+		snprintf(msg, msglen,
+		    "a client may append only entries it signed itself");
+		goto out;
+	}
+	if (!hdr->has_ticket || kmd_ticket_check(st, peer, hdr->ticket,
+				    partition, sizeof(partition)) != 0) {
+		r = KM_ERR_AUTH;
+		snprintf(msg, msglen, "not logged in (no valid login ticket)");
+		goto out;
+	}
+	if ((r = km_catalog_payload_decode(e.type, e.payload, e.payload_len,
+		 &p)) != 0) {
+		snprintf(msg, msglen, "malformed object entry");
+		goto out;
+	}
+	if (e.type == KM_CAT_OBJECT_PUT) {
+		obj_part = p.partition;
+	} else {
+		if ((r = km_catalog_object_get(st->store, p.object_id, &o)) !=
+		    0) {
+			snprintf(msg, msglen, "no object %s", p.object_id);
+			goto out;
+		}
+		obj_part = o.partition;
+	}
+	if (strcmp(obj_part, partition) != 0) {
+		r = KM_ERR_AUTH;
+		snprintf(msg, msglen,
+		    "logged in to partition %s, not %s", partition, obj_part);
+		goto out;
+	}
+	r = 0;
+out:
+	km_catalog_entry_clear(&e);
+	km_catalog_payload_free(&p);
+	km_catalog_object_free(&o);
 	return r;
 }
 
@@ -161,8 +260,8 @@ kmd_catalog_sync(kmd_state *st)
 }
 
 int
-kmd_do_catalog_append(kmd_state *st, const km_identity *peer, km_buf *in,
-    km_buf *out, char *msg, size_t msglen)
+kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
+    const km_req_hdr *hdr, km_buf *in, km_buf *out, char *msg, size_t msglen)
 {
 	const uint8_t *p;
 	size_t len;
@@ -172,6 +271,13 @@ kmd_do_catalog_append(kmd_state *st, const km_identity *peer, km_buf *in,
 	    km_buf_remaining(in) != 0) {
 		snprintf(msg, msglen, "malformed catalog-append request");
 		return KM_ERR_BAD_FORMAT;
+	}
+	if (peer->role == KM_ROLE_CLIENT &&
+	    (r = kmd_catalog_client_check(st, peer, hdr, p, len, msg,
+		 msglen)) != 0) {
+		km_log_warn_r(r, "KMD-CATALOG-CLIENT",
+		    "object entry from %s refused: %s", peer->name, msg);
+		return r;
 	}
 	r = kmd_catalog_apply_bytes(st, p, len, &result);
 	if (r == KM_ERR_STALE) {
@@ -185,7 +291,7 @@ kmd_do_catalog_append(kmd_state *st, const km_identity *peer, km_buf *in,
 			"out of sequence" :
 			(r == KM_ERR_AUTH || r == KM_ERR_VERIFY ||
 			    r == KM_ERR_REVOKED) ?
-			"not signed by a valid admin" :
+			"not signed by an identity that may sign it" :
 			km_strerror(r));
 		return r;
 	}

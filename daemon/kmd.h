@@ -143,6 +143,7 @@ int kmd_share_load(kmd_state *st, const char *key_id, uint32_t epoch,
 /* catalog.c */
 int kmd_catalog_sync(kmd_state *st);
 int kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
+    const struct km_req_hdr *hdr,
     km_buf *in, km_buf *out, char *msg, size_t msglen);
 int kmd_do_catalog_fetch(kmd_state *st, km_buf *in, km_buf *out,
     char *msg, size_t msglen);

@@ -298,7 +298,8 @@ kmd_dispatch(kmd_req *q)
 		return kmd_do_reshare_step(q->st, q->peer, q->hdr, q->in,
 		    q->out, q->msg, sizeof(q->msg));
 	case KM_MSG_CATALOG_APPEND:
-		return kmd_do_catalog_append(q->st, q->peer, q->in, q->out,
+		return kmd_do_catalog_append(q->st, q->peer, q->hdr, q->in,
+		    q->out,
 		    q->msg, sizeof(q->msg));
 	case KM_MSG_CATALOG_FETCH:
 		return kmd_do_catalog_fetch(q->st, q->in, q->out, q->msg,

@@ -29,7 +29,6 @@
 
 km_p11_state km_p11;
 
-void km_p11_id_map_load(void);
 
 /* The application's mutex callbacks, when it gave them. */
 static CK_CREATEMUTEX km_p11_app_create;
@@ -340,7 +339,6 @@ km_p11_initialize(CK_VOID_PTR args)
 	km_p11.next_object = 1;
 	km_p11.pid = getpid();
 	km_p11.initialized = true;
-	km_p11_id_map_load();
 	/* the first view: keys show up as objects (a failure is not fatal:
 	 * the next C_FindObjectsInit tries again) */
 	(void)km_p11_view_sync(true);
@@ -1044,6 +1042,13 @@ km_p11_ticket(size_t node, uint8_t out[KM_PROTO_TICKET_LEN])
 	km_secret_wipe(t, sizeof(t));
 	pthread_mutex_unlock(&km_p11_login_lock);
 	return have;
+}
+
+bool
+km_p11_ticket_cb(void *arg, size_t node, uint8_t *out)
+{
+	(void)arg;
+	return km_p11_ticket(node, out);
 }
 
 void

@@ -1396,8 +1396,6 @@ out:
 
 /* ---- key generation: in the mesh ---- */
 
-CK_RV km_p11_id_map_add(const char *key_id, const void *id, size_t len);
-
 CK_RV
 km_p11_generate_key_pair(km_p11_session *s, CK_MECHANISM_PTR m,
     CK_ATTRIBUTE_PTR pubt, CK_ULONG npub, CK_ATTRIBUTE_PTR privt,
@@ -1411,6 +1409,8 @@ km_p11_generate_key_pair(km_p11_session *s, CK_MECHANISM_PTR m,
 	char label[KM_NAME_MAX + 1], key_id[KM_NAME_MAX + 1], err[300];
 	const CK_ATTRIBUTE *idattr = NULL;
 	uint8_t rnd[6];
+	km_catalog_payload kp;
+	size_t applied = 0;
 	km_mesh *admin;
 	size_t i;
 	CK_ULONG j;
@@ -1506,6 +1506,9 @@ km_p11_generate_key_pair(km_p11_session *s, CK_MECHANISM_PTR m,
 		}
 		if (a->type == CKA_ID && idattr == NULL && a->ulValueLen > 0
 		    && a->pValue != NULL) {
+			if (a->ulValueLen > KM_CATALOG_APP_ID_MAX) {
+				return CKR_ATTRIBUTE_VALUE_INVALID;
+			}
 			idattr = a;
 		}
 	}
@@ -1528,11 +1531,24 @@ km_p11_generate_key_pair(km_p11_session *s, CK_MECHANISM_PTR m,
 		return r == KM_ERR_EXISTS ? CKR_ATTRIBUTE_VALUE_INVALID
 		                          : km_p11_ckr(r);
 	}
-	if (idattr != NULL
-	    && (rv = km_p11_id_map_add(
-	            key_id, idattr->pValue, idattr->ulValueLen))
-	        != CKR_OK) {
-		return rv;
+	if (idattr != NULL) {
+		/* the template's CKA_ID goes into the catalog (KEY_ATTRS,
+		 * signed by the admin like the key), so every client sees
+		 * it */
+		memset(&kp, 0, sizeof(kp));
+		kp.type = KM_CAT_KEY_ATTRS;
+		snprintf(kp.key_id, sizeof(kp.key_id), "%s", key_id);
+		kp.app_id = idattr->pValue;
+		kp.app_id_len = idattr->ulValueLen;
+		if ((r = km_mesh_append(admin, &kp, &applied, err,
+		         sizeof(err)))
+		    != 0) {
+			/* the key exists, with its key id as CKA_ID */
+			km_log_warn_r(r, "P11-KEYGEN",
+			    "key %s: cannot record its CKA_ID: %s", key_id,
+			    err);
+			return km_p11_ckr(r);
+		}
 	}
 	if ((rv = km_p11_view_sync(true)) != CKR_OK) {
 		return rv;

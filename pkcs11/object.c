@@ -19,11 +19,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "crypto/ec_group.h"
@@ -150,140 +152,6 @@ km_p11_attr_sensitive(const km_p11_object *o, CK_ATTRIBUTE_TYPE t)
 	default:
 		return false;
 	}
-}
-
-/* ---- CKA_ID of keys made by C_GenerateKeyPair ---- */
-
-/*
- * XXX: the catalog has no place for an application's CKA_ID yet.  Until
- * it has, the template's CKA_ID of a key generated here is kept in a file
- * beside the client config (pkcs11-ids: one "KEYID HEXID" line per key),
- * so every process on this machine using that config sees it; elsewhere
- * CKA_ID is the key id.
- */
-typedef struct km_p11_id_map {
-	struct km_p11_id_map *next;
-	char key_id[KM_NAME_MAX + 1];
-	size_t len;
-	uint8_t id[];
-} km_p11_id_map;
-
-static km_p11_id_map *km_p11_ids;
-
-#define KM_P11_ID_MAX 256
-
-static void
-km_p11_ids_path(char *out, size_t len)
-{
-	const char *slash = strrchr(km_p11.conf.path, '/');
-	int dl = slash != NULL ? (int)(slash - km_p11.conf.path) : 1;
-
-	snprintf(out, len, "%.*s/pkcs11-ids", dl,
-	    slash != NULL ? km_p11.conf.path : ".");
-}
-
-/* Under the module lock. */
-static CK_RV
-km_p11_id_map_put(const char *key_id, const void *id, size_t len)
-{
-	km_p11_id_map *e;
-
-	if (len == 0 || len > KM_P11_ID_MAX
-	    || (e = calloc(1, sizeof(*e) + len)) == NULL) {
-		return len == 0 || len > KM_P11_ID_MAX
-		    ? CKR_ATTRIBUTE_VALUE_INVALID
-		    : CKR_HOST_MEMORY;
-	}
-	snprintf(e->key_id, sizeof(e->key_id), "%s", key_id);
-	memcpy(e->id, id, len);
-	e->len = len;
-	e->next = km_p11_ids;
-	km_p11_ids = e;
-	return CKR_OK;
-}
-
-/* Reads pkcs11-ids (a missing file is fine; bad lines are skipped). */
-void km_p11_id_map_load(void);
-void
-km_p11_id_map_load(void)
-{
-	char path[4200], *line, *save = NULL, kid[KM_NAME_MAX + 1], *text;
-	char hex[2 * KM_P11_ID_MAX + 1];
-	uint8_t *data = NULL, id[KM_P11_ID_MAX];
-	size_t len = 0, n;
-
-	km_p11_ids_path(path, sizeof(path));
-	if (km_read_file(path, &data, &len, 1u << 20) != 0) {
-		return;
-	}
-	/* a NUL-terminated copy for the line parser */
-	if ((text = malloc(len + 1)) == NULL) {
-		free(data);
-		return;
-	}
-	memcpy(text, data, len);
-	text[len] = '\0';
-	free(data);
-	data = NULL;
-	for (line = strtok_r(text, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
-		if (sscanf(line, "%63s %512s", kid, hex) != 2
-		    || (n = strlen(hex)) % 2 != 0 || n == 0
-		    || km_unhex(hex, id, n / 2) != 0) {
-			continue;
-		}
-		(void)km_p11_id_map_put(kid, id, n / 2);
-	}
-	free(text);
-}
-
-CK_RV km_p11_id_map_add(const char *key_id, const void *id, size_t len);
-CK_RV
-km_p11_id_map_add(const char *key_id, const void *id, size_t len)
-{
-	char path[4200], hex[2 * KM_P11_ID_MAX + 1];
-	uint8_t *old = NULL;
-	size_t oldlen = 0;
-	km_buf b;
-	CK_RV rv;
-
-	km_p11_lock(km_p11.lock);
-	rv = km_p11_id_map_put(key_id, id, len);
-	km_p11_unlock(km_p11.lock);
-	if (rv != CKR_OK) {
-		return rv;
-	}
-	km_hex(id, len, hex);
-	km_p11_ids_path(path, sizeof(path));
-	(void)km_read_file(path, &old, &oldlen, 1u << 20);
-	km_buf_init(&b);
-	if ((old != NULL && km_buf_put_raw(&b, old, oldlen) != 0)
-	    || km_buf_put_raw(&b, key_id, strlen(key_id)) != 0
-	    || km_buf_put_raw(&b, " ", 1) != 0
-	    || km_buf_put_raw(&b, hex, strlen(hex)) != 0
-	    || km_buf_put_raw(&b, "\n", 1) != 0
-	    || km_write_file_atomic(path, b.data, b.len, 0644) != 0) {
-		/* still right in this process */
-		km_log_warn("P11-ID",
-		    "cannot record the CKA_ID of key %s in %s", key_id, path);
-	}
-	km_buf_free(&b);
-	free(old);
-	return CKR_OK;
-}
-
-/* Under the module lock. */
-static const km_p11_id_map *
-km_p11_id_map_find(const char *key_id)
-{
-	const km_p11_id_map *e;
-
-	for (e = km_p11_ids; e != NULL; e = e->next) {
-		if (strcmp(e->key_id, key_id) == 0) {
-			return e;
-		}
-	}
-	return NULL;
 }
 
 /* ---- keys ---- */
@@ -576,13 +444,8 @@ km_p11_table_remove(size_t i)
 void
 km_p11_objects_free(void)
 {
-	km_p11_id_map *e;
 	size_t i;
 
-	while ((e = km_p11_ids) != NULL) {
-		km_p11_ids = e->next;
-		free(e);
-	}
 	for (i = 0; i < km_p11.nobjects; i++) {
 		km_p11_object_free(km_p11.objects[i]);
 	}
@@ -687,6 +550,11 @@ km_p11_key_from_view(const km_view_key *vk, km_p11_key **out)
 	k->threshold = vk->threshold;
 	k->epoch = vk->epoch;
 	k->nholders = vk->nholders;
+	k->updated_seq = vk->updated_seq;
+	if (vk->has_app_id && vk->app_id_len <= sizeof(k->app_id)) {
+		memcpy(k->app_id, vk->app_id, vk->app_id_len);
+		k->app_id_len = vk->app_id_len;
+	}
 	for (i = 0; i < vk->nholders && i < KM_CATALOG_MAX_HOLDERS; i++) {
 		k->index[i] = vk->holders[i].index;
 		node = km_mesh_find(km_p11.mesh, vk->holders[i].node);
@@ -791,7 +659,6 @@ km_p11_key_attrs(
 	size_t n = 0;
 	bool priv = cls == CKO_PRIVATE_KEY, rsa = k->rsa != NULL;
 	CK_KEY_TYPE kt = rsa ? CKK_RSA : CKK_EC;
-	const km_p11_id_map *idm;
 	EVP_PKEY *pk = NULL;
 	BIGNUM *e = NULL;
 	uint8_t params[32], pt[200], der[1 + 3 + 200], *spki = NULL, *p;
@@ -801,10 +668,11 @@ km_p11_key_attrs(
 
 	rv = km_p11_attr_ulong_set(&a, &n, CKA_CLASS, cls);
 	rv = rv ? rv : km_p11_attr_ulong_set(&a, &n, CKA_KEY_TYPE, kt);
-	if ((idm = km_p11_id_map_find(k->key_id)) != NULL) {
+	if (k->app_id_len > 0) {
+		/* the application's CKA_ID (KEY_ATTRS in the catalog) */
 		rv = rv ? rv
-		        : km_p11_attr_set(&a, &n, CKA_ID, idm->id,
-		            (CK_ULONG)idm->len, false);
+		        : km_p11_attr_set(&a, &n, CKA_ID, k->app_id,
+		            (CK_ULONG)k->app_id_len, false);
 	} else {
 		rv = rv ? rv
 		        : km_p11_attr_set(&a, &n, CKA_ID, k->key_id,
@@ -816,7 +684,8 @@ km_p11_key_attrs(
 	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_TOKEN, true);
 	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_PRIVATE, priv);
 	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_MODIFIABLE, false);
-	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_COPYABLE, false);
+	/* a session copy refers to the same mesh key (C_CopyObject) */
+	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_COPYABLE, true);
 	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_DESTROYABLE, priv);
 	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_LOCAL, true);
 	rv = rv ? rv
@@ -962,6 +831,7 @@ km_p11_key_objects(km_p11_key *k)
 			}
 		}
 		if (o != NULL && o->key->epoch == k->epoch
+		    && o->key->updated_seq == k->updated_seq
 		    && strcmp(o->key->label, k->label) == 0) {
 			o->seen = true;
 			continue;
@@ -1001,11 +871,457 @@ km_p11_key_objects(km_p11_key *k)
 	return CKR_OK;
 }
 
+/* ---- objects in the catalog (OBJECT_PUT, OBJECT_DELETE) ---- */
+
+/*
+ * A token object (certificate, public key, data) is one OBJECT_PUT entry:
+ * CKA_ID, CKA_LABEL, CKA_PRIVATE and the value (CKA_VALUE, or for a public
+ * key its SubjectPublicKeyInfo) in their own fields, every other attribute
+ * in the entry's attribute list.  CK_ULONG attributes are stored as 8-byte
+ * big-endian numbers, so a module on another platform reads them back.
+ */
+static bool
+km_p11_attr_is_ulong(CK_ATTRIBUTE_TYPE t)
+{
+	switch (t) {
+	case CKA_CLASS:
+	case CKA_KEY_TYPE:
+	case CKA_CERTIFICATE_TYPE:
+	case CKA_CERTIFICATE_CATEGORY:
+	case CKA_JAVA_MIDP_SECURITY_DOMAIN:
+	case CKA_NAME_HASH_ALGORITHM:
+	case CKA_KEY_GEN_MECHANISM:
+	case CKA_MODULUS_BITS:
+	case CKA_VALUE_LEN:
+	case CKA_VALUE_BITS:
+	case CKA_PRIME_BITS:
+	case CKA_SUB_PRIME_BITS:
+	case CKA_MECHANISM_TYPE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static uint32_t
+km_p11_obj_class(CK_OBJECT_CLASS cls)
+{
+	switch (cls) {
+	case CKO_CERTIFICATE:
+		return KM_OBJ_CERTIFICATE;
+	case CKO_PUBLIC_KEY:
+		return KM_OBJ_PUBLIC_KEY;
+	case CKO_DATA:
+		return KM_OBJ_DATA;
+	default:
+		return 0;
+	}
+}
+
+/* The attribute a class keeps in the entry's value field. */
+static CK_ATTRIBUTE_TYPE
+km_p11_obj_value_type(CK_OBJECT_CLASS cls)
+{
+	return cls == CKO_PUBLIC_KEY ? CKA_PUBLIC_KEY_INFO : CKA_VALUE;
+}
+
+static bool
+km_p11_obj_own_field(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t)
+{
+	return t == CKA_CLASS || t == CKA_TOKEN || t == CKA_PRIVATE
+	    || t == CKA_ID || t == CKA_LABEL
+	    || t == km_p11_obj_value_type(cls);
+}
+
+static int
+km_p11_cat_attr_cmp(const void *a, const void *b)
+{
+	const km_catalog_attr *x = a, *y = b;
+
+	return x->type < y->type ? -1 : x->type > y->type;
+}
+
+/*
+ * The OBJECT_PUT payload of an object.  @p points into @a, @attrs and
+ * @value, which must outlive it.
+ */
+static CK_RV
+km_p11_object_payload(const char *object_id, CK_OBJECT_CLASS cls, bool priv,
+    const km_p11_attr *a, size_t na, km_catalog_payload *p, km_buf *attrs,
+    km_buf *value)
+{
+	km_catalog_attr *ca = NULL;
+	uint8_t(*ul)[8] = NULL;
+	km_p11_object probe;
+	EVP_PKEY *pk = NULL;
+	CK_KEY_TYPE kt;
+	uint8_t *der = NULL;
+	size_t i, n = 0;
+	CK_ULONG v;
+	int r, j, len;
+	CK_RV rv;
+
+	memset(p, 0, sizeof(*p));
+	p->type = KM_CAT_OBJECT_PUT;
+	snprintf(p->object_id, sizeof(p->object_id), "%s", object_id);
+	snprintf(
+	    p->partition, sizeof(p->partition), "%s", km_p11.conf.partition);
+	if ((p->obj_class = km_p11_obj_class(cls)) == 0) {
+		return CKR_TEMPLATE_INCONSISTENT;
+	}
+	p->obj_flags = priv ? KM_OBJ_FLAG_PRIVATE : 0;
+	if ((ca = calloc(na > 0 ? na : 1, sizeof(*ca))) == NULL
+	    || (ul = calloc(na > 0 ? na : 1, sizeof(*ul))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < na; i++) {
+		if (a[i].type == CKA_ID) {
+			p->app_id = a[i].value;
+			p->app_id_len = a[i].len;
+		} else if (a[i].type == CKA_LABEL) {
+			p->obj_label = a[i].value;
+			p->obj_label_len = a[i].len;
+		} else if (a[i].type == CKA_VALUE && cls != CKO_PUBLIC_KEY) {
+			if (km_buf_put_raw(value, a[i].value, a[i].len) != 0) {
+				rv = CKR_HOST_MEMORY;
+				goto out;
+			}
+		}
+		if (km_p11_obj_own_field(cls, a[i].type)) {
+			continue;
+		}
+		if (a[i].type > UINT32_MAX) {
+			rv = CKR_ATTRIBUTE_TYPE_INVALID;
+			goto out;
+		}
+		ca[n].type = (uint32_t)a[i].type;
+		ca[n].value = a[i].value;
+		ca[n].len = a[i].len;
+		if (km_p11_attr_is_ulong(a[i].type)
+		    && a[i].len == sizeof(CK_ULONG)) {
+			memcpy(&v, a[i].value, sizeof(v));
+			for (j = 7; j >= 0; j--) {
+				ul[n][j] = (uint8_t)(v & 0xff);
+				v = (CK_ULONG)((uint64_t)v >> 8);
+			}
+			ca[n].value = ul[n];
+			ca[n].len = 8;
+		}
+		n++;
+	}
+	if (p->app_id_len > KM_CATALOG_APP_ID_MAX
+	    || p->obj_label_len > KM_CATALOG_OBJ_LABEL_MAX) {
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+		goto out;
+	}
+	if (n > KM_CATALOG_ATTRS_MAX_ITEMS) {
+		rv = CKR_TEMPLATE_INCONSISTENT;
+		goto out;
+	}
+	if (cls == CKO_PUBLIC_KEY) {
+		/* the value is the key itself, as SubjectPublicKeyInfo */
+		memset(&probe, 0, sizeof(probe));
+		probe.cls = cls;
+		probe.attrs = (km_p11_attr *)a;
+		probe.nattrs = na;
+		if (km_p11_object_pkey(&probe, &pk, &kt) != CKR_OK
+		    || (len = i2d_PUBKEY(pk, &der)) <= 0
+		    || km_buf_put_raw(value, der, (size_t)len) != 0) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+	}
+	qsort(ca, n, sizeof(*ca), km_p11_cat_attr_cmp);
+	if ((r = km_catalog_attrs_encode(ca, n, attrs)) != 0) {
+		rv = r == KM_ERR_ALLOC ? CKR_HOST_MEMORY
+		                       : CKR_ATTRIBUTE_VALUE_INVALID;
+		goto out;
+	}
+	if (value->len > KM_CATALOG_VALUE_MAX
+	    || (cls == CKO_CERTIFICATE && value->len == 0)) {
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+		goto out;
+	}
+	p->value = value->data;
+	p->value_len = value->len;
+	p->attrs = attrs->data;
+	p->attrs_len = attrs->len;
+	rv = CKR_OK;
+out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(pk);
+	free(ca);
+	free(ul);
+	return rv;
+}
+
+/* Signs @p with this client's identity and appends it to the catalog,
+ * showing each node this process's login ticket. */
+static CK_RV
+km_p11_catalog_append(const km_catalog_payload *p)
+{
+	char err[300] = "";
+	size_t applied = 0;
+	int r;
+
+	if (km_p11.forked) {
+		/* no transport in a forked child (see core.c) */
+		return CKR_DEVICE_ERROR;
+	}
+	r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL, &applied,
+	    err, sizeof(err));
+	if (r != 0) {
+		km_log_warn_r(r, "P11-OBJECT", "object %s not stored: %s",
+		    p->object_id, err);
+		return r == KM_ERR_AUTH ? CKR_USER_NOT_LOGGED_IN
+		                        : CKR_DEVICE_ERROR;
+	}
+	return CKR_OK;
+}
+
+/* Under the module lock: the handle of catalog object @id, or 0. */
+static CK_OBJECT_HANDLE
+km_p11_catalog_handle(const char *id, uint64_t after_seq)
+{
+	size_t i;
+
+	for (i = 0; i < km_p11.nobjects; i++) {
+		km_p11_object *o = km_p11.objects[i];
+
+		if (o->from_catalog && strcmp(o->object_id, id) == 0
+		    && o->object_seq > after_seq) {
+			return o->handle;
+		}
+	}
+	return CK_INVALID_HANDLE;
+}
+
+/*
+ * Stores an object in the catalog: a new one (@object_id NULL) or a new
+ * version of @object_id (seen at @old_seq).  On success the object is in
+ * this process's view too, and *@out (if not NULL) is its handle.
+ */
+static CK_RV
+km_p11_catalog_put(const char *object_id, uint64_t old_seq,
+    CK_OBJECT_CLASS cls, bool priv, const km_p11_attr *a, size_t na,
+    CK_OBJECT_HANDLE *out)
+{
+	char id[KM_NAME_MAX + 1];
+	uint8_t rnd[8];
+	km_catalog_payload p;
+	km_buf attrs, value;
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	int tries;
+	CK_RV rv;
+
+	km_buf_init(&attrs);
+	km_buf_init(&value);
+	if (object_id == NULL) {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			rv = CKR_GENERAL_ERROR;
+			goto out;
+		}
+		memcpy(id, "obj-", 4);
+		km_hex(rnd, sizeof(rnd), id + 4);
+		object_id = id;
+	}
+	if ((rv = km_p11_object_payload(
+	         object_id, cls, priv, a, na, &p, &attrs, &value))
+	        != CKR_OK
+	    || (rv = km_p11_catalog_append(&p)) != CKR_OK) {
+		goto out;
+	}
+	/* Every node that answered has applied it; a lagging one catches
+	 * up from its peers within seconds, so look a few times. */
+	for (tries = 0; tries < 20 && h == CK_INVALID_HANDLE; tries++) {
+		if (tries > 0) {
+			usleep(100 * 1000);
+		}
+		if ((rv = km_p11_view_sync(true)) != CKR_OK) {
+			goto out;
+		}
+		km_p11_lock(km_p11.lock);
+		h = km_p11_catalog_handle(object_id, old_seq);
+		km_p11_unlock(km_p11.lock);
+	}
+	if (h == CK_INVALID_HANDLE) {
+		km_log_warn("P11-OBJECT",
+		    "object %s was stored but is not in the view yet",
+		    object_id);
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (out != NULL) {
+		*out = h;
+	}
+	rv = CKR_OK;
+out:
+	km_buf_free(&attrs);
+	km_buf_free(&value);
+	return rv;
+}
+
+/* The attribute list of an object of the view. */
+static CK_RV
+km_p11_view_object_attrs(const km_view_object *vo, CK_OBJECT_CLASS cls,
+    km_p11_attr **out, size_t *nout)
+{
+	km_catalog_attr *ca = NULL;
+	km_p11_attr *a = NULL;
+	size_t n = 0, nca = 0, i, j;
+	CK_ULONG v;
+	CK_RV rv = CKR_OK;
+
+	if (km_catalog_attrs_decode(vo->attrs, vo->attrs_len, &ca, &nca)
+	    != 0) {
+		return CKR_GENERAL_ERROR;
+	}
+	for (i = 0; i < nca && rv == CKR_OK; i++) {
+		if (km_p11_obj_own_field(cls, ca[i].type)) {
+			continue;
+		}
+		if (km_p11_attr_is_ulong(ca[i].type) && ca[i].len == 8) {
+			for (v = 0, j = 0; j < 8; j++) {
+				v = (CK_ULONG)(((uint64_t)v << 8)
+				    | ca[i].value[j]);
+			}
+			rv = km_p11_attr_ulong_set(&a, &n, ca[i].type, v);
+		} else {
+			rv = km_p11_attr_set(&a, &n, ca[i].type, ca[i].value,
+			    (CK_ULONG)ca[i].len, false);
+		}
+	}
+	free(ca);
+	rv = rv ? rv : km_p11_attr_ulong_set(&a, &n, CKA_CLASS, cls);
+	rv = rv ? rv : km_p11_attr_bool_set(&a, &n, CKA_TOKEN, true);
+	rv = rv ? rv
+	        : km_p11_attr_bool_set(
+	            &a, &n, CKA_PRIVATE, vo->flags & KM_OBJ_FLAG_PRIVATE);
+	rv = rv ? rv
+	        : km_p11_attr_set(&a, &n, CKA_ID, vo->app_id,
+	            (CK_ULONG)vo->app_id_len, false);
+	rv = rv ? rv
+	        : km_p11_attr_set(&a, &n, CKA_LABEL, vo->label,
+	            (CK_ULONG)vo->label_len, false);
+	rv = rv ? rv
+	        : km_p11_attr_set(&a, &n, km_p11_obj_value_type(cls),
+	            vo->value, (CK_ULONG)vo->value_len, false);
+	if (rv != CKR_OK) {
+		km_p11_attrs_free(a, n);
+		return rv;
+	}
+	*out = a;
+	*nout = n;
+	return CKR_OK;
+}
+
+/* A catalog object copied out of the view for the object table. */
+typedef struct km_p11_vobj {
+	char object_id[KM_NAME_MAX + 1];
+	uint64_t seq;
+	CK_OBJECT_CLASS cls;
+	bool priv;
+	km_p11_attr *attrs;
+	size_t nattrs;
+} km_p11_vobj;
+
+/* Under the view lock: this partition's objects. */
+static CK_RV
+km_p11_view_objects(km_p11_vobj **out, size_t *nout)
+{
+	static const CK_OBJECT_CLASS cls[]
+	    = { 0, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_DATA };
+	size_t cnt = km_view_object_count(km_p11.view), i, n = 0;
+	const km_view_object *vo;
+	km_p11_vobj *v;
+
+	*out = NULL;
+	*nout = 0;
+	if (cnt == 0) {
+		return CKR_OK;
+	}
+	if ((v = calloc(cnt, sizeof(*v))) == NULL) {
+		return CKR_HOST_MEMORY;
+	}
+	for (i = 0; i < cnt; i++) {
+		vo = km_view_object_at(km_p11.view, i);
+		if (strcmp(vo->partition, km_p11.conf.partition) != 0
+		    || vo->obj_class < KM_OBJ_CERTIFICATE
+		    || vo->obj_class > KM_OBJ_DATA) {
+			continue;
+		}
+		v[n].cls = cls[vo->obj_class];
+		if (km_p11_view_object_attrs(
+		        vo, v[n].cls, &v[n].attrs, &v[n].nattrs)
+		    != CKR_OK) {
+			km_log_warn("P11-VIEW-OBJECT",
+			    "object %s is not usable here", vo->object_id);
+			continue;
+		}
+		snprintf(v[n].object_id, sizeof(v[n].object_id), "%s",
+		    vo->object_id);
+		v[n].seq = vo->updated_seq;
+		v[n].priv = (vo->flags & KM_OBJ_FLAG_PRIVATE) != 0;
+		n++;
+	}
+	*out = v;
+	*nout = n;
+	return CKR_OK;
+}
+
+/* Under the module lock: (re)makes the object of @vo; takes its attrs. */
+static CK_RV
+km_p11_catalog_object_sync(km_p11_vobj *vo)
+{
+	km_p11_object *o = NULL;
+	size_t i;
+	CK_RV rv;
+
+	for (i = 0; i < km_p11.nobjects; i++) {
+		if (km_p11.objects[i]->from_catalog
+		    && strcmp(km_p11.objects[i]->object_id, vo->object_id)
+		        == 0) {
+			o = km_p11.objects[i];
+			break;
+		}
+	}
+	if (o != NULL && o->object_seq == vo->seq) {
+		o->seen = true;
+		return CKR_OK;
+	}
+	if (o == NULL) {
+		if ((o = calloc(1, sizeof(*o))) == NULL) {
+			return CKR_HOST_MEMORY;
+		}
+		o->from_catalog = true;
+		snprintf(
+		    o->object_id, sizeof(o->object_id), "%s", vo->object_id);
+		if ((rv = km_p11_table_add(o)) != CKR_OK) {
+			free(o);
+			return rv;
+		}
+	} else {
+		/* a new version: same handle, new data */
+		km_p11_attrs_free(o->attrs, o->nattrs);
+	}
+	o->cls = vo->cls;
+	o->is_private = vo->priv;
+	o->object_seq = vo->seq;
+	o->attrs = vo->attrs;
+	o->nattrs = vo->nattrs;
+	vo->attrs = NULL;
+	vo->nattrs = 0;
+	o->seen = true;
+	return CKR_OK;
+}
+
 CK_RV
 km_p11_view_sync(bool force)
 {
 	km_p11_key **keys = NULL;
-	size_t i, n = 0, cnt;
+	km_p11_vobj *objs = NULL;
+	size_t i, n = 0, cnt, nobjs = 0;
 	const km_view_key *vk;
 	bool changed = false;
 	uint64_t now = km_now_ms();
@@ -1053,6 +1369,7 @@ km_p11_view_sync(bool force)
 		}
 		n++;
 	}
+	rv = km_p11_view_objects(&objs, &nobjs);
 	pthread_mutex_unlock(&km_p11.view_lock);
 
 	km_p11_lock(km_p11.lock);
@@ -1062,10 +1379,16 @@ km_p11_view_sync(bool force)
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		rv = km_p11_key_objects(keys[i]);
 	}
-	/* keys that left the view (destroyed) leave the table */
+	for (i = 0; i < nobjs && rv == CKR_OK; i++) {
+		rv = km_p11_catalog_object_sync(&objs[i]);
+	}
+	/* keys and objects that left the view (destroyed, deleted) leave
+	 * the table */
 	i = 0;
 	while (rv == CKR_OK && i < km_p11.nobjects) {
-		if (km_p11.objects[i]->from_mesh && !km_p11.objects[i]->seen) {
+		if ((km_p11.objects[i]->from_mesh
+		        || km_p11.objects[i]->from_catalog)
+		    && !km_p11.objects[i]->seen) {
 			km_p11_table_remove(i);
 		} else {
 			i++;
@@ -1080,6 +1403,10 @@ km_p11_view_sync(bool force)
 		}
 	}
 	km_p11_unlock(km_p11.lock);
+	for (i = 0; i < nobjs; i++) {
+		km_p11_attrs_free(objs[i].attrs, objs[i].nattrs);
+	}
+	free(objs);
 	free(keys);
 	return rv;
 }
@@ -1163,6 +1490,12 @@ km_p11_set_attribute_value(
     km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
 	km_p11_object *o;
+	km_p11_attr *na = NULL;
+	size_t nna = 0;
+	char object_id[KM_NAME_MAX + 1] = "";
+	uint64_t seq = 0;
+	CK_OBJECT_CLASS cls = 0;
+	bool priv = false;
 	CK_ULONG i;
 	CK_RV rv = CKR_OK;
 
@@ -1180,8 +1513,13 @@ km_p11_set_attribute_value(
 		rv = CKR_ACTION_PROHIBITED;
 		goto out;
 	}
+	if (o->from_catalog && !km_p11.logged_in) {
+		rv = CKR_USER_NOT_LOGGED_IN;
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
-		if (km_p11_attr_readonly(t[i].type)) {
+		if (km_p11_attr_readonly(t[i].type)
+		    || (o->from_catalog && t[i].type == CKA_PUBLIC_KEY_INFO)) {
 			rv = CKR_ATTRIBUTE_READ_ONLY;
 			goto out;
 		}
@@ -1190,12 +1528,34 @@ km_p11_set_attribute_value(
 			goto out;
 		}
 	}
+	if (o->from_catalog) {
+		/* a new version of the catalog object, built from a copy:
+		 * this one changes when the view brings the new version */
+		for (i = 0; i < o->nattrs && rv == CKR_OK; i++) {
+			rv = km_p11_attr_set(&na, &nna, o->attrs[i].type,
+			    o->attrs[i].value, o->attrs[i].len, false);
+		}
+		for (i = 0; i < n && rv == CKR_OK; i++) {
+			rv = km_p11_attr_set(&na, &nna, t[i].type, t[i].pValue,
+			    t[i].ulValueLen, false);
+		}
+		snprintf(object_id, sizeof(object_id), "%s", o->object_id);
+		seq = o->object_seq;
+		cls = o->cls;
+		priv = o->is_private;
+		goto out;
+	}
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		rv = km_p11_attr_set(&o->attrs, &o->nattrs, t[i].type,
 		    t[i].pValue, t[i].ulValueLen, false);
 	}
 out:
 	km_p11_unlock(km_p11.lock);
+	if (rv == CKR_OK && object_id[0] != '\0') {
+		rv = km_p11_catalog_put(
+		    object_id, seq, cls, priv, na, nna, NULL);
+	}
+	km_p11_attrs_free(na, nna);
 	return rv;
 }
 
@@ -1425,7 +1785,9 @@ km_p11_create_object(km_p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 	if (token && !(s->flags & CKF_RW_SESSION)) {
 		return CKR_SESSION_READ_ONLY;
 	}
-	if (priv && !km_p11.logged_in) {
+	/* a token object goes to the catalog, which takes it only from a
+	 * logged-in user (the nodes want the login ticket) */
+	if ((priv || token) && !km_p11.logged_in) {
 		return CKR_USER_NOT_LOGGED_IN;
 	}
 	rv = km_p11_build(
@@ -1512,7 +1874,12 @@ km_p11_create_object(km_p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
-	rv = km_p11_object_add(token ? 0 : s->handle, cls, priv, a, na, out);
+	if (token) {
+		/* every process of every client sees it from the view */
+		rv = km_p11_catalog_put(NULL, 0, cls, priv, a, na, out);
+		goto out;
+	}
+	rv = km_p11_object_add(s->handle, cls, priv, a, na, out);
 	a = NULL;
 	na = 0;
 out:
@@ -1521,11 +1888,98 @@ out:
 	return rv;
 }
 
+/* May a copy of a mesh key take this template attribute?  Only names,
+ * dates and CKA_TOKEN = FALSE change; anything else must keep its value,
+ * so a copy is never weaker than the key (CKA_SENSITIVE stays TRUE,
+ * CKA_EXTRACTABLE FALSE). */
+static CK_RV
+km_p11_key_copy_attr(const km_p11_attr *a, size_t na, const CK_ATTRIBUTE *t)
+{
+	km_p11_object tmp;
+	const km_p11_attr *have;
+
+	if (t->type == CKA_LABEL || t->type == CKA_ID
+	    || t->type == CKA_START_DATE || t->type == CKA_END_DATE) {
+		return CKR_OK;
+	}
+	if (t->type == CKA_TOKEN) {
+		if (t->pValue == NULL || t->ulValueLen != sizeof(CK_BBOOL)) {
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		}
+		/* the key itself lives in the mesh; a second token key
+		 * with the same shares is not something to make here */
+		return *(CK_BBOOL *)t->pValue ? CKR_ACTION_PROHIBITED : CKR_OK;
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.attrs = (km_p11_attr *)a;
+	tmp.nattrs = na;
+	if ((have = km_p11_attr_get(&tmp, t->type)) == NULL
+	    || have->len != t->ulValueLen
+	    || (t->ulValueLen > 0
+	        && (t->pValue == NULL
+	            || memcmp(have->value, t->pValue, t->ulValueLen) != 0))) {
+		return CKR_ATTRIBUTE_READ_ONLY;
+	}
+	return CKR_OK;
+}
+
+/* A session object that refers to the same mesh key as the original. */
+static CK_RV
+km_p11_copy_mesh_key(km_p11_session *s, CK_OBJECT_CLASS cls, bool priv,
+    km_p11_key *key, km_p11_attr *a, size_t na, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+    CK_OBJECT_HANDLE_PTR out)
+{
+	km_p11_object *o = NULL;
+	CK_ULONG i;
+	CK_RV rv = CKR_OK;
+
+	for (i = 0; i < n && rv == CKR_OK; i++) {
+		rv = km_p11_key_copy_attr(a, na, &t[i]);
+	}
+	for (i = 0; i < n && rv == CKR_OK; i++) {
+		if (t[i].type == CKA_LABEL || t[i].type == CKA_ID
+		    || t[i].type == CKA_START_DATE
+		    || t[i].type == CKA_END_DATE) {
+			if (t[i].pValue == NULL && t[i].ulValueLen > 0) {
+				rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			} else {
+				rv = km_p11_attr_set(&a, &na, t[i].type,
+				    t[i].pValue, t[i].ulValueLen, false);
+			}
+		}
+	}
+	rv = rv ? rv : km_p11_attr_bool_set(&a, &na, CKA_TOKEN, false);
+	rv = rv ? rv : km_p11_attr_bool_set(&a, &na, CKA_DESTROYABLE, true);
+	if (rv == CKR_OK && (o = calloc(1, sizeof(*o))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+	}
+	if (rv != CKR_OK) {
+		km_p11_attrs_free(a, na);
+		km_p11_key_unref(key);
+		return rv;
+	}
+	o->cls = cls;
+	o->session = s->handle;
+	o->is_private = priv;
+	o->attrs = a;
+	o->nattrs = na;
+	o->key = key; /* the caller's reference */
+	km_p11_lock(km_p11.lock);
+	if ((rv = km_p11_table_add(o)) == CKR_OK) {
+		*out = o->handle;
+		o = NULL;
+	}
+	km_p11_object_free(o);
+	km_p11_unlock(km_p11.lock);
+	return rv;
+}
+
 CK_RV
 km_p11_copy_object(km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t,
     CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
 	km_p11_object *o;
+	km_p11_key *key = NULL;
 	km_p11_attr *a = NULL;
 	size_t na = 0, i;
 	CK_OBJECT_CLASS cls = 0;
@@ -1537,12 +1991,17 @@ km_p11_copy_object(km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t,
 	km_p11_lock(km_p11.lock);
 	if ((o = km_p11_object_find(h)) == NULL || !km_p11_object_visible(o)) {
 		rv = CKR_OBJECT_HANDLE_INVALID;
-	} else if (o->from_mesh || !km_p11_attr_bool(o, CKA_COPYABLE)) {
+	} else if (!km_p11_attr_bool(o, CKA_COPYABLE)) {
 		rv = CKR_ACTION_PROHIBITED;
 	} else {
 		cls = o->cls;
 		priv = o->is_private;
 		token = o->session == 0;
+		if (o->key != NULL) {
+			/* a mesh key or a copy of one */
+			key = o->key;
+			key->refs++;
+		}
 		for (i = 0; i < o->nattrs && rv == CKR_OK; i++) {
 			rv = km_p11_attr_set(&a, &na, o->attrs[i].type,
 			    o->attrs[i].value, o->attrs[i].len,
@@ -1550,6 +2009,10 @@ km_p11_copy_object(km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t,
 		}
 	}
 	km_p11_unlock(km_p11.lock);
+	if (rv == CKR_OK && key != NULL) {
+		return km_p11_copy_mesh_key(
+		    s, cls, priv, key, a, na, t, n, out);
+	}
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		if (t[i].type == CKA_CLASS || t[i].type == CKA_KEY_TYPE
 		    || t[i].type == CKA_VALUE) {
@@ -1566,26 +2029,44 @@ km_p11_copy_object(km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t,
 		(void)km_p11_tmpl_bool(t, n, CKA_PRIVATE, priv, &priv);
 		if (token && !(s->flags & CKF_RW_SESSION)) {
 			rv = CKR_SESSION_READ_ONLY;
+		} else if (token && km_p11_obj_class(cls) == 0) {
+			/* secret keys stay out of the (public) catalog */
+			rv = CKR_ACTION_PROHIBITED;
+		} else if ((token || priv) && !km_p11.logged_in) {
+			rv = CKR_USER_NOT_LOGGED_IN;
 		}
 	}
-	if (rv != CKR_OK) {
-		km_p11_attrs_free(a, na);
-		return rv;
+	if (rv == CKR_OK) {
+		rv = km_p11_attr_bool_set(&a, &na, CKA_TOKEN, token);
 	}
-	return km_p11_object_add(token ? 0 : s->handle, cls, priv, a, na, out);
+	if (rv == CKR_OK) {
+		rv = km_p11_attr_bool_set(&a, &na, CKA_PRIVATE, priv);
+	}
+	if (rv == CKR_OK && token) {
+		/* a token copy is a new catalog object */
+		rv = km_p11_catalog_put(NULL, 0, cls, priv, a, na, out);
+	} else if (rv == CKR_OK) {
+		rv = km_p11_object_add(s->handle, cls, priv, a, na, out);
+		a = NULL;
+		na = 0;
+	}
+	km_p11_attrs_free(a, na);
+	return rv;
 }
 
 CK_RV
 km_p11_destroy_object(km_p11_session *s, CK_OBJECT_HANDLE h)
 {
 	km_p11_object *o;
-	char key_id[KM_NAME_MAX + 1], err[300];
+	char key_id[KM_NAME_MAX + 1], object_id[KM_NAME_MAX + 1], err[300];
+	km_catalog_payload p;
 	km_mesh *admin;
 	size_t i;
 	int r;
 	CK_RV rv = CKR_OK;
 
 	key_id[0] = '\0';
+	object_id[0] = '\0';
 	km_p11_lock(km_p11.lock);
 	for (i = 0; i < km_p11.nobjects; i++) {
 		if (km_p11.objects[i]->handle == h) {
@@ -1611,9 +2092,30 @@ km_p11_destroy_object(km_p11_session *s, CK_OBJECT_HANDLE h)
 		snprintf(key_id, sizeof(key_id), "%s", o->key->key_id);
 		goto out;
 	}
+	if (o->from_catalog) {
+		if (!km_p11.logged_in) {
+			rv = CKR_USER_NOT_LOGGED_IN;
+		} else if (!km_p11_attr_bool(o, CKA_DESTROYABLE)) {
+			rv = CKR_ACTION_PROHIBITED;
+		} else {
+			snprintf(
+			    object_id, sizeof(object_id), "%s", o->object_id);
+		}
+		goto out;
+	}
 	km_p11_table_remove(i);
 out:
 	km_p11_unlock(km_p11.lock);
+	if (rv == CKR_OK && object_id[0] != '\0') {
+		/* a catalog object: gone for every client */
+		memset(&p, 0, sizeof(p));
+		p.type = KM_CAT_OBJECT_DELETE;
+		snprintf(p.object_id, sizeof(p.object_id), "%s", object_id);
+		if ((rv = km_p11_catalog_append(&p)) != CKR_OK) {
+			return rv;
+		}
+		return km_p11_view_sync(true);
+	}
 	if (rv != CKR_OK || key_id[0] == '\0') {
 		return rv;
 	}

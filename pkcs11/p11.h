@@ -71,6 +71,11 @@ typedef struct km_p11_key {
 	CK_MECHANISM_TYPE allowed[32];
 	uint8_t *policy;
 	size_t policy_len;
+	/* the application's CKA_ID from the catalog (KEY_ATTRS); empty:
+	 * CKA_ID is the key id */
+	uint8_t app_id[KM_CATALOG_APP_ID_MAX];
+	size_t app_id_len;
+	uint64_t updated_seq; /* the view's, to notice changes */
 } km_p11_key;
 
 /* One attribute value, owned. */
@@ -86,6 +91,9 @@ typedef struct km_p11_object {
 	CK_OBJECT_CLASS cls;
 	CK_SESSION_HANDLE session; /* 0 for token objects */
 	bool from_mesh;            /* a key of the view */
+	bool from_catalog;         /* an object of the view (OBJECT_PUT) */
+	char object_id[KM_NAME_MAX + 1]; /* from_catalog */
+	uint64_t object_seq;             /* from_catalog: its version */
 	bool is_private;           /* CKA_PRIVATE */
 	bool seen;                 /* marker during a view sync */
 	km_p11_key *key;           /* mesh keys */
@@ -224,6 +232,8 @@ bool km_p11_ticket(size_t node, uint8_t out[KM_PROTO_TICKET_LEN]);
 void km_p11_ticket_drop(size_t node);
 /* the admin mesh, or NULL with a log line */
 km_mesh *km_p11_admin(void);
+/* km_mesh_ticket_fn for catalog appends: this node's ticket, if any */
+bool km_p11_ticket_cb(void *arg, size_t node, uint8_t *out);
 
 /* ---- object.c ---- */
 

@@ -21,6 +21,18 @@
 #include "util/util.h"
 
 #define KM_ADMIN_TIMEOUT_MS 5000
+/* A node with no connection gets this long to connect and answer, so a
+ * node that is down does not cost every catalog append 5 s twice (the
+ * entry still reaches it later, from its peers). */
+#define KM_ADMIN_DOWN_TIMEOUT_MS 1500
+
+static int
+km_mesh_timeout(km_mesh *m, size_t i)
+{
+	return km_net_client_connected(km_mesh_client(m, i))
+	    ? KM_ADMIN_TIMEOUT_MS
+	    : KM_ADMIN_DOWN_TIMEOUT_MS;
+}
 #define KM_KEYGEN_TIMEOUT_MS (30 * 60 * 1000)
 #define KM_RESHARE_TIMEOUT_MS (2 * 60 * 1000)
 
@@ -177,7 +189,7 @@ km_mesh_last_seq(km_mesh *m, uint64_t *last, size_t *reachable)
 		    km_buf_put_u64(&req, UINT64_MAX) == 0 &&
 		    km_buf_put_u32(&req, 0) == 0 &&
 		    km_rpc_call(km_mesh_client(m, i), &req,
-			KM_ADMIN_TIMEOUT_MS, &rep, msg, sizeof(msg)) == 0 &&
+			km_mesh_timeout(m, i), &rep, msg, sizeof(msg)) == 0 &&
 		    km_buf_get_u64(&rep, &s) == 0 &&
 		    km_buf_get_u32(&rep, &n) == 0) {
 			(*reachable)++;
@@ -191,9 +203,26 @@ km_mesh_last_seq(km_mesh *m, uint64_t *last, size_t *reachable)
 	return *reachable > 0 ? 0 : KM_ERR_QUORUM;
 }
 
+/* A node's answer that is about the entry or its signer, not the race. */
+static bool
+km_mesh_append_refusal(int r)
+{
+	return r == KM_ERR_AUTH || r == KM_ERR_VERIFY || r == KM_ERR_REVOKED ||
+	    r == KM_ERR_NOT_FOUND || r == KM_ERR_BAD_FORMAT ||
+	    r == KM_ERR_INVALID_ARG;
+}
+
 int
 km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
     char *err, size_t errlen)
+{
+	return km_mesh_append_as(m, p, NULL, NULL, applied, err, errlen);
+}
+
+int
+km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
+    km_mesh_ticket_fn ticket, void *targ, size_t *applied, char *err,
+    size_t errlen)
 {
 	km_catalog_entry e;
 	km_buf payload, tbs, enc;
@@ -224,7 +253,7 @@ km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
 	 */
 	for (attempt = 0; attempt < 20; attempt++) {
 		size_t seqr = SIZE_MAX;
-		int rs = KM_ERR_QUORUM;
+		int rs = KM_ERR_QUORUM, refused = 0;
 
 		if ((r = km_mesh_last_seq(m, &last, &reachable)) != 0) {
 			r = km_fail(err, errlen, r, "no node is reachable");
@@ -254,14 +283,18 @@ km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
 			km_buf req, rep;
 			char msg[256] = "";
 
+			uint8_t tk[KM_PROTO_TICKET_LEN];
+			bool have = ticket != NULL && ticket(targ, i, tk);
+
 			km_buf_init(&req);
 			km_buf_init(&rep);
 			rs = km_rpc_request(&req, KM_MSG_CATALOG_APPEND, NULL, 0,
-			    NULL);
+			    have ? tk : NULL);
+			km_secret_wipe(tk, sizeof(tk));
 			rs = rs ? rs : km_buf_put_string(&req, enc.data, enc.len);
 			rs = rs ? rs :
 				  km_rpc_call(km_mesh_client(m, i), &req,
-				      KM_ADMIN_TIMEOUT_MS, &rep, msg,
+				      km_mesh_timeout(m, i), &rep, msg,
 				      sizeof(msg));
 			km_buf_free(&req);
 			km_buf_free(&rep);
@@ -270,6 +303,9 @@ km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
 			} else {
 				snprintf(err, errlen, "%s: %s",
 				    km_mesh_name(m, i), msg);
+				if (km_mesh_append_refusal(rs)) {
+					refused = rs;
+				}
 			}
 			if (seqr == SIZE_MAX) {
 				if (rs == 0) {
@@ -282,6 +318,12 @@ km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
 		}
 		if (*applied > 0 && seqr != SIZE_MAX) {
 			r = 0;
+			goto out;
+		}
+		if (seqr == SIZE_MAX && refused != 0 && rs != KM_ERR_STALE) {
+			/* every node that answered said no: signing again
+			 * will not change its mind */
+			r = refused;
 			goto out;
 		}
 		/* a short random pause, so racing admins do not collide again */

@@ -64,6 +64,25 @@ int km_key_type_parse(const char *s, uint32_t *key_type, uint32_t *bits);
 int km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
     char *err, size_t errlen);
 
+/* Copies node @node's login ticket into @out; false when there is none. */
+typedef bool (*km_mesh_ticket_fn)(void *arg, size_t node, uint8_t *out);
+
+/**
+ * km_mesh_append_as:
+ * @m: the mesh, opened with the identity that signs the entry (an admin,
+ *     or a client for OBJECT_PUT / OBJECT_DELETE)
+ * @p: the payload
+ * @ticket, @arg: the login ticket to show each node (NULL: none); a node
+ *     sequencing a client's object entry requires it
+ * @applied, @err, @errlen: as km_mesh_append
+ *
+ * km_mesh_append() is this with no tickets.  A node that refuses (no
+ * ticket there, unreachable) catches up later from its peers.
+ */
+int km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
+    km_mesh_ticket_fn ticket, void *arg, size_t *applied, char *err,
+    size_t errlen);
+
 /* Called while a key is being made: @what is the daemon's progress line. */
 typedef void (*km_mesh_progress_fn)(void *arg, const char *what);
 

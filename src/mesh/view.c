@@ -17,6 +17,8 @@ struct km_view {
 	uint64_t seq;
 	km_view_key *keys; /* live and destroyed; destroyed have state 4 */
 	size_t nkeys, cap;
+	km_view_object *objs; /* live and deleted (tombstones) */
+	size_t nobjs, objs_cap;
 	size_t next_node; /* where the next refresh starts */
 };
 
@@ -70,7 +72,19 @@ km_view_key_clear(km_view_key *k)
 	free(k->public_data);
 	free(k->policy);
 	free(k->next_public_data);
+	free(k->app_id);
 	memset(k, 0, sizeof(*k));
+}
+
+static void
+km_view_object_clear(km_view_object *o)
+{
+	free(o->app_id);
+	free(o->label);
+	free(o->value);
+	free(o->attrs);
+	o->app_id = o->label = o->value = o->attrs = NULL;
+	o->app_id_len = o->label_len = o->value_len = o->attrs_len = 0;
 }
 
 void
@@ -85,6 +99,10 @@ km_view_free(km_view *v)
 		km_view_key_clear(&v->keys[i]);
 	}
 	free(v->keys);
+	for (i = 0; i < v->nobjs; i++) {
+		km_view_object_clear(&v->objs[i]);
+	}
+	free(v->objs);
 	X509_STORE_free(v->store);
 	free(v);
 }
@@ -118,6 +136,72 @@ km_view_dup(const uint8_t *p, size_t n, uint8_t **out, size_t *outlen)
 	return 0;
 }
 
+/* OBJECT_PUT / OBJECT_DELETE, under the same rules as store/catalog.c:
+ * a put creates or replaces a live object of the same class and
+ * partition; a deleted id is never reused. */
+static int
+km_view_apply_object(km_view *v, const km_catalog_payload *p, uint64_t seq)
+{
+	km_view_object *o = NULL, *no, n;
+	size_t i;
+	int r;
+
+	for (i = 0; i < v->nobjs; i++) {
+		if (strcmp(v->objs[i].object_id, p->object_id) == 0) {
+			o = &v->objs[i];
+			break;
+		}
+	}
+	if (p->type == KM_CAT_OBJECT_DELETE) {
+		if (o != NULL && !o->deleted) {
+			km_view_object_clear(o);
+			o->deleted = true;
+			o->updated_seq = seq;
+		}
+		return 0;
+	}
+	if (o != NULL &&
+	    (o->deleted || o->obj_class != p->obj_class ||
+		strcmp(o->partition, p->partition) != 0)) {
+		return 0;
+	}
+	memset(&n, 0, sizeof(n));
+	snprintf(n.object_id, sizeof(n.object_id), "%s", p->object_id);
+	snprintf(n.partition, sizeof(n.partition), "%s", p->partition);
+	n.obj_class = p->obj_class;
+	n.flags = p->obj_flags;
+	n.updated_seq = seq;
+	if ((r = km_view_dup(p->app_id, p->app_id_len, &n.app_id,
+		 &n.app_id_len)) != 0 ||
+	    (r = km_view_dup(p->obj_label, p->obj_label_len, &n.label,
+		 &n.label_len)) != 0 ||
+	    (r = km_view_dup(p->value, p->value_len, &n.value,
+		 &n.value_len)) != 0 ||
+	    (r = km_view_dup(p->attrs, p->attrs_len, &n.attrs,
+		 &n.attrs_len)) != 0) {
+		km_view_object_clear(&n);
+		return r;
+	}
+	if (o == NULL) {
+		if (v->nobjs == v->objs_cap) {
+			size_t ncap = v->objs_cap ? v->objs_cap * 2 : 16;
+
+			if ((no = realloc(v->objs, ncap * sizeof(*no))) ==
+			    NULL) {
+				km_view_object_clear(&n);
+				return KM_ERR_ALLOC;
+			}
+			v->objs = no;
+			v->objs_cap = ncap;
+		}
+		o = &v->objs[v->nobjs++];
+	} else {
+		km_view_object_clear(o);
+	}
+	*o = n;
+	return 0;
+}
+
 /*
  * The same transitions as the daemons' state machine (store/catalog.c),
  * restricted to what a client needs.  An entry that does not apply is
@@ -139,6 +223,25 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 	k = (p.key_id[0] != '\0') ? km_view_lookup(v, p.key_id) : NULL;
 	r = 0;
 	switch (e->type) {
+	case KM_CAT_OBJECT_PUT:
+	case KM_CAT_OBJECT_DELETE:
+		r = km_view_apply_object(v, &p, e->seq);
+		break;
+	case KM_CAT_KEY_ATTRS:
+		if (k != NULL && k->state != KM_KEY_DESTROYED) {
+			free(k->app_id);
+			k->app_id = NULL;
+			k->app_id_len = 0;
+			if ((r = km_view_dup(p.app_id, p.app_id_len,
+				 &k->app_id, &k->app_id_len)) != 0) {
+				k->has_app_id = false;
+				break;
+			}
+			/* empty: CKA_ID is the key id again */
+			k->has_app_id = k->app_id_len > 0;
+			k->updated_seq = e->seq;
+		}
+		break;
 	case KM_CAT_KEY_CREATE:
 		if (k != NULL || p.nholders > KM_CATALOG_MAX_HOLDERS) {
 			break;
@@ -265,13 +368,22 @@ km_view_verify(km_view *v, const km_catalog_entry *e)
 	km_buf tbs;
 	int r;
 
+	km_identity id;
+
+	memset(&id, 0, sizeof(id));
 	km_buf_init(&tbs);
 	if ((r = km_catalog_entry_tbs(e, &tbs)) == 0) {
 		r = km_pki_verify_signed(v->store, e->signer, e->signer_len,
-		    KM_ROLE_ADMIN, tbs.data, tbs.len, e->sig, e->sig_len,
-		    NULL);
+		    KM_ROLE_NONE, tbs.data, tbs.len, e->sig, e->sig_len, &id);
 	}
 	km_buf_free(&tbs);
+	/* the daemons' rule (daemon/catalog.c): admins sign anything,
+	 * enrolled clients only objects */
+	if (r == 0 && id.role != KM_ROLE_ADMIN &&
+	    !(id.role == KM_ROLE_CLIENT &&
+		km_catalog_type_is_object(e->type))) {
+		r = KM_ERR_AUTH;
+	}
 	return r;
 }
 
@@ -414,6 +526,33 @@ km_view_find_label(const km_view *v, const char *label)
 		if (v->keys[i].state != KM_KEY_DESTROYED &&
 		    strcmp(v->keys[i].label, label) == 0) {
 			return &v->keys[i];
+		}
+	}
+	return NULL;
+}
+
+size_t
+km_view_object_count(const km_view *v)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < v->nobjs; i++) {
+		n += !v->objs[i].deleted;
+	}
+	return n;
+}
+
+const km_view_object *
+km_view_object_at(const km_view *v, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < v->nobjs; j++) {
+		if (v->objs[j].deleted) {
+			continue;
+		}
+		if (i-- == 0) {
+			return &v->objs[j];
 		}
 	}
 	return NULL;

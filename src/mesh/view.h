@@ -2,10 +2,11 @@
  * A client's signed view of the mesh's keys.
  *
  * The client fetches the catalog entries from any node and checks each
- * one's admin signature itself (the mesh CA and CRL from its config), then
- * replays them in order into an in-memory key table, exactly as every
- * daemon's state machine does.  No node can show a client a key or a share
- * map the admin did not sign.
+ * one's signature itself (the mesh CA and CRL from its config), then
+ * replays them in order into an in-memory key and object table, exactly as
+ * every daemon's state machine does.  No node can show a client a key or a
+ * share map the admin did not sign; objects (certificates, public keys,
+ * data) may also be signed by an enrolled client (docs/storage.md §5).
  */
 #ifndef KM_MESH_VIEW_H
 #define KM_MESH_VIEW_H
@@ -41,7 +42,29 @@ typedef struct km_view_key {
 	km_catalog_holder next_holders[KM_CATALOG_MAX_HOLDERS];
 	uint8_t *next_public_data;
 	size_t next_public_len;
+	/* KEY_ATTRS: the application's CKA_ID, when one was set */
+	bool has_app_id;
+	uint8_t *app_id;
+	size_t app_id_len;
 } km_view_key;
+
+/* A live object (OBJECT_PUT) as the view knows it. */
+typedef struct km_view_object {
+	char object_id[KM_NAME_MAX + 1];
+	char partition[KM_NAME_MAX + 1];
+	uint32_t obj_class; /* km_object_class */
+	uint32_t flags;     /* KM_OBJ_FLAG_* */
+	bool deleted;
+	uint8_t *app_id;
+	size_t app_id_len;
+	uint8_t *label;
+	size_t label_len;
+	uint8_t *value;
+	size_t value_len;
+	uint8_t *attrs; /* km_catalog_attrs_encode() */
+	size_t attrs_len;
+	uint64_t updated_seq;
+} km_view_object;
 
 typedef struct km_view km_view;
 
@@ -70,5 +93,9 @@ const km_view_key *km_view_at(const km_view *v, size_t i);
 const km_view_key *km_view_find(const km_view *v, const char *key_id);
 /** km_view_find_label: by label, or NULL. */
 const km_view_key *km_view_find_label(const km_view *v, const char *label);
+
+/** km_view_object_count / km_view_object_at: the live objects. */
+size_t km_view_object_count(const km_view *v);
+const km_view_object *km_view_object_at(const km_view *v, size_t i);
 
 #endif /* KM_MESH_VIEW_H */

@@ -27,7 +27,8 @@ static const km_msg_info km_msg_table[] = {
 	{ KM_MSG_DKG_ROUND, "dkg-round", N, 262144, true, false },
 	{ KM_MSG_RESHARE_STEP, "reshare-step", N | A, 262144, true, false },
 	{ KM_MSG_KEY_DESTROY, "key-destroy", A, 4096, true, false },
-	{ KM_MSG_CATALOG_APPEND, "catalog-append", N | A, 262144, false,
+	/* clients append object entries only (daemon/catalog.c) */
+	{ KM_MSG_CATALOG_APPEND, "catalog-append", N | C | A, 262144, false,
 	    false },
 	{ KM_MSG_CATALOG_FETCH, "catalog-fetch", N | C | A, 4096, false,
 	    false },

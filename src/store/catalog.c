@@ -264,7 +264,104 @@ km_catalog_payload_free(km_catalog_payload *p)
 	free(p->public_data);
 	free(p->policy);
 	free(p->cert);
+	free(p->app_id);
+	free(p->obj_label);
+	free(p->value);
+	free(p->attrs);
 	memset(p, 0, sizeof(*p));
+}
+
+/* ---- attribute lists (OBJECT_PUT) ----------------------------------------
+ */
+
+bool
+km_catalog_type_is_object(uint32_t type)
+{
+	return type == KM_CAT_OBJECT_PUT || type == KM_CAT_OBJECT_DELETE;
+}
+
+int
+km_catalog_attrs_encode(const km_catalog_attr *a, size_t n, km_buf *out)
+{
+	size_t i, start;
+
+	if ((a == NULL && n > 0) || out == NULL
+	    || n > KM_CATALOG_ATTRS_MAX_ITEMS) {
+		return KM_ERR_INVALID_ARG;
+	}
+	for (i = 0; i < n; i++) {
+		if ((i > 0 && a[i].type <= a[i - 1].type)
+		    || (a[i].value == NULL && a[i].len > 0)) {
+			return KM_ERR_INVALID_ARG;
+		}
+	}
+	start = out->len;
+	(void)km_buf_put_u32(out, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		(void)km_buf_put_u32(out, a[i].type);
+		(void)km_buf_put_string(out, a[i].value, a[i].len);
+	}
+	if (km_buf_failed(out)) {
+		return KM_ERR_ALLOC;
+	}
+	return out->len - start > KM_CATALOG_ATTRS_MAX ? KM_ERR_TOO_LARGE : 0;
+}
+
+int
+km_catalog_attrs_decode(
+    const uint8_t *data, size_t len, km_catalog_attr **out, size_t *nout)
+{
+	km_catalog_attr *a = NULL;
+	uint32_t n, i;
+	km_buf b;
+	int r;
+
+	if ((data == NULL && len > 0) || out == NULL || nout == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (len > KM_CATALOG_ATTRS_MAX) {
+		return KM_ERR_TOO_LARGE;
+	}
+	km_buf_init_view(&b, data, len);
+	if (km_buf_get_u32(&b, &n) != 0 || n > KM_CATALOG_ATTRS_MAX_ITEMS) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if ((a = calloc(n > 0 ? n : 1, sizeof(*a))) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	for (i = 0; i < n && !km_buf_failed(&b); i++) {
+		(void)km_buf_get_u32(&b, &a[i].type);
+		(void)km_buf_get_string_ptr(
+		    &b, &a[i].value, &a[i].len, KM_CATALOG_ATTRS_MAX);
+		/* strictly increasing: canonical, no duplicates */
+		if (i > 0 && a[i].type <= a[i - 1].type) {
+			b.failed = true;
+		}
+	}
+	if (km_buf_failed(&b) || km_buf_remaining(&b) != 0) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	*out = a;
+	*nout = n;
+	a = NULL;
+	r = 0;
+out:
+	free(a);
+	return r;
+}
+
+static bool
+km_attrs_bytes_ok(const uint8_t *p, size_t len)
+{
+	km_catalog_attr *a = NULL;
+	size_t n = 0;
+
+	if (km_catalog_attrs_decode(p, len, &a, &n) != 0) {
+		return false;
+	}
+	free(a);
+	return true;
 }
 
 static bool
@@ -358,6 +455,23 @@ km_payload_ok(const km_catalog_payload *p)
 	case KM_CAT_POLICY_SET:
 		return (p->key_id[0] == '\0' || km_name_valid(p->key_id))
 		    && km_policy_bytes_ok(p->policy, p->policy_len);
+	case KM_CAT_OBJECT_PUT:
+		return km_name_valid(p->object_id)
+		    && km_name_valid(p->partition)
+		    && p->obj_class >= KM_OBJ_CERTIFICATE
+		    && p->obj_class <= KM_OBJ_DATA
+		    && (p->obj_flags & ~KM_OBJ_FLAGS_ALL) == 0
+		    && p->app_id_len <= KM_CATALOG_APP_ID_MAX
+		    && p->obj_label_len <= KM_CATALOG_OBJ_LABEL_MAX
+		    && p->value_len <= KM_CATALOG_VALUE_MAX
+		    /* a certificate or a public key is never empty */
+		    && (p->obj_class == KM_OBJ_DATA || p->value_len > 0)
+		    && km_attrs_bytes_ok(p->attrs, p->attrs_len);
+	case KM_CAT_OBJECT_DELETE:
+		return km_name_valid(p->object_id);
+	case KM_CAT_KEY_ATTRS:
+		return km_name_valid(p->key_id)
+		    && p->app_id_len <= KM_CATALOG_APP_ID_MAX;
 	default:
 		return false;
 	}
@@ -420,6 +534,23 @@ km_catalog_payload_encode(const km_catalog_payload *p, km_buf *out)
 	case KM_CAT_POLICY_SET:
 		(void)km_buf_put_cstring(out, p->key_id);
 		(void)km_buf_put_string(out, p->policy, p->policy_len);
+		break;
+	case KM_CAT_OBJECT_PUT:
+		(void)km_buf_put_cstring(out, p->object_id);
+		(void)km_buf_put_cstring(out, p->partition);
+		(void)km_buf_put_u32(out, p->obj_class);
+		(void)km_buf_put_u32(out, p->obj_flags);
+		(void)km_buf_put_string(out, p->app_id, p->app_id_len);
+		(void)km_buf_put_string(out, p->obj_label, p->obj_label_len);
+		(void)km_buf_put_string(out, p->value, p->value_len);
+		(void)km_buf_put_string(out, p->attrs, p->attrs_len);
+		break;
+	case KM_CAT_OBJECT_DELETE:
+		(void)km_buf_put_cstring(out, p->object_id);
+		break;
+	case KM_CAT_KEY_ATTRS:
+		(void)km_buf_put_cstring(out, p->key_id);
+		(void)km_buf_put_string(out, p->app_id, p->app_id_len);
 		break;
 	default:
 		return KM_ERR_INVALID_ARG;
@@ -544,6 +675,26 @@ km_catalog_payload_decode(
 		km_get_name(&b, n.key_id, true);
 		km_get_bytes(
 		    &b, &n.policy, &n.policy_len, KM_CATALOG_POLICY_MAX);
+		break;
+	case KM_CAT_OBJECT_PUT:
+		km_get_name(&b, n.object_id, false);
+		km_get_name(&b, n.partition, false);
+		(void)km_buf_get_u32(&b, &n.obj_class);
+		(void)km_buf_get_u32(&b, &n.obj_flags);
+		km_get_bytes(
+		    &b, &n.app_id, &n.app_id_len, KM_CATALOG_APP_ID_MAX);
+		km_get_bytes(&b, &n.obj_label, &n.obj_label_len,
+		    KM_CATALOG_OBJ_LABEL_MAX);
+		km_get_bytes(&b, &n.value, &n.value_len, KM_CATALOG_VALUE_MAX);
+		km_get_bytes(&b, &n.attrs, &n.attrs_len, KM_CATALOG_ATTRS_MAX);
+		break;
+	case KM_CAT_OBJECT_DELETE:
+		km_get_name(&b, n.object_id, false);
+		break;
+	case KM_CAT_KEY_ATTRS:
+		km_get_name(&b, n.key_id, false);
+		km_get_bytes(
+		    &b, &n.app_id, &n.app_id_len, KM_CATALOG_APP_ID_MAX);
 		break;
 	default:
 		r = KM_ERR_BAD_FORMAT;
@@ -687,6 +838,7 @@ km_catalog_key_free(km_catalog_key *k)
 	free(k->next_holders);
 	free(k->public_data);
 	free(k->policy);
+	free(k->app_id);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -739,6 +891,10 @@ km_cat_key_locked(km_store *s, const char *key_id, km_catalog_key *out)
 	k.next_threshold = (uint32_t)sqlite3_column_int64(st, 10);
 	k.created_seq = (uint64_t)sqlite3_column_int64(st, 11);
 	k.updated_seq = (uint64_t)sqlite3_column_int64(st, 12);
+	if (sqlite3_column_type(st, 13) != SQLITE_NULL
+	    && (r = km_col_bytes(st, 13, &k.app_id, &k.app_id_len)) != 0) {
+		goto out;
+	}
 	(void)sqlite3_reset(st);
 	st = NULL;
 	if ((r = km_cat_holders_locked(
@@ -988,6 +1144,216 @@ km_catalog_policy_get(
 	return r;
 }
 
+/* ---- objects ------------------------------------------------------------ */
+
+void
+km_catalog_object_free(km_catalog_object *o)
+{
+	if (o == NULL) {
+		return;
+	}
+	free(o->app_id);
+	free(o->label);
+	free(o->value);
+	free(o->attrs);
+	memset(o, 0, sizeof(*o));
+}
+
+void
+km_catalog_object_list_free(km_catalog_object *objs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; objs != NULL && i < n; i++) {
+		km_catalog_object_free(&objs[i]);
+	}
+	free(objs);
+}
+
+static int
+km_cat_object_locked(km_store *s, const char *id, km_catalog_object *out)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_object o;
+	int r, rc;
+
+	memset(&o, 0, sizeof(o));
+	if ((r = km_store_stmt(s, KM_STMT_CAT_OBJECT_GET, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = KM_ERR_NOT_FOUND;
+		goto out;
+	} else if (rc != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "object get");
+		goto out;
+	}
+	if ((r = km_col_name(st, 0, o.object_id)) != 0
+	    || (r = km_col_name(st, 1, o.partition)) != 0
+	    || (r = km_col_bytes(st, 3, &o.app_id, &o.app_id_len)) != 0
+	    || (r = km_col_bytes(st, 4, &o.label, &o.label_len)) != 0
+	    || (r = km_col_bytes(st, 6, &o.value, &o.value_len)) != 0
+	    || (r = km_col_bytes(st, 7, &o.attrs, &o.attrs_len)) != 0) {
+		goto out;
+	}
+	o.obj_class = (uint32_t)sqlite3_column_int64(st, 2);
+	o.flags = (uint32_t)sqlite3_column_int64(st, 5);
+	o.state = (km_object_state)sqlite3_column_int(st, 8);
+	o.created_seq = (uint64_t)sqlite3_column_int64(st, 9);
+	o.updated_seq = (uint64_t)sqlite3_column_int64(st, 10);
+	*out = o;
+	memset(&o, 0, sizeof(o));
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	km_catalog_object_free(&o);
+	return r;
+}
+
+int
+km_catalog_object_get(km_store *s, const char *object_id, km_catalog_object *o)
+{
+	int r;
+
+	if (s == NULL || !km_name_valid(object_id) || o == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	r = km_cat_object_locked(s, object_id, o);
+	km_store_unlock(s);
+	return r;
+}
+
+int
+km_catalog_object_list(km_store *s, km_catalog_object **objs, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	char(*ids)[KM_NAME_MAX + 1] = NULL, (*nids)[KM_NAME_MAX + 1];
+	km_catalog_object *v = NULL;
+	size_t cnt = 0, i, done = 0;
+	int r, rc;
+
+	if (s == NULL || objs == NULL || n == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	if ((r = km_store_stmt(s, KM_STMT_CAT_OBJECT_LIST, &st)) != 0) {
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((nids = realloc(ids, (cnt + 1) * sizeof(*ids))) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		ids = nids;
+		if ((r = km_col_name(st, 0, ids[cnt])) != 0) {
+			goto out;
+		}
+		cnt++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = km_store_sqlerr(s, rc, "object list");
+		goto out;
+	}
+	(void)sqlite3_reset(st);
+	st = NULL;
+	if (cnt > 0 && (v = calloc(cnt, sizeof(*v))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < cnt; i++) {
+		if ((r = km_cat_object_locked(s, ids[i], &v[i])) != 0) {
+			goto out;
+		}
+		done++;
+	}
+	*objs = v;
+	v = NULL;
+	*n = cnt;
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	km_store_unlock(s);
+	km_catalog_object_list_free(v, done);
+	free(ids);
+	return r;
+}
+
+/* OBJECT_PUT: a new object, or a new version of a live one (same
+ * partition and class: an object never changes what it is). */
+static int
+km_cat_object_put(km_store *s, const km_catalog_payload *p, uint64_t seq)
+{
+	static const uint8_t empty[1];
+	sqlite3_stmt *st = NULL;
+	km_catalog_object o;
+	bool exists;
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	r = km_cat_object_locked(s, p->object_id, &o);
+	if (r != 0 && r != KM_ERR_NOT_FOUND) {
+		return r;
+	}
+	exists = (r == 0);
+	if (exists
+	    && (o.state != KM_OBJ_LIVE || o.obj_class != p->obj_class
+	        || strcmp(o.partition, p->partition) != 0)) {
+		/* deleted ids are never reused */
+		km_catalog_object_free(&o);
+		return KM_ERR_STATE;
+	}
+	km_catalog_object_free(&o);
+	if ((r = km_store_stmt(s,
+	         exists ? KM_STMT_CAT_OBJECT_UPDATE
+	                : KM_STMT_CAT_OBJECT_INSERT,
+	         &st))
+	    != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, p->object_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->partition, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, p->obj_class);
+	sqlite3_bind_blob(st, 4, p->app_id ? p->app_id : empty,
+	    (int)p->app_id_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, p->obj_label ? p->obj_label : empty,
+	    (int)p->obj_label_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, p->obj_flags);
+	sqlite3_bind_blob(st, 7, p->value ? p->value : empty,
+	    (int)p->value_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 8, p->attrs ? p->attrs : empty,
+	    (int)p->attrs_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)seq);
+	return km_store_exec_stmt(
+	    s, st, exists ? "object update" : "object insert");
+}
+
+static int
+km_cat_object_delete(km_store *s, const km_catalog_payload *p, uint64_t seq)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_object o;
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	if ((r = km_cat_object_locked(s, p->object_id, &o)) != 0) {
+		return r;
+	}
+	r = o.state == KM_OBJ_LIVE ? 0 : KM_ERR_STATE;
+	km_catalog_object_free(&o);
+	if (r != 0) {
+		return r;
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_OBJECT_DELETE, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, p->object_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	return km_store_exec_stmt(s, st, "object delete");
+}
+
 /* ---- apply -------------------------------------------------------------- */
 
 /* Outcomes that every replica reaches the same way from the same entries:
@@ -1143,6 +1509,12 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 	if (p->type == KM_CAT_KEY_CREATE) {
 		return km_cat_key_create(s, p, seq);
 	}
+	if (p->type == KM_CAT_OBJECT_PUT) {
+		return km_cat_object_put(s, p, seq);
+	}
+	if (p->type == KM_CAT_OBJECT_DELETE) {
+		return km_cat_object_delete(s, p, seq);
+	}
 	if (p->type == KM_CAT_MEMBER_ADD) {
 		sqlite3_stmt *st = NULL;
 
@@ -1286,6 +1658,23 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 			goto out;
 		}
 		break;
+	case KM_CAT_KEY_ATTRS: {
+		static const uint8_t empty[1];
+		sqlite3_stmt *st = NULL;
+
+		if ((r = km_store_stmt(s, KM_STMT_CAT_KEY_SET_APP_ID, &st))
+		    != 0) {
+			goto out;
+		}
+		sqlite3_bind_text(st, 1, p->key_id, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, p->app_id ? p->app_id : empty,
+		    (int)p->app_id_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, sq);
+		if ((r = km_store_exec_stmt(s, st, "key attrs")) != 0) {
+			goto out;
+		}
+		break;
+	}
 	case KM_CAT_POLICY_SET:
 		if ((r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_SET_POLICY,
 		         "policy set", p->key_id, sq, 0, p->policy,

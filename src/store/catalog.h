@@ -36,6 +36,13 @@
 #define KM_CATALOG_SIG_MAX          1024
 #define KM_CATALOG_ENTRY_MAX        (256u * 1024)
 #define KM_CATALOG_POLICY_MAX_ITEMS 64
+/* Objects (OBJECT_PUT): the value, the encoded attribute list, CKA_ID and
+ * CKA_LABEL (also the CKA_ID of KEY_ATTRS). */
+#define KM_CATALOG_VALUE_MAX       (64u * 1024)
+#define KM_CATALOG_ATTRS_MAX       (64u * 1024)
+#define KM_CATALOG_ATTRS_MAX_ITEMS 64
+#define KM_CATALOG_APP_ID_MAX      255
+#define KM_CATALOG_OBJ_LABEL_MAX   255
 
 typedef enum km_catalog_type {
 	KM_CAT_KEY_CREATE = 1,     /* a key and its first sharing, pending */
@@ -47,7 +54,26 @@ typedef enum km_catalog_type {
 	KM_CAT_MEMBER_ADD = 7,
 	KM_CAT_MEMBER_REMOVE = 8,
 	KM_CAT_POLICY_SET = 9,
+	KM_CAT_OBJECT_PUT = 10,    /* a certificate, public key or data */
+	KM_CAT_OBJECT_DELETE = 11, /* the object goes (a tombstone stays) */
+	KM_CAT_KEY_ATTRS = 12,     /* a key's application CKA_ID */
 } km_catalog_type;
+
+/* What an object is (OBJECT_PUT). */
+typedef enum km_object_class {
+	KM_OBJ_CERTIFICATE = 1, /* value: the certificate DER */
+	KM_OBJ_PUBLIC_KEY = 2,  /* value: the SubjectPublicKeyInfo DER */
+	KM_OBJ_DATA = 3,        /* value: CKA_VALUE */
+} km_object_class;
+
+/* Object flags (OBJECT_PUT). */
+#define KM_OBJ_FLAG_PRIVATE 0x1u /* CKA_PRIVATE: shown after login */
+#define KM_OBJ_FLAGS_ALL    KM_OBJ_FLAG_PRIVATE
+
+typedef enum km_object_state {
+	KM_OBJ_LIVE = 1,
+	KM_OBJ_DELETED = 2, /* tombstone: the id is never reused */
+} km_object_state;
 
 typedef enum km_key_type {
 	KM_KEY_RSA = 1,
@@ -101,7 +127,46 @@ typedef struct km_catalog_payload {
 	uint32_t role;              /* MEMBER_ADD: pki.h km_role */
 	uint8_t *cert;              /* MEMBER_ADD: certificate DER */
 	size_t cert_len;
+	char object_id[KM_NAME_MAX + 1]; /* OBJECT_PUT, OBJECT_DELETE */
+	char partition[KM_NAME_MAX + 1]; /* OBJECT_PUT */
+	uint32_t obj_class;              /* OBJECT_PUT: km_object_class */
+	uint32_t obj_flags;              /* OBJECT_PUT: KM_OBJ_FLAG_* */
+	uint8_t *app_id;  /* OBJECT_PUT, KEY_ATTRS: CKA_ID (may be empty) */
+	size_t app_id_len;
+	uint8_t *obj_label; /* OBJECT_PUT: CKA_LABEL (may be empty) */
+	size_t obj_label_len;
+	uint8_t *value; /* OBJECT_PUT: see km_object_class */
+	size_t value_len;
+	uint8_t *attrs; /* OBJECT_PUT: km_catalog_attrs_encode() */
+	size_t attrs_len;
 } km_catalog_payload;
+
+/* An object as the catalog holds it (km_catalog_object_get). */
+typedef struct km_catalog_object {
+	char object_id[KM_NAME_MAX + 1];
+	char partition[KM_NAME_MAX + 1];
+	uint32_t obj_class;
+	uint32_t flags;
+	km_object_state state;
+	uint8_t *app_id;
+	size_t app_id_len;
+	uint8_t *label;
+	size_t label_len;
+	uint8_t *value;
+	size_t value_len;
+	uint8_t *attrs;
+	size_t attrs_len;
+	uint64_t created_seq;
+	uint64_t updated_seq;
+} km_catalog_object;
+
+/* One attribute of an object's attribute list; @value points into the
+ * buffer it was decoded from. */
+typedef struct km_catalog_attr {
+	uint32_t type; /* CKA_* */
+	const uint8_t *value;
+	size_t len;
+} km_catalog_attr;
 
 /* A key as the catalog holds it (km_catalog_key_get). */
 typedef struct km_catalog_key {
@@ -125,6 +190,8 @@ typedef struct km_catalog_key {
 	km_catalog_holder *next_holders;
 	uint64_t created_seq;
 	uint64_t updated_seq;
+	uint8_t *app_id; /* KEY_ATTRS: CKA_ID; NULL when never set */
+	size_t app_id_len;
 } km_catalog_key;
 
 /* A key policy: empty lists mean "no restriction" on that axis. */
@@ -329,5 +396,59 @@ void km_catalog_policy_free(km_catalog_policy *p);
  */
 bool km_catalog_policy_allows(
     const km_catalog_policy *p, uint32_t mech, const char *client);
+
+/**
+ * km_catalog_attrs_encode:
+ * @a: attributes, types strictly increasing (so the encoding is canonical)
+ * @n: how many, at most KM_CATALOG_ATTRS_MAX_ITEMS
+ * @out: an initialised km_buf
+ *
+ * "uint32 n, n x (uint32 type, string value)", at most
+ * KM_CATALOG_ATTRS_MAX bytes in all.
+ *
+ * Returns: 0, KM_ERR_INVALID_ARG (unsorted, duplicate, too many),
+ * KM_ERR_TOO_LARGE, KM_ERR_ALLOC.
+ */
+int km_catalog_attrs_encode(const km_catalog_attr *a, size_t n, km_buf *out);
+
+/**
+ * km_catalog_attrs_decode:
+ * @data, @len: an encoded attribute list
+ * @a: receives a malloc'd array (free()) pointing into @data
+ * @n: receives its length
+ *
+ * Returns: 0, KM_ERR_BAD_FORMAT (unsorted or duplicate types, bad
+ * lengths, trailing bytes, too many), KM_ERR_TOO_LARGE, KM_ERR_ALLOC.
+ */
+int km_catalog_attrs_decode(
+    const uint8_t *data, size_t len, km_catalog_attr **a, size_t *n);
+
+/**
+ * km_catalog_object_get:
+ * @s: the store
+ * @object_id: the object's id
+ * @o: receives the object (km_catalog_object_free); deleted objects are
+ *     returned too, with state KM_OBJ_DELETED and no value
+ *
+ * Returns: 0, KM_ERR_NOT_FOUND, KM_ERR_ALLOC, KM_ERR_IO.
+ */
+int km_catalog_object_get(
+    km_store *s, const char *object_id, km_catalog_object *o);
+
+/**
+ * km_catalog_object_list:
+ * @s: the store
+ * @objs: receives a malloc'd array of the live objects, by id
+ *        (km_catalog_object_list_free)
+ * @n: receives its length
+ */
+int km_catalog_object_list(km_store *s, km_catalog_object **objs, size_t *n);
+
+void km_catalog_object_free(km_catalog_object *o);
+void km_catalog_object_list_free(km_catalog_object *objs, size_t n);
+
+/** km_catalog_type_is_object: OBJECT_PUT and OBJECT_DELETE, the entry
+ * types an enrolled client may sign (docs/storage.md §5). */
+bool km_catalog_type_is_object(uint32_t type);
 
 #endif /* KM_STORE_CATALOG_H */

@@ -95,6 +95,20 @@ static const char *const km_store_migrations[] = {
 	"  last_seq INTEGER NOT NULL,"
 	"  head_hash BLOB NOT NULL);"
 	"INSERT INTO audit_head VALUES (1, 0, zeroblob(32));",
+	/* 2: objects (certificates, public keys, data) and keys' CKA_ID */
+	"CREATE TABLE objects ("
+	"  object_id TEXT PRIMARY KEY,"
+	"  partition TEXT NOT NULL,"
+	"  class INTEGER NOT NULL CHECK (class BETWEEN 1 AND 3),"
+	"  cka_id BLOB NOT NULL,"
+	"  label BLOB NOT NULL,"
+	"  flags INTEGER NOT NULL,"
+	"  value BLOB NOT NULL,"
+	"  attrs BLOB NOT NULL,"
+	"  state INTEGER NOT NULL CHECK (state IN (1, 2)),"
+	"  created_seq INTEGER NOT NULL,"
+	"  updated_seq INTEGER NOT NULL);"
+	"ALTER TABLE keys ADD COLUMN app_id BLOB;",
 };
 
 static const char *const km_store_sql[KM_STMT_COUNT] = {
@@ -136,7 +150,7 @@ static const char *const km_store_sql[KM_STMT_COUNT] = {
 	[KM_STMT_CAT_KEY_GET]
 	= "SELECT key_id, label, key_type, bits, threshold, epoch, state,"
 	  " public_data, policy, next_epoch, next_threshold, created_seq,"
-	  " updated_seq FROM keys WHERE key_id = ?1",
+	  " updated_seq, app_id FROM keys WHERE key_id = ?1",
 	[KM_STMT_CAT_KEY_BY_LABEL] = "SELECT key_id FROM keys WHERE label = ?1"
 	                             " AND state != 4",
 	[KM_STMT_CAT_KEY_LIST] = "SELECT key_id FROM keys WHERE state != 4"
@@ -183,6 +197,25 @@ static const char *const km_store_sql[KM_STMT_COUNT] = {
 	                           " WHERE scope = ?1",
 	[KM_STMT_CAT_POLICY_SET] = "INSERT OR REPLACE INTO policies (scope,"
 	                           " policy, seq) VALUES (?1, ?2, ?3)",
+	[KM_STMT_CAT_KEY_SET_APP_ID] = "UPDATE keys SET app_id = ?2,"
+	                               " updated_seq = ?3 WHERE key_id = ?1",
+	[KM_STMT_CAT_OBJECT_GET]
+	= "SELECT object_id, partition, class, cka_id, label, flags, value,"
+	  " attrs, state, created_seq, updated_seq FROM objects"
+	  " WHERE object_id = ?1",
+	[KM_STMT_CAT_OBJECT_LIST] = "SELECT object_id FROM objects"
+	                            " WHERE state = 1 ORDER BY object_id",
+	[KM_STMT_CAT_OBJECT_INSERT]
+	= "INSERT INTO objects (object_id, partition, class, cka_id, label,"
+	  " flags, value, attrs, state, created_seq, updated_seq)"
+	  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?9)",
+	[KM_STMT_CAT_OBJECT_UPDATE]
+	= "UPDATE objects SET cka_id = ?4, label = ?5, flags = ?6,"
+	  " value = ?7, attrs = ?8, updated_seq = ?9 WHERE object_id = ?1"
+	  " AND partition = ?2 AND class = ?3",
+	[KM_STMT_CAT_OBJECT_DELETE]
+	= "UPDATE objects SET state = 2, value = x'', attrs = x'',"
+	  " updated_seq = ?2 WHERE object_id = ?1",
 	[KM_STMT_AUDIT_HEAD_GET] = "SELECT last_seq, head_hash FROM audit_head"
 	                           " WHERE id = 1",
 	[KM_STMT_AUDIT_HEAD_SET] = "UPDATE audit_head SET last_seq = ?1,"

@@ -203,7 +203,10 @@ gen_catalog_one(km_catalog_payload *p, const char *name)
 	if ((r = km_catalog_payload_encode(p, &pb)) != 0) {
 		die(name, r);
 	}
-	put2("catalog", name, (int)p->type, pb.data, pb.len);
+	/* fuzz-catalog's selector: OBJECT_PUT (10) is 14, as 10 is the
+	 * policy decoder's */
+	put2("catalog", name, p->type == KM_CAT_OBJECT_PUT ? 14 : (int)p->type,
+	    pb.data, pb.len);
 	memset(&e, 0, sizeof(e));
 	memset(sig, 0x30, sizeof(sig));
 	e.seq = 7;
@@ -309,6 +312,50 @@ gen_catalog(void)
 	p.policy = empty.data;
 	p.policy_len = empty.len;
 	gen_catalog_one(&p, "policy-set");
+
+	/* objects: a certificate with its attribute list, a delete, and a
+	 * key's CKA_ID */
+	{
+		static const uint8_t ulong8[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+		const km_catalog_attr at[3] = {
+			{ 0x0, ulong8, 8 },                  /* CKA_CLASS */
+			{ 0x3, (const uint8_t *)"cert", 4 }, /* CKA_LABEL */
+			{ 0x80, ulong8, 8 }, /* CKA_CERTIFICATE_TYPE */
+		};
+		km_buf ab;
+
+		km_buf_init(&ab);
+		if (km_catalog_attrs_encode(at, 3, &ab) != 0) {
+			die("attrs", KM_ERR_ALLOC);
+		}
+		put2("catalog", "attrs", 13, ab.data, ab.len);
+		memset(&p, 0, sizeof(p));
+		p.type = KM_CAT_OBJECT_PUT;
+		snprintf(p.object_id, sizeof(p.object_id), "obj-0123456789ab");
+		snprintf(p.partition, sizeof(p.partition), "default");
+		p.obj_class = KM_OBJ_CERTIFICATE;
+		p.obj_flags = KM_OBJ_FLAG_PRIVATE;
+		p.app_id = (uint8_t *)"\x01\x02";
+		p.app_id_len = 2;
+		p.obj_label = (uint8_t *)"cert";
+		p.obj_label_len = 4;
+		p.value = cert;
+		p.value_len = sizeof(cert);
+		p.attrs = ab.data;
+		p.attrs_len = ab.len;
+		gen_catalog_one(&p, "object-put");
+		km_buf_free(&ab);
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_OBJECT_DELETE;
+	snprintf(p.object_id, sizeof(p.object_id), "obj-0123456789ab");
+	gen_catalog_one(&p, "object-delete");
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ATTRS;
+	snprintf(p.key_id, sizeof(p.key_id), "k0123456789abcdef");
+	p.app_id = (uint8_t *)"\x01";
+	p.app_id_len = 1;
+	gen_catalog_one(&p, "key-attrs");
 	km_buf_free(&polb);
 	km_buf_free(&empty);
 }

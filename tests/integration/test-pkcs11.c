@@ -677,12 +677,19 @@ test_object_attributes(void)
 	CU_ASSERT(ec[0].ulValueLen == 67 && ecp[0] == 0x04 && ecp[1] == 65
 	    && ecp[2] == 0x04);
 	CU_ASSERT(ec[1].ulValueLen == 10 && ecparams[0] == 0x06);
-	/* mesh objects cannot be changed, nor their public half destroyed */
+	/* mesh objects cannot be changed, nor their public half destroyed,
+	 * nor copied into a second token key (session copies: see
+	 * test-pkcs11-objects) */
 	CU_ASSERT(p11->C_SetAttributeValue(sess, pub, b, 1)
 	    == CKR_ACTION_PROHIBITED);
 	CU_ASSERT(p11->C_DestroyObject(sess, pub) == CKR_ACTION_PROHIBITED);
-	CU_ASSERT(p11->C_CopyObject(sess, pub, NULL, 0, &priv)
-	    == CKR_ACTION_PROHIBITED);
+	{
+		CK_BBOOL yes = CK_TRUE;
+		CK_ATTRIBUTE tt = { CKA_TOKEN, &yes, sizeof(yes) };
+
+		CU_ASSERT(p11->C_CopyObject(sess, pub, &tt, 1, &priv)
+		    == CKR_ACTION_PROHIBITED);
+	}
 }
 
 static void

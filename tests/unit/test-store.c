@@ -235,12 +235,15 @@ test_open_schema(void)
 	              "SELECT count(*) FROM pragma_journal_mode "
 	              "WHERE journal_mode = 'wal'")
 	    == 1);
-	CU_ASSERT(raw_int(path, "SELECT count(*) FROM schema_version") == 1);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM schema_version")
+	    == KM_STORE_SCHEMA_VERSION);
 	/* Reopening migrates nothing. */
 	CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
-	CU_ASSERT(km_store_schema_version(s, &v) == 0 && v == 1);
+	CU_ASSERT(km_store_schema_version(s, &v) == 0
+	    && v == KM_STORE_SCHEMA_VERSION);
 	km_store_close(s);
-	CU_ASSERT(raw_int(path, "SELECT count(*) FROM schema_version") == 1);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM schema_version")
+	    == KM_STORE_SCHEMA_VERSION);
 	/* A store written by a newer keymesh is refused, not misread. */
 	CU_ASSERT(
 	    raw_sql(path, "INSERT INTO schema_version VALUES (99, 0)") == 0);
@@ -920,6 +923,284 @@ test_apply_deterministic_replay(void)
 	km_store_close(b);
 }
 
+/* ---- objects (OBJECT_PUT, OBJECT_DELETE, KEY_ATTRS) ---------------------
+ */
+
+static uint8_t obj_attrs[64];
+static size_t obj_attrs_len;
+
+static void
+mk_object(km_catalog_payload *p, const char *id, uint32_t cls,
+    const char *value, const char *app_id)
+{
+	memset(p, 0, sizeof(*p));
+	p->type = KM_CAT_OBJECT_PUT;
+	snprintf(p->object_id, sizeof(p->object_id), "%s", id);
+	snprintf(p->partition, sizeof(p->partition), "default");
+	p->obj_class = cls;
+	p->app_id = (uint8_t *)app_id;
+	p->app_id_len = strlen(app_id);
+	p->obj_label = (uint8_t *)"my label";
+	p->obj_label_len = 8;
+	p->value = (uint8_t *)value;
+	p->value_len = strlen(value);
+	p->attrs = obj_attrs;
+	p->attrs_len = obj_attrs_len;
+}
+
+static void
+test_object_codec(void)
+{
+	const km_catalog_attr in[2] = {
+		{ 0x100, (const uint8_t *)"\0\0\0\0\0\0\0\0", 8 },
+		{ 0x102, (const uint8_t *)"id", 2 },
+	};
+	km_catalog_attr bad[2] = { in[1], in[0] }, *out = NULL;
+	km_catalog_payload p, q;
+	uint8_t big[300];
+	size_t n = 0;
+	km_buf b;
+
+	/* attribute lists: canonical (sorted, unique) and strict */
+	km_buf_init(&b);
+	CU_ASSERT(km_catalog_attrs_encode(in, 2, &b) == 0);
+	CU_ASSERT_FATAL(b.len <= sizeof(obj_attrs));
+	memcpy(obj_attrs, b.data, b.len);
+	obj_attrs_len = b.len;
+	CU_ASSERT(km_catalog_attrs_decode(b.data, b.len, &out, &n) == 0
+	    && n == 2 && out[1].type == 0x102 && out[1].len == 2
+	    && memcmp(out[1].value, "id", 2) == 0);
+	free(out);
+	out = NULL;
+	CU_ASSERT(km_catalog_attrs_decode(b.data, b.len - 1, &out, &n)
+	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_catalog_attrs_encode(bad, 2, &b) == KM_ERR_INVALID_ARG);
+	km_buf_reset(&b);
+	/* unsorted on the wire: refused */
+	(void)km_buf_put_u32(&b, 2);
+	(void)km_buf_put_u32(&b, 5);
+	(void)km_buf_put_string(&b, "a", 1);
+	(void)km_buf_put_u32(&b, 5);
+	(void)km_buf_put_string(&b, "b", 1);
+	CU_ASSERT(km_catalog_attrs_decode(b.data, b.len, &out, &n)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_reset(&b);
+	(void)km_buf_put_u32(&b, KM_CATALOG_ATTRS_MAX_ITEMS + 1);
+	CU_ASSERT(km_catalog_attrs_decode(b.data, b.len, &out, &n)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_reset(&b);
+
+	/* OBJECT_PUT round trip */
+	mk_object(&p, "obj-1", KM_OBJ_CERTIFICATE, "DER", "\x01\x02");
+	p.obj_flags = KM_OBJ_FLAG_PRIVATE;
+	CU_ASSERT_FATAL(km_catalog_payload_encode(&p, &b) == 0);
+	memset(&q, 0, sizeof(q));
+	CU_ASSERT_FATAL(
+	    km_catalog_payload_decode(KM_CAT_OBJECT_PUT, b.data, b.len, &q)
+	    == 0);
+	CU_ASSERT(strcmp(q.object_id, "obj-1") == 0
+	    && strcmp(q.partition, "default") == 0
+	    && q.obj_class == KM_OBJ_CERTIFICATE
+	    && q.obj_flags == KM_OBJ_FLAG_PRIVATE && q.app_id_len == 2
+	    && memcmp(q.app_id, "\x01\x02", 2) == 0 && q.obj_label_len == 8
+	    && q.value_len == 3 && q.attrs_len == obj_attrs_len);
+	km_catalog_payload_free(&q);
+	/* trailing bytes, a cut, another type: refused */
+	(void)km_buf_put_u32(&b, 0);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_OBJECT_PUT, b.data, b.len, &q)
+	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_OBJECT_PUT, b.data, b.len - 8, &q)
+	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_catalog_payload_decode(
+	              KM_CAT_OBJECT_DELETE, b.data, b.len - 4, &q)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_reset(&b);
+
+	/* the encoder refuses what the decoder would */
+	mk_object(&p, "obj-1", 4, "DER", ""); /* no such class */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	mk_object(&p, "obj-1", KM_OBJ_CERTIFICATE, "", ""); /* empty cert */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	mk_object(&p, "obj-1", KM_OBJ_DATA, "", ""); /* empty data: fine */
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == 0);
+	km_buf_reset(&b);
+	mk_object(&p, "obj-1", KM_OBJ_DATA, "x", "");
+	p.obj_flags = 0x80;
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	mk_object(&p, "bad id", KM_OBJ_DATA, "x", "");
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	memset(big, 'i', sizeof(big));
+	mk_object(&p, "obj-1", KM_OBJ_DATA, "x", "");
+	p.app_id = big;
+	p.app_id_len = KM_CATALOG_APP_ID_MAX + 1;
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	mk_object(&p, "obj-1", KM_OBJ_DATA, "x", "");
+	p.attrs = (uint8_t *)"junk";
+	p.attrs_len = 4;
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+
+	/* OBJECT_DELETE and KEY_ATTRS */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_OBJECT_DELETE;
+	snprintf(p.object_id, sizeof(p.object_id), "obj-1");
+	km_buf_reset(&b);
+	CU_ASSERT_FATAL(km_catalog_payload_encode(&p, &b) == 0);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_OBJECT_DELETE, b.data, b.len, &q)
+	        == 0
+	    && strcmp(q.object_id, "obj-1") == 0);
+	km_catalog_payload_free(&q);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ATTRS;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.app_id = (uint8_t *)"\xaa";
+	p.app_id_len = 1;
+	km_buf_reset(&b);
+	CU_ASSERT_FATAL(km_catalog_payload_encode(&p, &b) == 0);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_KEY_ATTRS, b.data, b.len, &q) == 0
+	    && q.app_id_len == 1 && q.app_id[0] == 0xaa);
+	km_catalog_payload_free(&q);
+	CU_ASSERT(km_catalog_type_is_object(KM_CAT_OBJECT_PUT)
+	    && km_catalog_type_is_object(KM_CAT_OBJECT_DELETE)
+	    && !km_catalog_type_is_object(KM_CAT_KEY_ATTRS)
+	    && !km_catalog_type_is_object(KM_CAT_KEY_CREATE));
+	km_buf_free(&b);
+}
+
+static void
+test_apply_objects(void)
+{
+	km_catalog_holder h[2] = { { 1, "node1" }, { 2, "node2" } };
+	km_catalog_payload p;
+	km_catalog_object o, *list = NULL;
+	km_catalog_key k;
+	uint8_t ha[32], hb[32];
+	char path[4200];
+	uint64_t sa, sb;
+	size_t n = 0;
+	km_store *s, *b;
+	int res = 99;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	mk_object(&p, "obj-1", KM_OBJ_CERTIFICATE, "DER1", "\x01");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	mk_object(&p, "obj-2", KM_OBJ_PUBLIC_KEY, "SPKI", "\x01");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	memset(&o, 0, sizeof(o));
+	CU_ASSERT_FATAL(km_catalog_object_get(s, "obj-1", &o) == 0);
+	CU_ASSERT(o.state == KM_OBJ_LIVE && o.obj_class == KM_OBJ_CERTIFICATE
+	    && o.value_len == 4 && memcmp(o.value, "DER1", 4) == 0
+	    && o.app_id_len == 1 && o.label_len == 8 && o.created_seq == 1
+	    && o.updated_seq == 1 && strcmp(o.partition, "default") == 0);
+	km_catalog_object_free(&o);
+
+	/* a new version of a live object: same id, class and partition */
+	mk_object(&p, "obj-1", KM_OBJ_CERTIFICATE, "DER2", "\x02\x03");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_catalog_object_get(s, "obj-1", &o) == 0
+	    && o.value_len == 4 && memcmp(o.value, "DER2", 4) == 0
+	    && o.app_id_len == 2 && o.created_seq == 1 && o.updated_seq == 3);
+	km_catalog_object_free(&o);
+	mk_object(&p, "obj-1", KM_OBJ_DATA, "x", ""); /* another class */
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+	mk_object(&p, "obj-1", KM_OBJ_CERTIFICATE, "DER", "");
+	snprintf(p.partition, sizeof(p.partition), "other");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+
+	/* delete: a tombstone, never reused; deleting twice or a missing
+	 * object is consumed without effect */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_OBJECT_DELETE;
+	snprintf(p.object_id, sizeof(p.object_id), "obj-1");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+	snprintf(p.object_id, sizeof(p.object_id), "nothing");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_NOT_FOUND);
+	CU_ASSERT(km_catalog_object_get(s, "obj-1", &o) == 0
+	    && o.state == KM_OBJ_DELETED && o.value_len == 0);
+	km_catalog_object_free(&o);
+	mk_object(&p, "obj-1", KM_OBJ_CERTIFICATE, "DER3", "");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+	CU_ASSERT(km_catalog_object_list(s, &list, &n) == 0 && n == 1
+	    && strcmp(list[0].object_id, "obj-2") == 0);
+	km_catalog_object_list_free(list, n);
+
+	/* KEY_ATTRS: a key's CKA_ID; unknown or destroyed keys refused */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ATTRS;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.app_id = (uint8_t *)"\x42";
+	p.app_id_len = 1;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_NOT_FOUND);
+	mk_create(&p, "k1", "one", h, 2, 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	memset(&k, 0, sizeof(k));
+	CU_ASSERT(km_catalog_key_get(s, "k1", &k) == 0 && k.app_id == NULL);
+	km_catalog_key_free(&k);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ATTRS;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.app_id = (uint8_t *)"\x42";
+	p.app_id_len = 1;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT(km_catalog_key_get(s, "k1", &k) == 0 && k.app_id_len == 1
+	    && k.app_id[0] == 0x42);
+	km_catalog_key_free(&k);
+	mk_key_op(&p, KM_CAT_KEY_DESTROY, "k1", 0);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ATTRS;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == KM_ERR_STATE);
+
+	/* replicas agree */
+	CU_ASSERT(km_catalog_last_seq(s, &sa, ha) == 0 && sa == 14);
+	CU_ASSERT_FATAL((b = replay_into_fresh(s, sa)) != NULL);
+	CU_ASSERT(km_catalog_last_seq(b, &sb, hb) == 0 && sb == sa);
+	CU_ASSERT(memcmp(ha, hb, 32) == 0);
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM objects") == 2);
+	km_store_close(b);
+	km_store_close(s);
+}
+
+/* A store made by the previous schema (version 1) is migrated in place,
+ * keeping its catalog. */
+static void
+test_migrate_v1(void)
+{
+	km_catalog_holder h[2] = { { 1, "node1" }, { 2, "node2" } };
+	km_catalog_payload p;
+	km_catalog_key k;
+	char path[4200];
+	km_store *s;
+	int v = 0, res;
+
+	CU_ASSERT_FATAL((s = fresh_store(path, sizeof(path))) != NULL);
+	mk_create(&p, "k1", "one", h, 2, 2);
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	km_store_close(s);
+	/* back to version 1 by hand */
+	CU_ASSERT_FATAL(raw_sql(path,
+	                    "DROP TABLE objects;"
+	                    "ALTER TABLE keys DROP COLUMN app_id;"
+	                    "DELETE FROM schema_version WHERE version = 2")
+	    == 0);
+	CU_ASSERT(
+	    raw_int(path, "SELECT MAX(version) FROM schema_version") == 1);
+	CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
+	CU_ASSERT(km_store_schema_version(s, &v) == 0 && v == 2);
+	memset(&k, 0, sizeof(k));
+	CU_ASSERT(km_catalog_key_get(s, "k1", &k) == 0 && k.app_id == NULL
+	    && strcmp(k.label, "one") == 0);
+	km_catalog_key_free(&k);
+	mk_object(&p, "obj-1", KM_OBJ_DATA, "x", "");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	km_store_close(s);
+}
+
 /* ---- crash safety --------------------------------------------------------
  */
 
@@ -1240,6 +1521,9 @@ static const kmt_test catalog_tests[] = {
 	{ "apply_order_and_signature", test_apply_order_and_signature },
 	{ "apply_key_lifecycle", test_apply_key_lifecycle },
 	{ "apply_deterministic_replay", test_apply_deterministic_replay },
+	{ "object_codec", test_object_codec },
+	{ "apply_objects", test_apply_objects },
+	{ "migrate_v1", test_migrate_v1 },
 	KMT_END,
 };
 
