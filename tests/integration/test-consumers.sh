@@ -283,7 +283,20 @@ kmc_check setup-pubkey-ec kmc_pubkey "$KMC_EC" "$KMC_EC_PUB" || finish
 # Raw RSA (CKM_RSA_X_509) is off by a mesh key's policy unless the key is
 # made with --allow-raw yes (a raw RSA partial is a decryption oracle), so
 # the RSA-X-509 signing check uses a second RSA key made that way (no
-# certificate); SoftHSM's key allows every mechanism.
+# certificate): imported, which spares a second safe-prime search and
+# takes the imported-key path (non-safe primes) through the mesh too.
+# SoftHSM's key allows every mechanism.
+# kmc_import_raw_key KEYMESH
+kmc_import_raw_key() {
+	local key=$KMC_WORK/rsa-raw.key r
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+		-out "$key" 2>/dev/null || return 1
+	"$1" key import --file "$key" --label "$KMC_RSA_RAW" \
+		--allow-raw yes
+	r=$?
+	rm -f "$key"
+	return $r
+}
 KMC_RSA_RAW=$KMC_RSA
 KMC_RSA_RAW_ID=$KMC_RSA_ID
 KMC_RSA_RAW_PUB=$KMC_RSA_PUB
@@ -291,9 +304,8 @@ if [ "$target" = keymesh ]; then
 	KMC_RSA_RAW=kmc-rsa-raw
 	KMC_RSA_RAW_PUB=$KMC_WORK/rsa-raw.pub.pem
 	KMC_RSA_RAW_ID=
-	KMC_TIMEOUT=300 kmc_check setup-key-create-rsa-allow-raw "$keymesh" \
-		key create --type rsa:2048 --label "$KMC_RSA_RAW" \
-		--allow-raw yes &&
+	kmc_check setup-key-import-rsa-allow-raw kmc_import_raw_key \
+		"$keymesh" &&
 		KMC_RSA_RAW_ID=$(kmc_key_id "$KMC_RSA_RAW") &&
 		kmc_check setup-pubkey-rsa-allow-raw kmc_pubkey "$KMC_RSA_RAW" \
 			"$KMC_RSA_RAW_PUB"

@@ -2,8 +2,7 @@
 # source, no build step): the KeyStore lists each key with its certificate,
 # SHA256withRSA multi-part, RSASSA-PSS, RSA/ECB/PKCS1Padding decryption and
 # SecureRandom from the token (no SHA256withECDSA: no ECDSA in the mesh
-# until issue #5).  Sourced by
-# test-consumers.sh (lib.sh).
+# until issue #5).  Sourced by test-consumers.sh (lib.sh).
 
 # the checks the Java program must report, in order
 KMC_JAVA_CHECKS="java-keystore-lists-keys java-sha256withrsa-multipart
