@@ -56,8 +56,17 @@ kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
 	X509_STORE_up_ref(store);
 	pthread_mutex_unlock(&st->lock);
 	memset(&id, 0, sizeof(id));
-	r = km_pki_verify_signed(store, e->signer, e->signer_len,
-	    KM_ROLE_NONE, tbs, tbs_len, e->sig, e->sig_len, &id);
+	if (km_catalog_type_is_object(e->type)) {
+		/* the signer's standing (CRL, dates) was checked by the node
+		 * that sequenced the entry: a later revocation must not stall
+		 * the log on it (km_pki_verify_signed_replay) */
+		r = km_pki_verify_signed_replay(store, e->signer,
+		    e->signer_len, KM_ROLE_NONE, tbs, tbs_len, e->sig,
+		    e->sig_len, &id);
+	} else {
+		r = km_pki_verify_signed(store, e->signer, e->signer_len,
+		    KM_ROLE_ADMIN, tbs, tbs_len, e->sig, e->sig_len, &id);
+	}
 	X509_STORE_free(store);
 	if (r != 0) {
 		return r;
@@ -86,8 +95,11 @@ kmd_catalog_client_check(kmd_state *st, const km_identity *peer,
 	char partition[KM_NAME_MAX + 1];
 	uint8_t h[32];
 	const char *obj_part;
+	X509_STORE *store;
+	km_buf tbs;
 	int r;
 
+	km_buf_init(&tbs);
 	memset(&e, 0, sizeof(e));
 	memset(&p, 0, sizeof(p));
 	memset(&o, 0, sizeof(o));
@@ -99,6 +111,21 @@ kmd_catalog_client_check(kmd_state *st, const km_identity *peer,
 		r = KM_ERR_AUTH;
 		snprintf(msg, msglen,
 		    "a client may append only object entries");
+		goto out;
+	}
+	/* the full check, CRL and dates included, happens here, once:
+	 * replicas replaying the entry later check only chain and role */
+	pthread_mutex_lock(&st->lock);
+	store = st->x509;
+	X509_STORE_up_ref(store);
+	pthread_mutex_unlock(&st->lock);
+	if ((r = km_catalog_entry_tbs(&e, &tbs)) == 0) {
+		r = km_pki_verify_signed(store, e.signer, e.signer_len,
+		    KM_ROLE_CLIENT, tbs.data, tbs.len, e.sig, e.sig_len, NULL);
+	}
+	X509_STORE_free(store);
+	if (r != 0) {
+		snprintf(msg, msglen, "entry not signed by a valid client");
 		goto out;
 	}
 	if (EVP_Digest(e.signer, e.signer_len, h, NULL, EVP_sha256(),
@@ -141,6 +168,7 @@ out:
 	km_catalog_entry_clear(&e);
 	km_catalog_payload_free(&p);
 	km_catalog_object_free(&o);
+	km_buf_free(&tbs);
 	return r;
 }
 

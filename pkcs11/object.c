@@ -1077,20 +1077,43 @@ static CK_RV
 km_p11_catalog_append(const km_catalog_payload *p)
 {
 	char err[300] = "";
-	size_t applied = 0;
-	int r;
+	size_t applied = 0, i;
+	int r, res = 0;
 
 	if (km_p11.forked) {
 		/* no transport in a forked child (see core.c) */
 		return CKR_DEVICE_ERROR;
 	}
 	r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL, &applied,
-	    err, sizeof(err));
+	    &res, err, sizeof(err));
+	if (r == KM_ERR_AUTH && km_p11.logged_in) {
+		/* the nodes forgot our tickets (restarted, expired): log in
+		 * there again with the kept PIN (km_p11_ticket) and retry */
+		for (i = 0; i < km_mesh_count(km_p11.mesh); i++) {
+			km_p11_ticket_drop(i);
+		}
+		r = km_mesh_append_as(km_p11.mesh, p, km_p11_ticket_cb, NULL,
+		    &applied, &res, err, sizeof(err));
+	}
 	if (r != 0) {
 		km_log_warn_r(r, "P11-OBJECT", "object %s not stored: %s",
 		    p->object_id, err);
-		return r == KM_ERR_AUTH ? CKR_USER_NOT_LOGGED_IN
-		                        : CKR_DEVICE_ERROR;
+		if (r == KM_ERR_AUTH) {
+			return CKR_USER_NOT_LOGGED_IN;
+		}
+		/* a delete of an object another process deleted first */
+		return r == KM_ERR_NOT_FOUND ? CKR_OBJECT_HANDLE_INVALID
+		                             : CKR_DEVICE_ERROR;
+	}
+	if (res != 0) {
+		/* sequenced, but consumed without effect everywhere: the
+		 * object was deleted (or replaced by another kind) by another
+		 * process meanwhile */
+		km_log_warn_r(
+		    res, "P11-OBJECT", "object %s: not changed", p->object_id);
+		return res == KM_ERR_STATE || res == KM_ERR_NOT_FOUND
+		    ? CKR_OBJECT_HANDLE_INVALID
+		    : CKR_DEVICE_ERROR;
 	}
 	return CKR_OK;
 }
@@ -1783,7 +1806,9 @@ km_p11_create_object(km_p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 	bool token, priv;
 	km_p11_object probe;
 	EVP_PKEY *pk = NULL;
+	uint8_t *der = NULL;
 	CK_KEY_TYPE kt;
+	int len;
 	CK_RV rv;
 
 	return_val_if_fail(t != NULL || n == 0, CKR_ARGUMENTS_BAD);
@@ -1878,6 +1903,26 @@ km_p11_create_object(km_p11_session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
 		}
 		if (km_p11_object_pkey(&probe, &pk, &kt) != CKR_OK) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		/* what SoftHSM derives too: pkcs11-tool shows the size from
+		 * CKA_MODULUS_BITS; CKA_PUBLIC_KEY_INFO for GnuTLS, NSS */
+		if (sub == CKK_RSA
+		    && km_p11_tmpl_get(t, n, CKA_MODULUS_BITS) == NULL
+		    && (rv = km_p11_attr_ulong_set(&a, &na, CKA_MODULUS_BITS,
+		            (CK_ULONG)EVP_PKEY_get_bits(pk)))
+		        != CKR_OK) {
+			goto out;
+		}
+		if ((len = i2d_PUBKEY(pk, &der)) <= 0) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		rv = km_p11_attr_set(
+		    &a, &na, CKA_PUBLIC_KEY_INFO, der, (CK_ULONG)len, false);
+		OPENSSL_free(der);
+		der = NULL;
+		if (rv != CKR_OK) {
 			goto out;
 		}
 		break;
@@ -2024,9 +2069,11 @@ km_p11_copy_object(km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t,
 		}
 	}
 	km_p11_unlock(km_p11.lock);
-	if (rv == CKR_OK && key != NULL) {
+	if (key != NULL && rv == CKR_OK) {
 		return km_p11_copy_mesh_key(
 		    s, cls, priv, key, a, na, t, n, out);
+	} else if (key != NULL) {
+		km_p11_key_unref(key);
 	}
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		if (t[i].type == CKA_CLASS || t[i].type == CKA_KEY_TYPE

@@ -216,13 +216,13 @@ int
 km_mesh_append(km_mesh *m, const km_catalog_payload *p, size_t *applied,
     char *err, size_t errlen)
 {
-	return km_mesh_append_as(m, p, NULL, NULL, applied, err, errlen);
+	return km_mesh_append_as(m, p, NULL, NULL, applied, NULL, err, errlen);
 }
 
 int
 km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
-    km_mesh_ticket_fn ticket, void *targ, size_t *applied, char *err,
-    size_t errlen)
+    km_mesh_ticket_fn ticket, void *targ, size_t *applied, int *result,
+    char *err, size_t errlen)
 {
 	km_catalog_entry e;
 	km_buf payload, tbs, enc;
@@ -232,6 +232,9 @@ km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
 	int r, attempt;
 
 	*applied = 0;
+	if (result != NULL) {
+		*result = 0;
+	}
 	km_buf_init(&payload);
 	km_buf_init(&tbs);
 	km_buf_init(&enc);
@@ -282,9 +285,9 @@ km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
 		for (i = 0; i < km_mesh_count(m); i++) {
 			km_buf req, rep;
 			char msg[256] = "";
-
 			uint8_t tk[KM_PROTO_TICKET_LEN];
 			bool have = ticket != NULL && ticket(targ, i, tk);
+			uint32_t outcome = 0;
 
 			km_buf_init(&req);
 			km_buf_init(&rep);
@@ -296,6 +299,12 @@ km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
 				  km_rpc_call(km_mesh_client(m, i), &req,
 				      km_mesh_timeout(m, i), &rep, msg,
 				      sizeof(msg));
+			if (rs == 0 && seqr == SIZE_MAX && result != NULL &&
+			    km_buf_get_u32(&rep, &outcome) == 0) {
+				/* the sequencer's outcome: every node
+				 * applies the entry the same way */
+				*result = (int)(int32_t)outcome;
+			}
 			km_buf_free(&req);
 			km_buf_free(&rep);
 			if (rs == 0) {

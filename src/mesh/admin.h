@@ -75,13 +75,16 @@ typedef bool (*km_mesh_ticket_fn)(void *arg, size_t node, uint8_t *out);
  * @ticket, @arg: the login ticket to show each node (NULL: none); a node
  *     sequencing a client's object entry requires it
  * @applied, @err, @errlen: as km_mesh_append
+ * @result: receives the entry's outcome when it was applied (0, or the
+ *     KM_ERR_* with which every node consumed it without effect, e.g.
+ *     KM_ERR_STATE for an object deleted meanwhile); may be NULL
  *
  * km_mesh_append() is this with no tickets.  A node that refuses (no
  * ticket there, unreachable) catches up later from its peers.
  */
 int km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
-    km_mesh_ticket_fn ticket, void *arg, size_t *applied, char *err,
-    size_t errlen);
+    km_mesh_ticket_fn ticket, void *arg, size_t *applied, int *result,
+    char *err, size_t errlen);
 
 /* Called while a key is being made: @what is the daemon's progress line. */
 typedef void (*km_mesh_progress_fn)(void *arg, const char *what);

@@ -373,8 +373,15 @@ km_view_verify(km_view *v, const km_catalog_entry *e)
 	memset(&id, 0, sizeof(id));
 	km_buf_init(&tbs);
 	if ((r = km_catalog_entry_tbs(e, &tbs)) == 0) {
-		r = km_pki_verify_signed(v->store, e->signer, e->signer_len,
-		    KM_ROLE_NONE, tbs.data, tbs.len, e->sig, e->sig_len, &id);
+		/* as the daemons: object entries by chain and role only, so
+		 * a client revoked since does not stall the view */
+		r = km_catalog_type_is_object(e->type)
+		    ? km_pki_verify_signed_replay(v->store, e->signer,
+			  e->signer_len, KM_ROLE_NONE, tbs.data, tbs.len,
+			  e->sig, e->sig_len, &id)
+		    : km_pki_verify_signed(v->store, e->signer, e->signer_len,
+			  KM_ROLE_ADMIN, tbs.data, tbs.len, e->sig,
+			  e->sig_len, &id);
 	}
 	km_buf_free(&tbs);
 	/* the daemons' rule (daemon/catalog.c): admins sign anything,

@@ -822,10 +822,12 @@ out:
 	return r;
 }
 
-int
-km_pki_verify(X509_STORE *store, X509 *cert, km_role role, km_identity *id)
+static int
+km_pki_verify_flags(X509_STORE *store, X509 *cert, km_role role,
+    km_identity *id, bool replay)
 {
 	X509_STORE_CTX *ctx = NULL;
+	X509_VERIFY_PARAM *vp;
 	km_identity tmp;
 	int r, err;
 
@@ -838,6 +840,18 @@ km_pki_verify(X509_STORE *store, X509 *cert, km_role role, km_identity *id)
 	if (X509_STORE_CTX_init(ctx, store, cert, NULL) != RET_OSSL_OK) {
 		r = KM_ERR_CRYPTO;
 		goto out;
+	}
+	if (replay) {
+		/* chain and role only (km_pki_verify_signed_replay) */
+		vp = X509_STORE_CTX_get0_param(ctx);
+		if (X509_VERIFY_PARAM_clear_flags(vp,
+			X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) !=
+			RET_OSSL_OK ||
+		    X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_NO_CHECK_TIME) !=
+			RET_OSSL_OK) {
+			r = KM_ERR_CRYPTO;
+			goto out;
+		}
 	}
 	if (X509_verify_cert(ctx) != RET_OSSL_OK) {
 		err = X509_STORE_CTX_get_error(ctx);
@@ -860,6 +874,12 @@ out:
 	ERR_clear_error();
 	X509_STORE_CTX_free(ctx);
 	return r;
+}
+
+int
+km_pki_verify(X509_STORE *store, X509 *cert, km_role role, km_identity *id)
+{
+	return km_pki_verify_flags(store, cert, role, id, false);
 }
 
 int
@@ -927,10 +947,10 @@ out:
 	return r;
 }
 
-int
-km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
+static int
+km_pki_verify_signed_flags(X509_STORE *store, const uint8_t *cert_der,
     size_t cert_len, km_role role, const void *data, size_t len,
-    const uint8_t *sig, size_t siglen, km_identity *id)
+    const uint8_t *sig, size_t siglen, km_identity *id, bool replay)
 {
 	const unsigned char *p = cert_der;
 	EVP_MD_CTX *ctx = NULL;
@@ -946,7 +966,7 @@ km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
 		r = KM_ERR_BAD_FORMAT;
 		goto out;
 	}
-	if ((r = km_pki_verify(store, cert, role, id)) != 0) {
+	if ((r = km_pki_verify_flags(store, cert, role, id, replay)) != 0) {
 		goto out;
 	}
 	if ((ctx = EVP_MD_CTX_new()) == NULL) {
@@ -965,4 +985,22 @@ out:
 	EVP_MD_CTX_free(ctx);
 	X509_free(cert);
 	return r;
+}
+
+int
+km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
+    size_t cert_len, km_role role, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen, km_identity *id)
+{
+	return km_pki_verify_signed_flags(store, cert_der, cert_len, role,
+	    data, len, sig, siglen, id, false);
+}
+
+int
+km_pki_verify_signed_replay(X509_STORE *store, const uint8_t *cert_der,
+    size_t cert_len, km_role role, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen, km_identity *id)
+{
+	return km_pki_verify_signed_flags(store, cert_der, cert_len, role,
+	    data, len, sig, siglen, id, true);
 }

@@ -166,4 +166,19 @@ int km_pki_verify_signed(X509_STORE *store, const uint8_t *cert_der,
     size_t cert_len, km_role role, const void *data, size_t len,
     const uint8_t *sig, size_t siglen, km_identity *id);
 
+/**
+ * km_pki_verify_signed_replay:
+ * As km_pki_verify_signed(), but neither the CRL nor the validity dates
+ * are consulted: the chain to the mesh CA, the role and the signature are.
+ *
+ * For catalog entries whose signer's standing was checked when the entry
+ * was sequenced (client-signed objects, daemon/catalog.c): replaying the
+ * log later, after the signer was revoked or its certificate expired,
+ * must give the same result, or every replica and every client view would
+ * stall on that entry for good.
+ */
+int km_pki_verify_signed_replay(X509_STORE *store, const uint8_t *cert_der,
+    size_t cert_len, km_role role, const void *data, size_t len,
+    const uint8_t *sig, size_t siglen, km_identity *id);
+
 #endif /* KM_PKI_PKI_H */

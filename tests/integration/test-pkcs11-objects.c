@@ -292,6 +292,9 @@ out:
 	return rc;
 }
 
+/* Shell assignments put before the helper (another KEYMESH_CONF). */
+static char helper_env[4400];
+
 /* Runs the helper; its first output line into @out. */
 static int run_helper(char *out, size_t outlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -307,8 +310,8 @@ run_helper(char *out, size_t outlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(
-	    cmd, sizeof(cmd), "KMT_PIN='%s' '%s' helper %s", pin, self, args);
+	snprintf(cmd, sizeof(cmd), "%s KMT_PIN='%s' '%s' helper %s",
+	    helper_env, pin, self, args);
 	if ((p = popen(cmd, "r")) == NULL) {
 		return -1;
 	}
@@ -493,6 +496,15 @@ test_bad_templates(void)
 
 static CK_OBJECT_HANDLE cert_h, pub_h;
 
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* Made here, seen by another process: by class, CKA_ID and label. */
 static void
 test_create_seen_elsewhere(void)
@@ -503,13 +515,20 @@ test_create_seen_elsewhere(void)
 	BIGNUM *bn = NULL, *be = NULL;
 	uint8_t nb[512], eb[8], got[4096];
 	char out[64];
+	double t0;
 	int nl, el;
 	CK_ATTRIBUTE v = { CKA_VALUE, got, sizeof(got) };
 	CK_ATTRIBUTE spki = { CKA_PUBLIC_KEY_INFO, got, sizeof(got) };
 
+	t0 = now_ms();
 	CU_ASSERT_FATAL(
 	    create_cert(sess, "\x55\x66", 2, "web-cert", CK_FALSE, &cert_h)
 	    == CKR_OK);
+	/* a number for the report, not a limit */
+	fprintf(stderr,
+	    "create_seen_elsewhere: C_CreateObject (token certificate, 3 "
+	    "nodes) took %.1f ms\n",
+	    now_ms() - t0);
 	CU_ASSERT(EVP_PKEY_get_bn_param(rsa_key, "n", &bn) == 1
 	    && EVP_PKEY_get_bn_param(rsa_key, "e", &be) == 1);
 	nl = BN_bn2bin(bn, nb);
@@ -599,6 +618,31 @@ test_destroy(void)
 	    count_by(sess, CKO_PUBLIC_KEY, "\x55\x66", 2, NULL, NULL) == 0);
 	CU_ASSERT(
 	    p11->C_DestroyObject(sess, pub_h) == CKR_OBJECT_HANDLE_INVALID);
+}
+
+/* Another process deleted the object behind this handle: changing or
+ * destroying it here is refused, not applied to a ghost. */
+static void
+test_stale_handle(void)
+{
+	CK_OBJECT_HANDLE h;
+	CK_ATTRIBUTE l = { CKA_LABEL, (void *)"ghost", 5 };
+	CK_RV lr = login(sess); /* also when run alone */
+
+	CU_ASSERT(lr == CKR_OK || lr == CKR_USER_ALREADY_LOGGED_IN);
+	CU_ASSERT_FATAL(
+	    create_cert(sess, "\x51\x51", 2, "stale", CK_FALSE, &h) == CKR_OK);
+	CU_ASSERT(
+	    run_helper(NULL, 0, "destroy %lu 5151", (CK_ULONG)CKO_CERTIFICATE)
+	    == 0);
+	/* no search since: the handle is still here */
+	CU_ASSERT(p11->C_SetAttributeValue(sess, h, &l, 1)
+	    == CKR_OBJECT_HANDLE_INVALID);
+	CU_ASSERT(p11->C_DestroyObject(sess, h) == CKR_OBJECT_HANDLE_INVALID);
+	next_view();
+	CU_ASSERT(
+	    count_by(sess, CKO_CERTIFICATE, "\x51\x51", 2, NULL, NULL) == 0);
+	CU_ASSERT(helper_count(CKO_CERTIFICATE, "-", "ghost") == 0);
 }
 
 /* C_GenerateKeyPair's CKA_ID is in the catalog: another process sees
@@ -772,8 +816,8 @@ test_authority(void)
 	p.attrs = attrs.data;
 	p.attrs_len = attrs.len;
 	/* no login ticket: refused by every node */
-	CU_ASSERT(
-	    km_mesh_append_as(m, &p, NULL, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(
+	              m, &p, NULL, NULL, &applied, NULL, err, sizeof(err))
 	    == KM_ERR_AUTH);
 	CU_ASSERT(applied == 0);
 	for (i = 0; i < km_mesh_count(m); i++) {
@@ -784,31 +828,139 @@ test_authority(void)
 	}
 	/* logged in to "default", not to "other" */
 	snprintf(p.partition, sizeof(p.partition), "other");
-	CU_ASSERT(km_mesh_append_as(
-	              m, &p, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &p, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	    == KM_ERR_AUTH);
 	snprintf(p.partition, sizeof(p.partition), "default");
-	CU_ASSERT(km_mesh_append_as(
-	              m, &p, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &p, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	        == 0
 	    && applied == 3);
 	/* a key entry signed by a client: refused, ticket or not */
 	memset(&kd, 0, sizeof(kd));
 	kd.type = KM_CAT_KEY_ATTRS;
 	snprintf(kd.key_id, sizeof(kd.key_id), "nokey");
-	CU_ASSERT(km_mesh_append_as(
-	              m, &kd, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &kd, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	    == KM_ERR_AUTH);
 	CU_ASSERT(applied == 0);
 	/* the data object is there for the module too */
 	next_view();
 	CU_ASSERT(count_by(sess, CKO_DATA, NULL, 0, NULL, NULL) == 1);
 	p.type = KM_CAT_OBJECT_DELETE;
-	CU_ASSERT(km_mesh_append_as(
-	              m, &p, test_ticket, NULL, &applied, err, sizeof(err))
+	CU_ASSERT(km_mesh_append_as(m, &p, test_ticket, NULL, &applied, NULL,
+	              err, sizeof(err))
 	    == 0);
 	km_mesh_close(m);
 	km_buf_free(&attrs);
+}
+
+static int node_head(int i, long long *seq, char *head, size_t headlen);
+static long long node_int(int i, const char *sql);
+
+/* The dev mesh's client.conf with another client identity. */
+static int
+write_conf_as(const char *name, char *path, size_t pathlen)
+{
+	char *conf = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *in, *out;
+
+	snprintf(path, pathlen, "%s/%s.conf", mesh.dir, name);
+	if ((in = fopen(mesh.conf, "r")) == NULL) {
+		return -1;
+	}
+	if ((out = fopen(path, "w")) == NULL) {
+		fclose(in);
+		return -1;
+	}
+	while (getline(&conf, &len, in) > 0) {
+		line = strtok_r(conf, "\n", &save);
+		if (line != NULL && strcmp(line, "[admin]") == 0) {
+			break; /* a plain client */
+		}
+		if (line != NULL && strncmp(line, "cert = ", 7) == 0) {
+			fprintf(out, "cert = ca/certs/%s.crt\n", name);
+		} else if (line != NULL && strncmp(line, "key = ", 6) == 0) {
+			fprintf(out, "key = ca/private/%s.key\n", name);
+		} else {
+			fprintf(out, "%s\n", line != NULL ? line : "");
+		}
+	}
+	free(conf);
+	fclose(in);
+	return fclose(out) == 0 ? 0 : -1;
+}
+
+/*
+ * A client stores a certificate and is then revoked (CRL on the nodes,
+ * nodes restarted): it can store nothing more, but its certificate stays,
+ * a node that was down meanwhile catches up past its entry, and a fresh
+ * view (a new process) replays it.
+ */
+static void
+test_revoked_client(void)
+{
+	char conf2[4300], out[64];
+	long long seqs[4];
+	char heads[4][80];
+	int i, tries, same = 0;
+
+	CU_ASSERT_FATAL(kmt_run("'%s' client enroll --dir '%s/ca' --name "
+	                        "client2 >/dev/null 2>&1",
+	                    kmt_keymesh(), mesh.dir)
+	    == 0);
+	CU_ASSERT_FATAL(write_conf_as("client2", conf2, sizeof(conf2)) == 0);
+	/* node 3 misses everything from here until after the revocation */
+	CU_ASSERT_FATAL(kmt_mesh_stop(&mesh, 3) == 0);
+	snprintf(helper_env, sizeof(helper_env), "KEYMESH_CONF='%s'", conf2);
+	CU_ASSERT(run_helper(NULL, 0,
+	              "create-cert '%s/cert.der' abab by-client2", mesh.dir)
+	    == 0);
+	helper_env[0] = '\0';
+	CU_ASSERT(kmt_run("'%s' cert revoke --dir '%s/ca' --name client2 "
+	                  ">/dev/null 2>&1",
+	              kmt_keymesh(), mesh.dir)
+	    == 0);
+	/* daemons read the CRL when they start */
+	for (i = 1; i <= 2; i++) {
+		CU_ASSERT(kmt_mesh_stop(&mesh, i) == 0);
+		CU_ASSERT(kmt_mesh_start(&mesh, i) == 0);
+	}
+	CU_ASSERT(kmt_mesh_start(&mesh, 3) == 0);
+	/* revoked: refused (at the TLS handshake already) */
+	snprintf(helper_env, sizeof(helper_env), "KEYMESH_CONF='%s'", conf2);
+	CU_ASSERT(run_helper(NULL, 0, "create-cert '%s/cert.der' abab again",
+	              mesh.dir)
+	    != 0);
+	helper_env[0] = '\0';
+	/* node 3 catches up past the revoked client's entry */
+	for (tries = 0; tries < 100 && !same; tries++) {
+		usleep(200 * 1000);
+		same = 1;
+		for (i = 1; i <= 3; i++) {
+			if (node_head(i, &seqs[i], heads[i], sizeof(heads[i]))
+			    != 0) {
+				same = 0;
+			}
+		}
+		same = same && seqs[1] == seqs[2] && seqs[2] == seqs[3]
+		    && strcmp(heads[1], heads[3]) == 0;
+	}
+	CU_ASSERT(same);
+	CU_ASSERT(node_int(3,
+	              "SELECT count(*) FROM objects WHERE state = 1 "
+	              "AND hex(cka_id) = 'ABAB'")
+	    == 1);
+	/* a fresh view in a new process replays it, and sees past it */
+	CU_ASSERT(helper_count(CKO_CERTIFICATE, "abab", "by-client2") == 1);
+	CU_ASSERT(run_helper(NULL, 0, "create-cert '%s/cert.der' cdcd after",
+	              mesh.dir)
+	    == 0);
+	CU_ASSERT(run_helper(out, sizeof(out), "count %lu cdcd -",
+	              (CK_ULONG)CKO_CERTIFICATE)
+	        == 0
+	    && strcmp(out, "1") == 0);
 }
 
 /* Last applied seq and head hash of node @i's catalog. */
@@ -856,6 +1008,60 @@ node_int(int i, const char *sql)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return v;
+}
+
+/*
+ * Three processes creating objects at once race for the same catalog
+ * positions: the sequencer takes one entry per position, the losers sign
+ * again, and every object lands once.
+ */
+static void
+test_concurrent_creates(void)
+{
+	char cmd[6000], line[128], heads[4][80];
+	long long seqs[4];
+	FILE *p[3];
+	int i, created = 0, found, tries, same = 0;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd),
+		    "KMT_PIN='%s' '%s' helper create-many '%s/cert.der' "
+		    "race%d 4",
+		    pin, self, mesh.dir, i);
+		CU_ASSERT_FATAL((p[i] = popen(cmd, "r")) != NULL);
+	}
+	for (i = 0; i < 3; i++) {
+		while (fgets(line, sizeof(line), p[i]) != NULL) {
+			created++;
+		}
+		CU_ASSERT(pclose(p[i]) != -1);
+	}
+	CU_ASSERT(created == 12);
+	next_view();
+	found = (int)count_by(sess, CKO_CERTIFICATE, "\x77", 1, NULL, NULL);
+	CU_ASSERT(found == 12);
+	for (tries = 0; tries < 50 && !same; tries++) {
+		same = 1;
+		for (i = 1; i <= 3; i++) {
+			if (node_head(i, &seqs[i], heads[i], sizeof(heads[i]))
+			    != 0) {
+				same = 0;
+			}
+		}
+		same = same && seqs[1] == seqs[2] && seqs[2] == seqs[3]
+		    && strcmp(heads[1], heads[2]) == 0
+		    && strcmp(heads[2], heads[3]) == 0;
+		if (!same) {
+			usleep(200 * 1000);
+		}
+	}
+	CU_ASSERT(same);
+	/* clean up for the next test */
+	CU_ASSERT(
+	    run_helper(NULL, 0, "destroy %lu 77", (CK_ULONG)CKO_CERTIFICATE)
+	    == 0);
+	next_view();
+	CU_ASSERT(count_by(sess, CKO_CERTIFICATE, "\x77", 1, NULL, NULL) == 0);
 }
 
 /*
@@ -930,10 +1136,13 @@ static const kmt_test object_tests[] = {
 	{ "create_seen_elsewhere", test_create_seen_elsewhere },
 	{ "set_label", test_set_label },
 	{ "destroy", test_destroy },
+	{ "stale_handle", test_stale_handle },
 	{ "keygen_id", test_keygen_id },
 	{ "copy_key", test_copy_key },
 	{ "copy_cert", test_copy_cert },
 	{ "authority", test_authority },
+	{ "revoked_client", test_revoked_client },
+	{ "concurrent_creates", test_concurrent_creates },
 	{ "kill9_mid_create", test_kill9_mid_create },
 	KMT_END,
 };

@@ -126,6 +126,12 @@ out:
 /* An empty policy: no restriction. */
 static uint8_t empty_policy[8];
 
+/* An empty attribute list (uint32 0), for objects in the crash test. */
+static uint8_t kill9_attrs[4];
+
+static void mk_object(km_catalog_payload *p, const char *id, uint32_t cls,
+    const char *value, const char *app_id);
+
 static void
 mk_create(km_catalog_payload *p, const char *id, const char *label,
     km_catalog_holder *h, size_t nh, uint32_t threshold)
@@ -852,14 +858,29 @@ replay_into_fresh(km_store *a, uint64_t last)
 	return b;
 }
 
-/* Same keys, states, epochs and holders in both catalogs. */
+/* Same keys, states, epochs and holders, and the same live objects, in
+ * both catalogs. */
 static bool
 catalogs_equal(km_store *a, km_store *b)
 {
 	km_catalog_key *ka = NULL, *kb = NULL;
-	size_t na = 0, nb = 0, i, j;
+	km_catalog_object *oa = NULL, *ob = NULL;
+	size_t na = 0, nb = 0, noa = 0, nob = 0, i, j;
 	bool eq = false;
 
+	if (km_catalog_object_list(a, &oa, &noa) != 0
+	    || km_catalog_object_list(b, &ob, &nob) != 0 || noa != nob) {
+		goto out;
+	}
+	for (i = 0; i < noa; i++) {
+		if (strcmp(oa[i].object_id, ob[i].object_id) != 0
+		    || oa[i].updated_seq != ob[i].updated_seq
+		    || oa[i].value_len != ob[i].value_len
+		    || memcmp(oa[i].value, ob[i].value, oa[i].value_len)
+		        != 0) {
+			goto out;
+		}
+	}
 	if (km_catalog_key_list(a, &ka, &na) != 0
 	    || km_catalog_key_list(b, &kb, &nb) != 0 || na != nb) {
 		goto out;
@@ -887,6 +908,8 @@ catalogs_equal(km_store *a, km_store *b)
 out:
 	km_catalog_key_list_free(ka, na);
 	km_catalog_key_list_free(kb, nb);
+	km_catalog_object_list_free(oa, noa);
+	km_catalog_object_list_free(ob, nob);
 	return eq;
 }
 
@@ -1281,6 +1304,37 @@ crash_child(const char *path, int ready_fd)
 		           s, 0, "client1", id, "ecdh", digest, 0, NULL)
 		        != 0) {
 			_exit(10);
+		}
+		/* An object stored beside the key, the key's CKA_ID, and
+		 * every third object deleted again. */
+		{
+			char oid[KM_NAME_MAX + 1];
+
+			snprintf(oid, sizeof(oid), "obj-%s", id);
+			mk_object(&p, oid, KM_OBJ_CERTIFICATE, "DER", "\x01");
+			p.attrs = kill9_attrs;
+			p.attrs_len = sizeof(kill9_attrs);
+			if (apply_at(s, 0, &p, &res) != 0 || res != 0) {
+				_exit(15);
+			}
+			memset(&p, 0, sizeof(p));
+			p.type = KM_CAT_KEY_ATTRS;
+			snprintf(p.key_id, sizeof(p.key_id), "%s", id);
+			p.app_id = (uint8_t *)"\x02";
+			p.app_id_len = 1;
+			if (apply_at(s, 0, &p, &res) != 0 || res != 0) {
+				_exit(16);
+			}
+			if (iter % 3 == 2) {
+				memset(&p, 0, sizeof(p));
+				p.type = KM_CAT_OBJECT_DELETE;
+				snprintf(p.object_id, sizeof(p.object_id),
+				    "%s", oid);
+				if (apply_at(s, 0, &p, &res) != 0
+				    || res != 0) {
+					_exit(17);
+				}
+			}
 		}
 		/* Re-share the key made in this iteration. */
 		memset(&p, 0, sizeof(p));
