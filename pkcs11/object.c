@@ -1523,6 +1523,52 @@ km_p11_attr_readonly(CK_ATTRIBUTE_TYPE t)
 	    || t == CKA_MODIFIABLE;
 }
 
+/* A template that sets CKA_ID only (the last one counts). */
+static bool
+km_p11_only_cka_id(CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < n; i++) {
+		if (t[i].type != CKA_ID) {
+			return false;
+		}
+	}
+	return n > 0;
+}
+
+/* KEY_ATTRS: a mesh key's CKA_ID (both halves) for every client. */
+static CK_RV
+km_p11_key_set_id(const char *key_id, const void *id, size_t len)
+{
+	km_catalog_payload p;
+	char err[300] = "";
+	size_t applied = 0;
+	km_mesh *admin;
+	int r, res = 0;
+
+	if (km_p11.forked || (admin = km_p11_admin()) == NULL) {
+		/* keys are the admin's; km_p11_admin() said why */
+		return CKR_ACTION_PROHIBITED;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ATTRS;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", key_id);
+	p.app_id = (uint8_t *)id;
+	p.app_id_len = len;
+	if ((r = km_mesh_append_as(
+	         admin, &p, NULL, NULL, &applied, &res, err, sizeof(err)))
+	    != 0) {
+		km_log_warn_r(r, "P11-KEY-ID", "key %s: %s", key_id, err);
+		return CKR_DEVICE_ERROR;
+	}
+	if (res != 0) {
+		/* destroyed by someone else meanwhile */
+		return CKR_OBJECT_HANDLE_INVALID;
+	}
+	return km_p11_view_sync(true);
+}
+
 CK_RV
 km_p11_set_attribute_value(
     km_p11_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
@@ -1530,7 +1576,7 @@ km_p11_set_attribute_value(
 	km_p11_object *o;
 	km_p11_attr *na = NULL;
 	size_t nna = 0;
-	char object_id[KM_NAME_MAX + 1] = "";
+	char object_id[KM_NAME_MAX + 1] = "", key_id[KM_NAME_MAX + 1] = "";
 	uint64_t seq = 0;
 	CK_OBJECT_CLASS cls = 0;
 	bool priv = false;
@@ -1545,6 +1591,19 @@ km_p11_set_attribute_value(
 	}
 	if (o->session == 0 && !(s->flags & CKF_RW_SESSION)) {
 		rv = CKR_SESSION_READ_ONLY;
+		goto out;
+	}
+	if (o->from_mesh && km_p11_only_cka_id(t, n)) {
+		/* a mesh key's CKA_ID (NSS sets it after key generation):
+		 * a KEY_ATTRS entry, signed by the admin identity */
+		if (!km_p11.logged_in) {
+			rv = CKR_USER_NOT_LOGGED_IN;
+		} else if (t[n - 1].ulValueLen > KM_CATALOG_APP_ID_MAX
+		    || (t[n - 1].pValue == NULL && t[n - 1].ulValueLen > 0)) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+		} else {
+			snprintf(key_id, sizeof(key_id), "%s", o->key->key_id);
+		}
 		goto out;
 	}
 	if (o->from_mesh || !km_p11_attr_bool(o, CKA_MODIFIABLE)) {
@@ -1592,6 +1651,10 @@ out:
 	if (rv == CKR_OK && object_id[0] != '\0') {
 		rv = km_p11_catalog_put(
 		    object_id, seq, cls, priv, na, nna, NULL);
+	}
+	if (rv == CKR_OK && key_id[0] != '\0') {
+		rv = km_p11_key_set_id(
+		    key_id, t[n - 1].pValue, t[n - 1].ulValueLen);
 	}
 	km_p11_attrs_free(na, nna);
 	return rv;

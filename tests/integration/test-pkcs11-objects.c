@@ -664,7 +664,9 @@ test_keygen_id(void)
 	};
 	CK_OBJECT_HANDLE pub, priv;
 	char out[600], path[4300];
+	CK_RV lr = login(sess); /* also when run alone */
 
+	CU_ASSERT(lr == CKR_OK || lr == CKR_USER_ALREADY_LOGGED_IN);
 	CU_ASSERT_FATAL(
 	    p11->C_GenerateKeyPair(sess, &m, pubt, 2, privt, 2, &pub, &priv)
 	    == CKR_OK);
@@ -674,6 +676,27 @@ test_keygen_id(void)
 	    && strcmp(out, "c0ffee") == 0);
 	snprintf(path, sizeof(path), "%s/pkcs11-ids", mesh.dir);
 	CU_ASSERT(access(path, F_OK) != 0);
+	/* NSS sets CKA_ID after generating a key: on both halves, for every
+	 * client; other attributes of a mesh key stay fixed */
+	{
+		CK_ATTRIBUTE id = { CKA_ID, (void *)"\xde\xad", 2 };
+		CK_ATTRIBUTE lbl = { CKA_LABEL, (void *)"x", 1 };
+		CK_ATTRIBUTE big = { CKA_ID, path, 300 };
+
+		CU_ASSERT(
+		    p11->C_SetAttributeValue(sess, priv, &id, 1) == CKR_OK);
+		CU_ASSERT(
+		    p11->C_SetAttributeValue(sess, pub, &id, 1) == CKR_OK);
+		CU_ASSERT(p11->C_SetAttributeValue(sess, priv, &lbl, 1)
+		    == CKR_ACTION_PROHIBITED);
+		CU_ASSERT(p11->C_SetAttributeValue(sess, priv, &big, 1)
+		    == CKR_ATTRIBUTE_VALUE_INVALID);
+		CU_ASSERT(
+		    count_by(sess, CKO_PUBLIC_KEY, "\xde\xad", 2, NULL, NULL)
+		    == 1);
+		CU_ASSERT(run_helper(out, sizeof(out), "key-id objgen") == 0
+		    && strcmp(out, "dead") == 0);
+	}
 }
 
 /* A session copy of a mesh private key signs like the key; it cannot be
