@@ -27,6 +27,7 @@
 #include <openssl/obj_mac.h>
 
 #include "mesh/ops.h"
+#include "mesh/rpc.h"
 #include "net/relay.h"
 #include "pkcs11/p11.h"
 #include "util/err.h"
@@ -893,46 +894,216 @@ typedef struct km_p11_login_job {
 	uint8_t ticket[KM_PROTO_TICKET_LEN];
 } km_p11_login_job;
 
-static void *
-km_p11_login_thread(void *arg)
-{
-	km_p11_login_job *j = arg;
+static size_t km_p11_quorum_min(void);
 
-	j->r = km_ops_login_as(km_mesh_client(km_p11.mesh, j->node), j->user,
-	    km_p11.conf.partition, j->pin, (int)km_p11.conf.timeout_ms,
-	    j->ticket, j->msg, sizeof(j->msg));
-	return NULL;
+/*
+ * C_Login's fan-out: one asynchronous login call per node, all at once.
+ * It returns when every node has answered, or, once a quorum has accepted
+ * the PIN, when the nodes still silent have had no connection for
+ * KM_P11_LOGIN_GRACE_MS: a daemon that is down would otherwise cost every
+ * process the whole timeout_ms at C_Login (2 s for each new pkcs11-tool,
+ * openssl, ssh ... with 2 of 5 daemons stopped).  Those nodes are logged
+ * in on first use (km_p11_ticket), as nodes that were down always were.
+ * A node that is connected is always waited for (up to timeout_ms), so
+ * its answer, a wrong PIN included, counts; a wrong PIN decides as a
+ * quorum does.  Otherwise it waits for every answer or timeout, as
+ * before (3 of 5 down: CKR_DEVICE_ERROR after timeout_ms).
+ */
+#define KM_P11_LOGIN_GRACE_MS 200
+
+typedef struct km_p11_login_fan {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	size_t finished;
+} km_p11_login_fan;
+
+typedef struct km_p11_login_slot {
+	km_p11_login_fan *fan;
+	km_net_call *call;
+	km_buf req;
+	bool finished;
+	bool parsed;
+	int r; /* the transport's result */
+} km_p11_login_slot;
+
+/* Runs on an nng thread: must not block (km_net_done). */
+static void
+km_p11_login_done(km_net_call *call, int r, void *arg)
+{
+	km_p11_login_slot *sl = arg;
+
+	(void)call;
+	pthread_mutex_lock(&sl->fan->lock);
+	sl->r = r;
+	sl->finished = true;
+	sl->fan->finished++;
+	pthread_cond_broadcast(&sl->fan->cv);
+	pthread_mutex_unlock(&sl->fan->lock);
+}
+
+/* A finished call's reply into @j: its result and ticket (km_ops_login). */
+static void
+km_p11_login_result(km_p11_login_slot *sl, km_p11_login_job *j)
+{
+	const km_identity *peer;
+	const uint8_t *body, *p;
+	size_t len, n;
+	uint64_t expires;
+	km_buf view;
+
+	if ((j->r = sl->r) == 0
+	    && (j->r = km_net_call_reply(sl->call, &body, &len, &peer)) == 0
+	    && (j->r = km_rpc_reply_parse(j->user == KM_PROTO_USER_USER
+	                ? KM_MSG_LOGIN
+	                : KM_MSG_LOGIN_AS,
+	            body, len, &view, j->msg, sizeof(j->msg)))
+	        == 0) {
+		if (km_buf_get_string_ptr(&view, &p, &n, KM_PROTO_TICKET_LEN)
+		        != 0
+		    || n != KM_PROTO_TICKET_LEN
+		    || km_buf_get_u64(&view, &expires) != 0) {
+			snprintf(
+			    j->msg, sizeof(j->msg), "malformed login reply");
+			j->r = KM_ERR_BAD_FORMAT;
+			return;
+		}
+		memcpy(j->ticket, p, KM_PROTO_TICKET_LEN);
+		return;
+	}
+	if (j->msg[0] == '\0') {
+		snprintf(j->msg, sizeof(j->msg), "%s", km_strerror(j->r));
+	}
+}
+
+/* Under fan->lock: true when the silent nodes need not be waited for. */
+static bool
+km_p11_login_enough(km_p11_login_slot *sl, km_p11_login_job *jobs, size_t n,
+    uint64_t *t_quorum)
+{
+	size_t i, ok = 0, bad = 0;
+	uint64_t now;
+
+	for (i = 0; i < n; i++) {
+		if (sl[i].finished && !sl[i].parsed) {
+			km_p11_login_result(&sl[i], &jobs[i]);
+			sl[i].parsed = true;
+		}
+		ok += sl[i].parsed && jobs[i].r == 0;
+		bad += sl[i].parsed && jobs[i].r == KM_ERR_PIN;
+	}
+	/* decided: a quorum took the PIN, or a node refused it */
+	if (ok < km_p11_quorum_min() && bad == 0) {
+		return false;
+	}
+	now = km_mono_ns();
+	if (*t_quorum == 0) {
+		*t_quorum = now;
+	}
+	for (i = 0; i < n; i++) {
+		if (!sl[i].finished
+		    && km_net_client_connected(
+		        km_mesh_client(km_p11.mesh, i))) {
+			*t_quorum = now; /* a live node: wait for it */
+		}
+	}
+	return now - *t_quorum >= (uint64_t)KM_P11_LOGIN_GRACE_MS * 1000000u;
 }
 
 /*
- * Log in as @user on every node in parallel (a down node costs the
- * timeout once, not once per node).  @jobs receives each node's result.
+ * Log in on every node in parallel.  @jobs receives each node's result;
+ * a node given up on (see above) gets KM_ERR_CONN.
  */
 static void
 km_p11_login_nodes(
     const char *pin, uint32_t user, km_p11_login_job *jobs, size_t n)
 {
-	pthread_t th[KM_MESH_MAX_NODES];
-	bool started[KM_MESH_MAX_NODES];
+	km_p11_login_fan fan;
+	km_p11_login_slot sl[KM_MESH_MAX_NODES];
+	uint64_t t_quorum = 0;
+	struct timespec ts;
 	size_t i;
+	int r;
 
+	memset(&fan, 0, sizeof(fan));
+	pthread_mutex_init(&fan.lock, NULL);
+	pthread_cond_init(&fan.cv, NULL);
+	memset(sl, 0, sizeof(sl));
 	for (i = 0; i < n; i++) {
 		memset(&jobs[i], 0, sizeof(jobs[i]));
 		jobs[i].node = i;
 		jobs[i].user = user;
 		jobs[i].pin = pin;
-		started[i] = pthread_create(
-		                 &th[i], NULL, km_p11_login_thread, &jobs[i])
-		    == 0;
-		if (!started[i]) {
-			km_p11_login_thread(&jobs[i]);
+		sl[i].fan = &fan;
+		km_buf_init_secure(&sl[i].req);
+		/* as km_ops_login_as(): a user login stays a plain login,
+		 * which every daemon version serves; the SO needs login-as */
+		if (user == KM_PROTO_USER_USER) {
+			r = km_rpc_request(
+			    &sl[i].req, KM_MSG_LOGIN, NULL, 0, NULL);
+		} else {
+			r = km_rpc_request(
+			    &sl[i].req, KM_MSG_LOGIN_AS, NULL, 0, NULL);
+			r = r ? r : km_buf_put_u32(&sl[i].req, user);
+		}
+		r = r ? r
+		      : km_buf_put_cstring(&sl[i].req, km_p11.conf.partition);
+		r = r ? r : km_buf_put_cstring(&sl[i].req, pin);
+		r = r ? r
+		      : km_net_call_new(
+		          km_mesh_client(km_p11.mesh, i), &sl[i].call);
+		r = r ? r
+		      : km_net_call_start(sl[i].call, sl[i].req.data,
+		          sl[i].req.len, (int)km_p11.conf.timeout_ms,
+		          km_p11_login_done, &sl[i]);
+		if (r != 0) {
+			pthread_mutex_lock(&fan.lock);
+			sl[i].r = r;
+			sl[i].finished = true;
+			fan.finished++;
+			pthread_mutex_unlock(&fan.lock);
 		}
 	}
+	pthread_mutex_lock(&fan.lock);
+	while (
+	    fan.finished < n && !km_p11_login_enough(sl, jobs, n, &t_quorum)) {
+		/* short waits: the condvar's clock is the wall clock */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fan.cv, &fan.lock, &ts);
+	}
+	pthread_mutex_unlock(&fan.lock);
+	/* the silent ones: cancelled, and their callbacks waited for (one
+	 * that answered meanwhile keeps its answer) */
 	for (i = 0; i < n; i++) {
-		if (started[i]) {
-			pthread_join(th[i], NULL);
+		if (!sl[i].parsed && sl[i].call != NULL) {
+			km_net_call_cancel(sl[i].call);
+			(void)km_net_call_wait(sl[i].call);
 		}
 	}
+	pthread_mutex_lock(&fan.lock);
+	for (i = 0; i < n; i++) {
+		if (sl[i].finished && !sl[i].parsed) {
+			km_p11_login_result(&sl[i], &jobs[i]);
+			sl[i].parsed = true;
+			if (jobs[i].r == KM_ERR_CLOSED) {
+				jobs[i].r = KM_ERR_CONN;
+				snprintf(jobs[i].msg, sizeof(jobs[i].msg),
+				    "not connected; logged in there on "
+				    "first use");
+			}
+		}
+	}
+	pthread_mutex_unlock(&fan.lock);
+	for (i = 0; i < n; i++) {
+		km_net_call_free(sl[i].call);
+		km_buf_free(&sl[i].req);
+	}
+	pthread_cond_destroy(&fan.cv);
+	pthread_mutex_destroy(&fan.lock);
 }
 
 static size_t

@@ -207,7 +207,19 @@ km_p11_ec_pkey(
 	    OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, ptlen);
 	params[2] = OSSL_PARAM_construct_end();
 	*out = NULL;
-	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL
+	/*
+	 * WARNING: "EC" by its OID, not by name.  In a process where an
+	 * ENGINE supplies the EC methods (the OpenSSL pkcs11 engine loading
+	 * keymesh's own module, made the default by openssl's -engine),
+	 * EVP_PKEY_CTX_new_from_name("EC") maps the name to a NID and
+	 * returns the ENGINE's legacy context, which cannot import from
+	 * parameters; the OID (an alias of the provider's EC key manager
+	 * that maps to no NID) always fetches the provider.  Without it
+	 * every EC key, and every key listed after one, was missing from
+	 * the token in such a process.  (RSA: km_rsa_make_pkey_legacy.)
+	 */
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "1.2.840.10045.2.1", NULL))
+	        != NULL
 	    && EVP_PKEY_fromdata_init(ctx) == 1
 	    && EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) == 1) {
 		r = 0;
@@ -234,7 +246,10 @@ km_p11_rsa_pkey(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
 	    || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) != 1
 	    || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be) != 1
 	    || (params = OSSL_PARAM_BLD_to_param(b)) == NULL
-	    || (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL
+	    /* by its OID, for the reason in km_p11_ec_pkey() */
+	    || (ctx = EVP_PKEY_CTX_new_from_name(
+	            NULL, "1.2.840.113549.1.1.1", NULL))
+	        == NULL
 	    || EVP_PKEY_fromdata_init(ctx) != 1
 	    || EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
 		goto out;

@@ -128,7 +128,8 @@ else
 	KMC_PIN=$KEYMESH_PIN
 	export KEYMESH_CONF
 fi
-export KMC_MODULE KMC_PIN
+KMC_TARGET=$target
+export KMC_MODULE KMC_PIN KMC_TARGET
 
 # the token: the first slot with a token present
 kmc_run p11 --list-token-slots
@@ -164,39 +165,79 @@ kmc_pubkey() {
 		openssl pkey -pubin -inform DER -in "$2.der" -out "$2"
 }
 
-# kmc_make_cert LABEL ID PUB CERT: a self-signed certificate made by the
-# engine with the mesh key (the openssl-req-x509 check); if that fails, a
-# certificate for the same public key from a throwaway issuer, so the
-# other consumers still get one.  Then stored with the key's CKA_ID/label.
-kmc_make_cert() {
-	local label=$1 id=$2 pub=$3 cert=$4 md=sha256 ku
-	ku=digitalSignature,keyEncipherment
-	[ "$label" = "$KMC_EC" ] && ku=digitalSignature,keyAgreement
+# The certificates.  The RSA key's is self-signed by the mesh through the
+# engine (openssl req -x509; the openssl-req-x509 check), and is also a
+# small CA: the mesh cannot make ECDSA signatures yet (threshold ECDSA
+# comes later, issue #5), so the EC key, used for ECDH only, gets a
+# certificate for its public key issued by the RSA mesh key (openssl x509
+# -new -force_pubkey -CAkeyform engine; the openssl-x509-issue check).
+# Should either fail, a certificate for the same public key from a
+# throwaway issuer takes its place so the other consumers still get one.
+# Each is then stored with its key's CKA_ID and label.
+
+# kmc_cert_fallback LABEL PUB CERT
+kmc_cert_fallback() {
+	echo "# $1: certificate from a throwaway issuer instead"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+		-nodes -keyout "$KMC_WORK/issuer.key" -subj "/CN=$1" \
+		-out "$KMC_WORK/issuer.csr" 2>/dev/null &&
+		openssl x509 -req -in "$KMC_WORK/issuer.csr" \
+			-signkey "$KMC_WORK/issuer.key" -force_pubkey "$2" \
+			-days 30 -out "$3" 2>/dev/null
+}
+
+# kmc_cert_store LABEL ID CERT
+kmc_cert_store() {
+	openssl x509 -in "$3" -outform DER -out "$3.der" &&
+		kmc_check "setup-store-cert-$1" p11login --write-object \
+			"$3.der" --type cert --id "$2" --label "$1" &&
+		kmc_check "setup-cert-readback-$1" kmc_cert_readback "$1" \
+			"$2" "$3.der"
+}
+
+# kmc_cert_verifies CERT ISSUER PUB: ISSUER's signature on CERT is good
+# and CERT carries the public key PUB
+kmc_cert_verifies() {
+	openssl verify -CAfile "$2" -check_ss_sig "$1" &&
+		openssl x509 -in "$1" -noout -pubkey | cmp - "$3"
+}
+
+# kmc_make_rsa_cert LABEL ID PUB CERT: self-signed by the mesh key
+kmc_make_rsa_cert() {
+	local label=$1 id=$2 pub=$3 cert=$4
 	if kmc_check "openssl-req-x509-$label" ossl req -x509 -new \
 		-engine pkcs11 -keyform engine -key "$(kmc_uri "$label" private)" \
-		-subj "/CN=$label" -days 30 -$md -out "$cert" \
+		-subj "/CN=$label" -days 30 -sha256 -out "$cert" \
 		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-		-addext "keyUsage=critical,$ku" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
 		-addext "extendedKeyUsage=serverAuth,clientAuth" &&
-		kmc_check "openssl-req-x509-$label-verifies" sh -c '
-			openssl verify -CAfile "$1" -check_ss_sig "$1" &&
-			openssl x509 -in "$1" -noout -pubkey | cmp - "$2"' _ \
-			"$cert" "$pub"; then
+		kmc_check "openssl-req-x509-$label-verifies" kmc_cert_verifies \
+			"$cert" "$cert" "$pub"; then
 		:
 	else
-		echo "# $label: certificate from a throwaway issuer instead"
-		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-			-nodes -keyout "$KMC_WORK/issuer.key" -subj "/CN=$label" \
-			-out "$KMC_WORK/issuer.csr" 2>/dev/null &&
-			openssl x509 -req -in "$KMC_WORK/issuer.csr" \
-				-signkey "$KMC_WORK/issuer.key" -force_pubkey "$pub" \
-				-days 30 -out "$cert" 2>/dev/null
+		kmc_cert_fallback "$label" "$pub" "$cert"
 	fi
-	openssl x509 -in "$cert" -outform DER -out "$cert.der" &&
-		kmc_check "setup-store-cert-$label" p11login --write-object \
-			"$cert.der" --type cert --id "$id" --label "$label" &&
-		kmc_check "setup-cert-readback-$label" kmc_cert_readback "$label" \
-			"$id" "$cert.der"
+	kmc_cert_store "$label" "$id" "$cert"
+}
+
+# kmc_make_ec_cert LABEL ID PUB CERT ISSUER-LABEL ISSUER-CERT: issued by
+# the RSA mesh key for the EC key's public key
+kmc_make_ec_cert() {
+	local label=$1 id=$2 pub=$3 cert=$4
+	printf '%s\n' "keyUsage=critical,keyAgreement" \
+		"subjectAltName=DNS:localhost,IP:127.0.0.1" >"$KMC_WORK/ec.ext"
+	if kmc_check "openssl-x509-issue-$label" ossl x509 -new \
+		-subj "/CN=$label" -force_pubkey "$pub" -engine pkcs11 \
+		-CA "$6" -CAkeyform engine -CAkey "$(kmc_uri "$5" private)" \
+		-days 30 -sha256 -extfile "$KMC_WORK/ec.ext" -out "$cert" &&
+		kmc_check "openssl-x509-issue-$label-verifies" \
+			kmc_cert_verifies "$cert" "$6" "$pub"; then
+		:
+	else
+		kmc_cert_fallback "$label" "$pub" "$cert"
+	fi
+	kmc_cert_store "$label" "$id" "$cert"
 }
 
 # a stored certificate is there for the next process, with its CKA_ID
@@ -238,8 +279,41 @@ kmc_check_id setup-key-id-rsa "$KMC_RSA" KMC_RSA_ID
 kmc_check_id setup-key-id-ec "$KMC_EC" KMC_EC_ID
 kmc_check setup-pubkey-rsa kmc_pubkey "$KMC_RSA" "$KMC_RSA_PUB" || finish
 kmc_check setup-pubkey-ec kmc_pubkey "$KMC_EC" "$KMC_EC_PUB" || finish
-kmc_make_cert "$KMC_RSA" "$KMC_RSA_ID" "$KMC_RSA_PUB" "$KMC_RSA_CERT"
-kmc_make_cert "$KMC_EC" "$KMC_EC_ID" "$KMC_EC_PUB" "$KMC_EC_CERT"
+
+# Raw RSA (CKM_RSA_X_509) is off by a mesh key's policy unless the key is
+# made with --allow-raw yes (a raw RSA partial is a decryption oracle), so
+# the RSA-X-509 signing check uses a second RSA key made that way (no
+# certificate): imported, which spares a second safe-prime search and
+# takes the imported-key path (non-safe primes) through the mesh too.
+# SoftHSM's key allows every mechanism.
+# kmc_import_raw_key KEYMESH
+kmc_import_raw_key() {
+	local key=$KMC_WORK/rsa-raw.key r
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+		-out "$key" 2>/dev/null || return 1
+	"$1" key import --file "$key" --label "$KMC_RSA_RAW" \
+		--allow-raw yes
+	r=$?
+	rm -f "$key"
+	return $r
+}
+KMC_RSA_RAW=$KMC_RSA
+KMC_RSA_RAW_ID=$KMC_RSA_ID
+KMC_RSA_RAW_PUB=$KMC_RSA_PUB
+if [ "$target" = keymesh ]; then
+	KMC_RSA_RAW=kmc-rsa-raw
+	KMC_RSA_RAW_PUB=$KMC_WORK/rsa-raw.pub.pem
+	KMC_RSA_RAW_ID=
+	kmc_check setup-key-import-rsa-allow-raw kmc_import_raw_key \
+		"$keymesh" &&
+		KMC_RSA_RAW_ID=$(kmc_key_id "$KMC_RSA_RAW") &&
+		kmc_check setup-pubkey-rsa-allow-raw kmc_pubkey "$KMC_RSA_RAW" \
+			"$KMC_RSA_RAW_PUB"
+fi
+export KMC_RSA_RAW KMC_RSA_RAW_ID KMC_RSA_RAW_PUB
+kmc_make_rsa_cert "$KMC_RSA" "$KMC_RSA_ID" "$KMC_RSA_PUB" "$KMC_RSA_CERT"
+kmc_make_ec_cert "$KMC_EC" "$KMC_EC_ID" "$KMC_EC_PUB" "$KMC_EC_CERT" \
+	"$KMC_RSA" "$KMC_RSA_CERT"
 
 # ---- the consumers
 

@@ -1,6 +1,7 @@
 # GnuTLS p11tool through p11-kit (the module registered as in
 # p11kit-env.sh): tokens and objects listed by pkcs11: URI, and
-# p11tool --test-sign with each key.  Sourced by test-consumers.sh (lib.sh).
+# p11tool --test-sign with the RSA key (the EC key does ECDH only until
+# threshold ECDSA lands, issue #5).  Sourced by test-consumers.sh (lib.sh).
 
 # shellcheck source=p11kit-env.sh
 . "$KMC_SRC/p11kit-env.sh"
@@ -37,7 +38,4 @@ kmc_gnutls() {
 	kmc_check gnutls-list-tokens kmc_gnutls_tokens
 	kmc_check gnutls-list-objects kmc_gnutls_objects
 	kmc_check gnutls-test-sign-rsa kmc_gnutls_test_sign "$KMC_RSA"
-	if [ "$1" = full ]; then
-		kmc_check gnutls-test-sign-ec kmc_gnutls_test_sign "$KMC_EC"
-	fi
 }

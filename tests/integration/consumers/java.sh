@@ -1,13 +1,12 @@
 # Java 17 SunPKCS11: java/sunpkcs11.cfg and java/KmConsumer.java (run from
 # source, no build step): the KeyStore lists each key with its certificate,
-# SHA256withRSA multi-part, RSASSA-PSS, RSA/ECB/PKCS1Padding decryption,
-# SHA256withECDSA and SecureRandom from the token.  Sourced by
-# test-consumers.sh (lib.sh).
+# SHA256withRSA multi-part, RSASSA-PSS, RSA/ECB/PKCS1Padding decryption and
+# SecureRandom from the token (no SHA256withECDSA: no ECDSA in the mesh
+# until issue #5).  Sourced by test-consumers.sh (lib.sh).
 
 # the checks the Java program must report, in order
 KMC_JAVA_CHECKS="java-keystore-lists-keys java-sha256withrsa-multipart
-java-rsassa-pss java-cipher-rsa-pkcs1-decrypt java-sha256withecdsa
-java-securerandom-from-token"
+java-rsassa-pss java-cipher-rsa-pkcs1-decrypt java-securerandom-from-token"
 
 kmc_java_run() {
 	java -Dkmc.module="$KMC_MODULE" "$KMC_SRC/java/KmConsumer.java" \

@@ -144,12 +144,15 @@ kmc_uri() {
 	echo "pkcs11:token=$KMC_TOKEN;object=$1;type=$2"
 }
 
-# kmc_port: a free TCP port on loopback
+# kmc_port: a free TCP port on loopback: below Linux's ephemeral range
+# (32768-60999), where an outgoing connection's local port can take it
+# between this check and the server's bind (selfserv: PR_Bind "address
+# in use"), and with no socket on it in any state
 kmc_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+		p=$((20000 + RANDOM % 12000))
+		if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
 			echo "$p"
 			return 0
 		fi

@@ -1,5 +1,6 @@
-# OpenSSH 9.2: ssh-keygen -D prints the module's public keys, and ssh -I
-# logs in with a module key to a throwaway sshd on a loopback port (its own
+# OpenSSH 9.2: ssh-keygen -D prints the module's public keys (RSA and EC),
+# and ssh -I logs in with the RSA module key (no ECDSA in the mesh until
+# issue #5) to a throwaway sshd on a loopback port (its own
 # config, host key and authorized_keys in the scratch directory; run as
 # root with StrictModes off).  The PIN reaches ssh through SSH_ASKPASS.
 # (No IdentitiesOnly=yes: OpenSSH 9.2 then drops the -I keys too.)
@@ -81,7 +82,4 @@ kmc_ssh_check() {
 kmc_openssh() {
 	kmc_check openssh-keygen-D kmc_ssh_keygen_d || return
 	kmc_ssh_check openssh-login-rsa "$KMC_RSA_PUB"
-	if [ "$1" = full ]; then
-		kmc_ssh_check openssh-login-ecdsa "$KMC_EC_PUB"
-	fi
 }

@@ -28,6 +28,13 @@ kmc_proxy() {
 		--login --pin "$KMC_PIN" "$@"
 }
 
+kmc_proxy_list() {
+	kmc_proxy --list-objects >"$KMC_WORK/proxy-objects" || return 1
+	cat "$KMC_WORK/proxy-objects"
+	grep -q "label: *$KMC_RSA\$" "$KMC_WORK/proxy-objects" &&
+		grep -q "label: *$KMC_EC\$" "$KMC_WORK/proxy-objects"
+}
+
 kmc_proxy_sign() {
 	local w=$KMC_WORK/proxy
 	mkdir -p "$w"
@@ -78,13 +85,7 @@ kmc_proxy_engine() {
 kmc_p11_kit() {
 	kmc_check p11kit-module-config kmc_p11kit_setup || return
 	kmc_check p11kit-list-modules kmc_p11kit_list
-	kmc_check p11kit-proxy-list-objects sh -c '
-		"$@" --list-objects >"$KMC_WORK/proxy-objects" || exit 1
-		cat "$KMC_WORK/proxy-objects"
-		grep -q "label: *$KMC_RSA\$" "$KMC_WORK/proxy-objects" &&
-			grep -q "label: *$KMC_EC\$" "$KMC_WORK/proxy-objects"' _ \
-		pkcs11-tool --module "$KMC_PROXY" --token-label "$KMC_TOKEN" \
-		--login --pin "$KMC_PIN"
+	kmc_check p11kit-proxy-list-objects kmc_proxy_list
 	kmc_check p11kit-proxy-sign-rsa kmc_proxy_sign
 	kmc_check p11kit-proxy-decrypt-rsa kmc_proxy_decrypt
 	kmc_check p11kit-proxy-derive-ecdh kmc_proxy_ecdh
