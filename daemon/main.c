@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +268,17 @@ main(int argc, char **argv)
 	pthread_t sync;
 	bool sync_started = false;
 	kmd_state *st;
+
+	/*
+	 * Every login runs scrypt with a 16 MiB work area.  glibc raises its
+	 * mmap threshold after the first such block is freed, so later ones
+	 * come from the heap of whichever worker thread logs in and stay
+	 * resident: 16 MiB more RSS per worker arena (31 -> 64 MiB after a
+	 * few logins).  A fixed threshold keeps large blocks in their own
+	 * mappings, returned to the system when freed (OpenSSL wipes the
+	 * work area first).
+	 */
+	(void)mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	while ((c = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
 		switch (c) {
