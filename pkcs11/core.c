@@ -991,6 +991,14 @@ km_p11_login_enough(km_p11_login_slot *sl, km_p11_login_job *jobs, size_t n,
 		ok += sl[i].parsed && jobs[i].r == 0;
 		bad += sl[i].parsed && jobs[i].r == KM_ERR_PIN;
 	}
+	/*
+	 * The SO waits for every node: the module keeps no SO PIN, so a node
+	 * skipped here could not be logged in later, and C_InitPIN would
+	 * leave it with the old user PIN.
+	 */
+	if (n > 0 && jobs[0].user != KM_PROTO_USER_USER) {
+		return false;
+	}
 	/* decided: a quorum took the PIN, or a node refused it */
 	if (ok < km_p11_quorum_min() && bad == 0) {
 		return false;

@@ -71,7 +71,9 @@ static double
 km_p11_score(size_t node, uint64_t now)
 {
 	km_p11_node_stat *st = &km_p11.stat[node];
-	double s = st->rtt_ms > 0 ? st->rtt_ms : 5.0;
+	/* never measured: first in line, so its round trip gets known
+	 * (a node that came back is tried at once, not left at a guess) */
+	double s = st->rtt_ms > 0 ? st->rtt_ms : 0.0;
 	uint64_t halves;
 
 	/*

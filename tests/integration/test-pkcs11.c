@@ -1755,13 +1755,24 @@ test_faulty_holder(void)
 	CU_ASSERT(strstr(captured, "P11-BAD-PARTIAL") != NULL);
 	CU_ASSERT(strstr(captured, "holder node1") != NULL);
 	CU_ASSERT(strstr(captured, "node2") == NULL);
-	/* ECDH first in a fresh module: the proofs name node1 at once */
+	/*
+	 * ECDH first in a fresh module: the proofs name node1 as soon as it
+	 * is asked.  C_Login does not wait for a node still connecting, so
+	 * on a busy machine the first operation may go without it; a node
+	 * never measured is asked first once it is connected.
+	 */
 	CU_ASSERT(p11->C_Finalize(NULL) == CKR_OK);
 	CU_ASSERT_FATAL(suite_login() == 0);
-	capture_begin(&saved, path, sizeof(path));
-	good = ecdh_once();
-	capture_end(saved, path);
-	CU_ASSERT(good == 1);
+	for (i = 0; i < 10; i++) {
+		capture_begin(&saved, path, sizeof(path));
+		good = ecdh_once();
+		capture_end(saved, path);
+		CU_ASSERT(good == 1);
+		if (strstr(captured, "P11-BAD-PARTIAL") != NULL) {
+			break;
+		}
+		usleep(200000);
+	}
 	CU_ASSERT(strstr(captured, "P11-BAD-PARTIAL") != NULL);
 	CU_ASSERT(strstr(captured, "holder node1") != NULL);
 	CU_ASSERT(node_stop(1) == 0 && node_start(1, NULL) == 0);
