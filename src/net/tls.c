@@ -494,45 +494,161 @@ km_tls_pass_cb(char *buf, int size, int rwflag, void *u)
 	return (int)n;
 }
 
+/*
+ * The last identity parsed (leaf, chain, key), by the SHA-256 of its PEM
+ * text: a client opens one TLS config per node, all with the same
+ * identity, and parsing the PEM key and certificate each time was a third
+ * of C_Initialize (callgrind, docs/performance.md).  Only unencrypted keys
+ * are kept; the key is the one the caller already holds in memory.
+ */
+static struct {
+	pthread_mutex_t mu;
+	uint8_t digest[32];
+	X509 *x;
+	STACK_OF(X509) *chain;
+	EVP_PKEY *pkey;
+} km_tls_id_cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
 static int
-km_tls_cfg_own_cert(nng_tls_engine_config *cfg, const char *cert,
-    const char *key, const char *pass)
+km_tls_id_digest(const char *cert, const char *key, uint8_t out[32])
+{
+	EVP_MD_CTX *md;
+	int ok;
+
+	if ((md = EVP_MD_CTX_new()) == NULL) {
+		return -1;
+	}
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+	    && EVP_DigestUpdate(md, cert, strlen(cert) + 1) == 1
+	    && EVP_DigestUpdate(md, key, strlen(key) + 1) == 1
+	    && EVP_DigestFinal_ex(md, out, NULL) == 1;
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
+/* Parses @cert (leaf, then its chain) and @key. */
+static int
+km_tls_id_parse(const char *cert, const char *key, const char *pass,
+    X509 **x, STACK_OF(X509) **chain, EVP_PKEY **pkey)
 {
 	BIO *bio = NULL;
-	X509 *x = NULL, *extra = NULL;
-	EVP_PKEY *pkey = NULL;
+	X509 *extra = NULL;
 	int rv = NNG_EINVAL;
 
-	if (cert == NULL || key == NULL) {
-		goto out;
-	}
-	if ((bio = BIO_new_mem_buf(cert, -1)) == NULL
-	    || (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL
-	    || SSL_CTX_use_certificate(cfg->ctx, x) != 1) {
+	*x = NULL;
+	*pkey = NULL;
+	if ((*chain = sk_X509_new_null()) == NULL
+	    || (bio = BIO_new_mem_buf(cert, -1)) == NULL
+	    || (*x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
 		goto out;
 	}
 	/* Anything after the leaf is its chain. */
 	while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		if (SSL_CTX_add0_chain_cert(cfg->ctx, extra) != 1) {
+		if (sk_X509_push(*chain, extra) <= 0) {
+			X509_free(extra);
 			goto out;
 		}
-		extra = NULL;
 	}
 	BIO_free(bio);
 	if ((bio = BIO_new_mem_buf(key, -1)) == NULL
-	    || (pkey = PEM_read_bio_PrivateKey(
+	    || (*pkey = PEM_read_bio_PrivateKey(
 	            bio, NULL, km_tls_pass_cb, (void *)pass))
-	        == NULL
-	    || SSL_CTX_use_PrivateKey(cfg->ctx, pkey) != 1
+	        == NULL) {
+		goto out;
+	}
+	rv = 0;
+out:
+	BIO_free(bio);
+	if (rv != 0) {
+		X509_free(*x);
+		sk_X509_pop_free(*chain, X509_free);
+		EVP_PKEY_free(*pkey);
+		*x = NULL;
+		*chain = NULL;
+		*pkey = NULL;
+	}
+	return rv;
+}
+
+static int
+km_tls_cfg_own_cert(nng_tls_engine_config *cfg, const char *cert,
+    const char *key, const char *pass)
+{
+	X509 *x = NULL;
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *pkey = NULL;
+	uint8_t digest[32];
+	bool cacheable, hit = false;
+	int i, rv = NNG_EINVAL;
+
+	if (cert == NULL || key == NULL) {
+		goto out;
+	}
+	cacheable = pass == NULL && km_tls_id_digest(cert, key, digest) == 0;
+	if (cacheable) {
+		pthread_mutex_lock(&km_tls_id_cache.mu);
+		if (km_tls_id_cache.x != NULL
+		    && memcmp(km_tls_id_cache.digest, digest, 32) == 0
+		    && X509_up_ref(km_tls_id_cache.x) == 1) {
+			x = km_tls_id_cache.x;
+			if (EVP_PKEY_up_ref(km_tls_id_cache.pkey) == 1) {
+				pkey = km_tls_id_cache.pkey;
+			}
+			chain = X509_chain_up_ref(km_tls_id_cache.chain);
+			hit = pkey != NULL && chain != NULL;
+		}
+		pthread_mutex_unlock(&km_tls_id_cache.mu);
+		if (!hit) {
+			X509_free(x);
+			EVP_PKEY_free(pkey);
+			sk_X509_pop_free(chain, X509_free);
+			x = NULL;
+			pkey = NULL;
+			chain = NULL;
+		}
+	}
+	if (!hit && km_tls_id_parse(cert, key, pass, &x, &chain, &pkey) != 0) {
+		goto out;
+	}
+	if (SSL_CTX_use_certificate(cfg->ctx, x) != 1) {
+		goto out;
+	}
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		/* add1: the context takes its own reference */
+		if (SSL_CTX_add1_chain_cert(cfg->ctx, sk_X509_value(chain, i))
+		    != 1) {
+			goto out;
+		}
+	}
+	if (SSL_CTX_use_PrivateKey(cfg->ctx, pkey) != 1
 	    || SSL_CTX_check_private_key(cfg->ctx) != 1) {
 		goto out;
+	}
+	if (cacheable && !hit) {
+		pthread_mutex_lock(&km_tls_id_cache.mu);
+		if (X509_up_ref(x) == 1 && EVP_PKEY_up_ref(pkey) == 1) {
+			X509_free(km_tls_id_cache.x);
+			sk_X509_pop_free(km_tls_id_cache.chain, X509_free);
+			EVP_PKEY_free(km_tls_id_cache.pkey);
+			km_tls_id_cache.x = x;
+			km_tls_id_cache.pkey = pkey;
+			km_tls_id_cache.chain = X509_chain_up_ref(chain);
+			memcpy(km_tls_id_cache.digest, digest, 32);
+			if (km_tls_id_cache.chain == NULL) {
+				/* no chain copy: forget the entry */
+				X509_free(km_tls_id_cache.x);
+				EVP_PKEY_free(km_tls_id_cache.pkey);
+				km_tls_id_cache.x = NULL;
+				km_tls_id_cache.pkey = NULL;
+			}
+		}
+		pthread_mutex_unlock(&km_tls_id_cache.mu);
 	}
 	cfg->have_cert = true;
 	rv = 0;
 out:
-	BIO_free(bio);
 	X509_free(x);
-	X509_free(extra);
+	sk_X509_pop_free(chain, X509_free);
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 	return rv;
