@@ -966,39 +966,64 @@ out:
 	return r;
 }
 
+/*
+ * The names a listing statement returns (column 0), under the store lock.
+ * @ids is malloc'd (NULL when there are none).
+ */
+static int
+km_cat_list_ids_locked(km_store *s, int stmt, const char *what,
+    char (**ids)[KM_NAME_MAX + 1], size_t *cnt)
+{
+	sqlite3_stmt *st = NULL;
+	char(*v)[KM_NAME_MAX + 1] = NULL, (*nv)[KM_NAME_MAX + 1];
+	size_t n = 0;
+	int r, rc;
+
+	if ((r = km_store_stmt(s, stmt, &st)) != 0) {
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((nv = realloc(v, (n + 1) * sizeof(*v))) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		v = nv;
+		if ((r = km_col_name(st, 0, v[n])) != 0) {
+			goto out;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = km_store_sqlerr(s, rc, what);
+		goto out;
+	}
+	*ids = v;
+	v = NULL;
+	*cnt = n;
+	r = 0;
+out:
+	(void)sqlite3_reset(st);
+	free(v);
+	return r;
+}
+
 int
 km_catalog_key_list(km_store *s, km_catalog_key **keys, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
-	char(*ids)[KM_NAME_MAX + 1] = NULL, (*nids)[KM_NAME_MAX + 1];
+	char(*ids)[KM_NAME_MAX + 1] = NULL;
 	km_catalog_key *v = NULL;
 	size_t cnt = 0, i, done = 0;
-	int r, rc;
+	int r;
 
 	if (s == NULL || keys == NULL || n == NULL) {
 		return KM_ERR_INVALID_ARG;
 	}
 	km_store_lock(s);
-	if ((r = km_store_stmt(s, KM_STMT_CAT_KEY_LIST, &st)) != 0) {
+	if ((r = km_cat_list_ids_locked(
+	         s, KM_STMT_CAT_KEY_LIST, "key list", &ids, &cnt))
+	    != 0) {
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if ((nids = realloc(ids, (cnt + 1) * sizeof(*ids))) == NULL) {
-			r = KM_ERR_ALLOC;
-			goto out;
-		}
-		ids = nids;
-		if ((r = km_col_name(st, 0, ids[cnt])) != 0) {
-			goto out;
-		}
-		cnt++;
-	}
-	if (rc != SQLITE_DONE) {
-		r = km_store_sqlerr(s, rc, "key list");
-		goto out;
-	}
-	(void)sqlite3_reset(st);
-	st = NULL;
 	if (cnt > 0 && (v = calloc(cnt, sizeof(*v))) == NULL) {
 		r = KM_ERR_ALLOC;
 		goto out;
@@ -1014,7 +1039,6 @@ km_catalog_key_list(km_store *s, km_catalog_key **keys, size_t *n)
 	*n = cnt;
 	r = 0;
 out:
-	(void)sqlite3_reset(st);
 	km_store_unlock(s);
 	km_catalog_key_list_free(v, done);
 	free(ids);
@@ -1229,36 +1253,20 @@ km_catalog_object_get(km_store *s, const char *object_id, km_catalog_object *o)
 int
 km_catalog_object_list(km_store *s, km_catalog_object **objs, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
-	char(*ids)[KM_NAME_MAX + 1] = NULL, (*nids)[KM_NAME_MAX + 1];
+	char(*ids)[KM_NAME_MAX + 1] = NULL;
 	km_catalog_object *v = NULL;
 	size_t cnt = 0, i, done = 0;
-	int r, rc;
+	int r;
 
 	if (s == NULL || objs == NULL || n == NULL) {
 		return KM_ERR_INVALID_ARG;
 	}
 	km_store_lock(s);
-	if ((r = km_store_stmt(s, KM_STMT_CAT_OBJECT_LIST, &st)) != 0) {
+	if ((r = km_cat_list_ids_locked(
+	         s, KM_STMT_CAT_OBJECT_LIST, "object list", &ids, &cnt))
+	    != 0) {
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if ((nids = realloc(ids, (cnt + 1) * sizeof(*ids))) == NULL) {
-			r = KM_ERR_ALLOC;
-			goto out;
-		}
-		ids = nids;
-		if ((r = km_col_name(st, 0, ids[cnt])) != 0) {
-			goto out;
-		}
-		cnt++;
-	}
-	if (rc != SQLITE_DONE) {
-		r = km_store_sqlerr(s, rc, "object list");
-		goto out;
-	}
-	(void)sqlite3_reset(st);
-	st = NULL;
 	if (cnt > 0 && (v = calloc(cnt, sizeof(*v))) == NULL) {
 		r = KM_ERR_ALLOC;
 		goto out;
@@ -1274,7 +1282,6 @@ km_catalog_object_list(km_store *s, km_catalog_object **objs, size_t *n)
 	*n = cnt;
 	r = 0;
 out:
-	(void)sqlite3_reset(st);
 	km_store_unlock(s);
 	km_catalog_object_list_free(v, done);
 	free(ids);
