@@ -34,6 +34,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "kmt-mesh.h"
+#include "kmt-p11.h"
 #include "kmt.h"
 #include "net/relay.h"
 #include "pkcs11/p11-3.h"
@@ -53,7 +54,6 @@ static int
 setup(void)
 {
 	const char *b = getenv("KM_BUILDDIR");
-	char so[4200];
 
 	if (kmt_mesh_up(&mesh, 5, 3) != 0) {
 		return -1;
@@ -68,18 +68,12 @@ setup(void)
 	        != 0) {
 		return -1;
 	}
-	snprintf(so, sizeof(so), "%s/.libs/keymesh-pkcs11.so",
-	    b != NULL ? b : KM_BUILDDIR);
-	if ((dl = dlopen(so, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		fprintf(stderr, "%s\n", dlerror());
+	if ((dl = kmt_p11_load(b != NULL ? b : KM_BUILDDIR, &p11)) == NULL) {
 		return -1;
 	}
-	CK_RV(*gfl)
-	(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(
-	    dl, "C_GetFunctionList");
 	get_interface = (CK_RV(*)(CK_UTF8CHAR_PTR, CK_VERSION_PTR,
 	    CK_INTERFACE_PTR_PTR, CK_FLAGS))dlsym(dl, "C_GetInterface");
-	if (gfl == NULL || get_interface == NULL || gfl(&p11) != CKR_OK) {
+	if (get_interface == NULL) {
 		return -1;
 	}
 	return 0;
@@ -129,34 +123,13 @@ suite_fini(void)
 static CK_OBJECT_HANDLE
 find1(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const char *label)
 {
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-	CK_ULONG n = 0;
-
-	if (p11->C_FindObjectsInit(s, t, 2) != CKR_OK) {
-		return CK_INVALID_HANDLE;
-	}
-	if (p11->C_FindObjects(s, &h, 1, &n) != CKR_OK || n != 1) {
-		h = CK_INVALID_HANDLE;
-	}
-	(void)p11->C_FindObjectsFinal(s);
-	return h;
+	return kmt_p11_find1(p11, s, cls, label);
 }
 
 static EVP_PKEY *
 pubkey(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
 {
-	uint8_t buf[2048];
-	const unsigned char *p = buf;
-	CK_ATTRIBUTE a = { CKA_PUBLIC_KEY_INFO, buf, sizeof(buf) };
-
-	if (p11->C_GetAttributeValue(s, h, &a, 1) != CKR_OK) {
-		return NULL;
-	}
-	return d2i_PUBKEY(NULL, &p, (long)a.ulValueLen);
+	return kmt_p11_pubkey(p11, s, h);
 }
 
 static double

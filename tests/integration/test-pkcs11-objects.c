@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 
 #include "kmt-mesh.h"
+#include "kmt-p11.h"
 #include "kmt.h"
 #include "mesh/admin.h"
 #include "mesh/ops.h"
@@ -57,19 +58,7 @@ static int cert_len, spki_len;
 static int
 load_module(void)
 {
-	const char *b = getenv("KM_BUILDDIR");
-	char so[4200];
-	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
-
-	snprintf(
-	    so, sizeof(so), "%s/.libs/keymesh-pkcs11.so", b != NULL ? b : ".");
-	if ((dl = dlopen(so, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		fprintf(stderr, "%s\n", dlerror());
-		return -1;
-	}
-	gfl = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(
-	    dl, "C_GetFunctionList");
-	return gfl != NULL && gfl(&p11) == CKR_OK ? 0 : -1;
+	return (dl = kmt_p11_load(NULL, &p11)) != NULL ? 0 : -1;
 }
 
 static CK_RV

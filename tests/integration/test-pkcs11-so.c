@@ -21,6 +21,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "kmt-mesh.h"
+#include "kmt-p11.h"
 #include "kmt.h"
 
 #define NEW_USER_PIN "24681357"
@@ -37,7 +38,6 @@ static int
 setup(void)
 {
 	const char *b = getenv("KM_BUILDDIR");
-	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR);
 
 	if (kmt_mesh_up(&mesh, 3, 2) != 0) {
 		return -1;
@@ -52,18 +52,10 @@ setup(void)
 	        != 0) {
 		return -1;
 	}
+	/* pkcs11-tool loads the same module */
 	snprintf(module, sizeof(module), "%s/.libs/keymesh-pkcs11.so",
 	    b != NULL ? b : ".");
-	if ((dl = dlopen(module, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		fprintf(stderr, "%s\n", dlerror());
-		return -1;
-	}
-	gfl = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(
-	    dl, "C_GetFunctionList");
-	if (gfl == NULL || gfl(&p11) != CKR_OK) {
-		return -1;
-	}
-	return 0;
+	return (dl = kmt_p11_load(b, &p11)) != NULL ? 0 : -1;
 }
 
 static int

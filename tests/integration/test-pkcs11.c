@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
+#include "kmt-p11.h"
 #include "kmt.h"
 #include "pkcs11/p11-3.h"
 
@@ -91,7 +92,7 @@ static int
 setup_mesh(void)
 {
 	const char *b = getenv("KM_BUILDDIR");
-	char so[2200], conf[2100];
+	char conf[2100];
 
 	snprintf(builddir, sizeof(builddir), "%s", b != NULL ? b : ".");
 	snprintf(keymesh, sizeof(keymesh), "%s/tools/keymesh", builddir);
@@ -120,20 +121,14 @@ setup_mesh(void)
 	        != 0) {
 		return -1;
 	}
-	snprintf(so, sizeof(so), "%s/.libs/keymesh-pkcs11.so", builddir);
-	if ((dl = dlopen(so, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		fprintf(stderr, "%s\n", dlerror());
+	if ((dl = kmt_p11_load(builddir, &p11)) == NULL) {
 		return -1;
 	}
-	CK_RV(*gfl)
-	(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(
-	    dl, "C_GetFunctionList");
 	get_interface = (CK_RV(*)(CK_UTF8CHAR_PTR, CK_VERSION_PTR,
 	    CK_INTERFACE_PTR_PTR, CK_FLAGS))dlsym(dl, "C_GetInterface");
 	get_interface_list = (CK_RV(*)(CK_INTERFACE_PTR, CK_ULONG_PTR))dlsym(
 	    dl, "C_GetInterfaceList");
-	if (gfl == NULL || get_interface == NULL || get_interface_list == NULL
-	    || gfl(&p11) != CKR_OK) {
+	if (get_interface == NULL || get_interface_list == NULL) {
 		return -1;
 	}
 	return 0;
@@ -178,35 +173,14 @@ lenient(bool on)
 static CK_OBJECT_HANDLE
 find1(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const char *label)
 {
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-	CK_ULONG n = 0;
-
-	if (p11->C_FindObjectsInit(s, t, 2) != CKR_OK) {
-		return CK_INVALID_HANDLE;
-	}
-	if (p11->C_FindObjects(s, &h, 1, &n) != CKR_OK || n != 1) {
-		h = CK_INVALID_HANDLE;
-	}
-	(void)p11->C_FindObjectsFinal(s);
-	return h;
+	return kmt_p11_find1(p11, s, cls, label);
 }
 
 /* The public key of a key object, from CKA_PUBLIC_KEY_INFO. */
 static EVP_PKEY *
 pubkey(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
 {
-	uint8_t buf[2048];
-	const unsigned char *p = buf;
-	CK_ATTRIBUTE a = { CKA_PUBLIC_KEY_INFO, buf, sizeof(buf) };
-
-	if (p11->C_GetAttributeValue(s, h, &a, 1) != CKR_OK) {
-		return NULL;
-	}
-	return d2i_PUBKEY(NULL, &p, (long)a.ulValueLen);
+	return kmt_p11_pubkey(p11, s, h);
 }
 
 /* Captures the module's stderr while @fn runs. */
