@@ -15,12 +15,13 @@ top=$(pwd)
 # Build and test dependencies (Debian 12 package names).  The consumer
 # suite (tests/integration/test-consumers.sh) needs opensc,
 # libengine-pkcs11-openssl, gnutls-bin, p11-kit, default-jdk-headless,
-# libnss3-tools, openssh-client/-server, iproute2 (ss) and xxd.
+# libnss3-tools, openssh-client/-server, iproute2 (ss) and xxd; `keymesh
+# graph --format svg|png` and its test need graphviz (dot).
 KM_DEPS="autoconf automake libtool pkg-config autoconf-archive make gcc \
 libssl-dev openssl libnng-dev libp11-kit-dev p11-kit libsqlite3-dev \
 libcunit1-dev softhsm2 opensc libengine-pkcs11-openssl gnutls-bin \
 sqlite3 procps default-jdk-headless libnss3-tools openssh-client \
-openssh-server gnuplot-nox libraft-dev libuv1-dev iproute2 xxd"
+openssh-server gnuplot-nox libraft-dev libuv1-dev iproute2 xxd graphviz"
 
 say() { printf '%s\n' "quickstart: $*" >&2; }
 die() { printf '%s\n' "quickstart: error: $*" >&2; exit 1; }

@@ -15,14 +15,14 @@
 static const char *const kmd_sections[] = { "", "node", "tls", "token",
 	"mesh", "policy", NULL };
 static const char *const kmd_keys_node[] = { "name", "listen", "state_dir",
-	"workers", "log_level", NULL };
+	"workers", "log_level", "beacon_interval_ms", NULL };
 static const char *const kmd_keys_tls[] = { "ca", "crl", "cert", "key",
 	NULL };
 static const char *const kmd_keys_token[] = { "module", "label", "pin",
 	"pin_file", "softhsm2_conf", NULL };
 static const char *const kmd_keys_mesh[] = { "peer", NULL };
 static const char *const kmd_keys_policy[] = { "request_window_ms",
-	"login_ticket_s", NULL };
+	"login_ticket_s", "beacon_max_age_ms", "beacon_skew_ms", NULL };
 static const char *const kmd_keys_none[] = { NULL };
 
 static int
@@ -271,6 +271,34 @@ kmd_config_load(const char *path, kmd_config *cfg, char *err, size_t errlen)
 		goto out;
 	}
 	cfg->login_ticket_s = (uint32_t)u;
+	/* trust beacons (docs/trust.md): the period, and how old a beacon
+	 * may be (0: four periods) before it is refused and its node shown
+	 * unreachable */
+	if ((r = km_conf_get_uint(&c, "node", "beacon_interval_ms", 100,
+		 600000, 2000, &u, err, errlen)) != 0) {
+		goto out;
+	}
+	cfg->beacon_interval_ms = (uint32_t)u;
+	if ((r = km_conf_get_uint(&c, "policy", "beacon_max_age_ms", 0,
+		 3600000, 0, &u, err, errlen)) != 0) {
+		goto out;
+	}
+	cfg->beacon_max_age_ms = u != 0 ? (uint32_t)u :
+					  4 * cfg->beacon_interval_ms;
+	if (cfg->beacon_max_age_ms < cfg->beacon_interval_ms) {
+		snprintf(err, errlen,
+		    "%s: beacon_max_age_ms (%u) is shorter than "
+		    "beacon_interval_ms (%u): every node would look "
+		    "unreachable",
+		    path, cfg->beacon_max_age_ms, cfg->beacon_interval_ms);
+		r = KM_ERR_CONFIG;
+		goto out;
+	}
+	if ((r = km_conf_get_uint(&c, "policy", "beacon_skew_ms", 0, 600000,
+		 5000, &u, err, errlen)) != 0) {
+		goto out;
+	}
+	cfg->beacon_skew_ms = (uint32_t)u;
 	if ((r = kmd_conf_peers(&c, cfg, err, errlen)) != 0 ||
 	    (r = kmd_conf_pin(&c, cfg, err, errlen)) != 0) {
 		goto out;

@@ -51,6 +51,10 @@ typedef struct kmd_config {
 
 	uint32_t request_window_ms;
 	uint32_t login_ticket_s;
+
+	uint32_t beacon_interval_ms; /* [node], trust beacons */
+	uint32_t beacon_max_age_ms;  /* [policy] */
+	uint32_t beacon_skew_ms;     /* [policy] */
 } kmd_config;
 
 /**
@@ -72,6 +76,7 @@ struct km_net_server;
 struct km_net_creds;
 struct km_net_client;
 struct kmd_token;
+struct kmd_beacon;
 
 /* The running daemon. */
 typedef struct kmd_state {
@@ -97,6 +102,9 @@ typedef struct kmd_state {
 	pthread_mutex_t catalog_lock; /* one catalog apply at a time */
 	pthread_mutex_t dkg_lock;
 	struct kmd_dkg_session *dkg; /* running DKG sessions */
+
+	uint64_t inflight;	    /* requests being handled (lock) */
+	struct kmd_beacon *beacon; /* beacon.c: the thread and the graph */
 } kmd_state;
 
 /* Operation kinds of an rsa-partial request. */
@@ -173,6 +181,14 @@ void kmd_dkg_free_all(kmd_state *st);
 /* reshare.c: re-sharing a key to a new epoch (coordinator and party) */
 int kmd_do_reshare_step(kmd_state *st, const km_identity *peer,
     const struct km_req_hdr *h, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+
+/* beacon.c: trust beacons and the trust graph (docs/trust.md) */
+int kmd_beacon_start(kmd_state *st, char *err, size_t errlen);
+void kmd_beacon_stop(kmd_state *st);
+int kmd_do_beacon(kmd_state *st, const km_identity *peer, km_buf *in,
+    km_buf *out, char *msg, size_t msglen);
+int kmd_do_graph(kmd_state *st, km_buf *in, km_buf *out, char *msg,
     size_t msglen);
 
 /* fault.c: fault injection, compiled in only with --enable-test-hooks */

@@ -399,6 +399,14 @@ main(int argc, char **argv)
 	if (pthread_create(&sync, NULL, kmd_sync_thread, st) == 0) {
 		sync_started = true;
 	}
+	if ((r = kmd_beacon_start(st, err, sizeof(err))) != 0) {
+		st->stopping = true;
+		if (sync_started) {
+			pthread_join(sync, NULL);
+		}
+		kmd_beacon_stop(st);
+		goto fail;
+	}
 	if (pidfile != NULL) {
 		char pid[32];
 		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
@@ -427,6 +435,7 @@ main(int argc, char **argv)
 	if (sync_started) {
 		pthread_join(sync, NULL);
 	}
+	kmd_beacon_stop(st);
 	km_net_server_stop(st->server);
 	for (i = 0; i < (int)st->cfg.npeers; i++) {
 		km_net_client_close(st->peer_clients[i]);

@@ -347,6 +347,12 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_CATALOG_FETCH:
 		return kmd_do_catalog_fetch(q->st, q->in, q->out, q->msg,
 		    sizeof(q->msg));
+	case KM_MSG_BEACON:
+		return kmd_do_beacon(q->st, q->peer, q->in, q->out, q->msg,
+		    sizeof(q->msg));
+	case KM_MSG_GRAPH:
+		return kmd_do_graph(q->st, q->in, q->out, q->msg,
+		    sizeof(q->msg));
 	default:
 		return kmd_reject(q, KM_ERR_NOT_SUPPORTED,
 		    "request type %s is not served by this version",
@@ -374,6 +380,9 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 	km_buf_init(&payload);
 	km_buf_init_view(&in, req, req_len);
 	snprintf(q.op, sizeof(q.op), "unknown");
+	pthread_mutex_lock(&st->lock);
+	st->inflight++; /* the queue depth of our beacons */
+	pthread_mutex_unlock(&st->lock);
 
 	r = km_req_decode_hdr(&in, &hdr, &q.info);
 	if (r != 0) {
@@ -413,10 +422,16 @@ reply:
 	pthread_mutex_lock(&st->lock);
 	st->requests++;
 	st->refused += (r != 0);
+	st->inflight--;
 	pthread_mutex_unlock(&st->lock);
 	/* audit every request, served or refused; status and catalog
-	 * fetches are read-only polls and would drown the log */
-	if (hdr.type != KM_MSG_STATUS && hdr.type != KM_MSG_CATALOG_FETCH) {
+	 * fetches are read-only polls and would drown the log, and so
+	 * would served beacons (every peer, every beacon_interval_ms) and
+	 * graph reads, which touch no key: a refused one is audited, it
+	 * is evidence about its sender */
+	if (hdr.type != KM_MSG_STATUS && hdr.type != KM_MSG_CATALOG_FETCH &&
+	    ((hdr.type != KM_MSG_BEACON && hdr.type != KM_MSG_GRAPH) ||
+		r != 0)) {
 		ra = km_audit_append(st->store, 0, peer->name, hdr.key_id,
 		    q.op, q.digest, r, NULL);
 		if (ra != 0) {

@@ -721,6 +721,50 @@ kmd_token_close(kmd_token *t)
 	free(t);
 }
 
+/* A blank-padded CK_UTF8CHAR field as trimmed printable text. */
+static void
+kmd_token_text(char *out, size_t outlen, const CK_UTF8CHAR *p, size_t n)
+{
+	size_t i;
+
+	if (n >= outlen) {
+		n = outlen - 1;
+	}
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0')) {
+		n--;
+	}
+	for (i = 0; i < n; i++) {
+		out[i] = (p[i] >= 0x20 && p[i] <= 0x7e && p[i] != '"' &&
+			     p[i] != '\\') ?
+		    (char)p[i] :
+		    '?';
+	}
+	out[n] = '\0';
+}
+
+int
+kmd_token_ident_get(kmd_token *t, kmd_token_ident *id)
+{
+	CK_TOKEN_INFO info;
+
+	memset(id, 0, sizeof(*id));
+	if (t == NULL || kmd_p11_GetTokenInfo(t->fl, t->slot, &info) !=
+		CKR_OK) {
+		return KM_ERR_TOKEN;
+	}
+	kmd_token_text(id->manufacturer, sizeof(id->manufacturer),
+	    info.manufacturerID, sizeof(info.manufacturerID));
+	kmd_token_text(id->model, sizeof(id->model), info.model,
+	    sizeof(info.model));
+	kmd_token_text(id->serial, sizeof(id->serial), info.serialNumber,
+	    sizeof(info.serialNumber));
+	snprintf(id->firmware, sizeof(id->firmware), "%u.%u",
+	    (unsigned)info.firmwareVersion.major,
+	    (unsigned)info.firmwareVersion.minor);
+	id->flags = (uint32_t)info.flags;
+	return 0;
+}
+
 bool
 kmd_token_created_key(const kmd_token *t)
 {

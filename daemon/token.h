@@ -134,6 +134,26 @@ int kmd_token_unwrap(kmd_token *t, const kmd_wrap_ctx *ctx,
  */
 int kmd_token_key_info(kmd_token *t, kmd_wrap_key_info *info);
 
+/* The token's identity and status, as C_GetTokenInfo reports them. */
+typedef struct kmd_token_ident {
+	char manufacturer[33]; /* blank padding removed */
+	char model[17];
+	char serial[17];
+	char firmware[16]; /* "major.minor" */
+	uint32_t flags;	   /* CKF_*, low 32 bits */
+} kmd_token_ident;
+
+/**
+ * kmd_token_ident_get:
+ * @t: the token
+ * @id: receives its identity; text is trimmed and anything but printable
+ *      ASCII (and the quote and backslash) becomes '?', so it can go
+ *      into a beacon as is
+ *
+ * Returns: 0 or KM_ERR_TOKEN.
+ */
+int kmd_token_ident_get(kmd_token *t, kmd_token_ident *id);
+
 /**
  * kmd_token_created_key:
  * @t: the token

@@ -84,6 +84,10 @@ kmc_status(int argc, char **argv)
 		}
 	}
 	printf("%zu of %zu nodes up\n", up, km_mesh_count(m));
+	if (up > 0) {
+		/* additive: the node lines above stay as they were */
+		(void)kmc_status_graph(m, (int)mc.timeout_ms);
+	}
 	km_mesh_close(m);
 	return up > 0 ? 0 : 1;
 }

@@ -22,6 +22,7 @@ static const kmc_command *const kmc_tables[] = {
 	kmc_pki_commands,
 	kmc_key_commands,
 	kmc_dev_commands,
+	kmc_graph_commands,
 	NULL,
 };
 

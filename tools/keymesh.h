@@ -33,5 +33,13 @@ int kmc_opts(const char *cmd, int argc, char **argv, const char *const *names,
 extern const kmc_command kmc_pki_commands[];
 extern const kmc_command kmc_key_commands[];
 extern const kmc_command kmc_dev_commands[];
+extern const kmc_command kmc_graph_commands[];
+
+struct km_mesh;
+/*
+ * kmc_status_graph: prints the trust graph table after keymesh status
+ * (cmd_graph.c); "unavailable" with the reason when no node serves it.
+ */
+int kmc_status_graph(struct km_mesh *m, int timeout_ms);
 
 #endif /* KM_TOOLS_KEYMESH_H */

@@ -36,6 +36,10 @@ static const km_msg_info km_msg_table[] = {
 	    false },
 	{ KM_MSG_CATALOG_FETCH, "catalog-fetch", N | C | A, 4096, false,
 	    false },
+	/* a signed trust beacon (src/trust): the handler checks that it
+	 * names its sender */
+	{ KM_MSG_BEACON, "beacon", N, 32768, false, false },
+	{ KM_MSG_GRAPH, "graph", C | A, 4096, false, false },
 };
 
 #undef N

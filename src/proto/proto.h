@@ -56,6 +56,8 @@ typedef enum km_msg_type {
 	KM_MSG_KEY_DESTROY = 26,
 	KM_MSG_CATALOG_APPEND = 30,
 	KM_MSG_CATALOG_FETCH = 31,
+	KM_MSG_BEACON = 40,
+	KM_MSG_GRAPH = 41,
 } km_msg_type;
 
 /* Role bits for km_msg_info.roles (see km_role in pki/pki.h). */
