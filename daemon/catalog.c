@@ -475,6 +475,7 @@ kmd_raft_start(kmd_state *st, const char *ca, const char *crl,
 	c.election_ms = st->cfg.raft_election_ms;
 	c.heartbeat_ms = st->cfg.raft_heartbeat_ms;
 	c.snapshot_threshold = st->cfg.raft_snapshot_threshold;
+	c.snapshot_trailing = st->cfg.raft_snapshot_trailing;
 	if ((r = km_raft_start(&c, &st->raft)) != 0) {
 		snprintf(err, errlen, "cannot start Raft (id %llu at %s, "
 				      "state in %s): %s",

@@ -25,7 +25,7 @@ static const char *const kmd_keys_mesh[] = { "peer", NULL };
 static const char *const kmd_keys_policy[] = { "request_window_ms",
 	"login_ticket_s", NULL };
 static const char *const kmd_keys_raft[] = { "member", "election_ms",
-	"heartbeat_ms", "snapshot_threshold", NULL };
+	"heartbeat_ms", "snapshot_threshold", "snapshot_trailing", NULL };
 static const char *const kmd_keys_none[] = { NULL };
 
 static int
@@ -228,7 +228,8 @@ kmd_conf_raft(const km_conf *c, kmd_config *cfg, char *err, size_t errlen)
 	if (cfg->nraft == 0) {
 		if (km_conf_get(c, "raft", "election_ms") != NULL ||
 		    km_conf_get(c, "raft", "heartbeat_ms") != NULL ||
-		    km_conf_get(c, "raft", "snapshot_threshold") != NULL) {
+		    km_conf_get(c, "raft", "snapshot_threshold") != NULL ||
+		    km_conf_get(c, "raft", "snapshot_trailing") != NULL) {
 			snprintf(err, errlen,
 			    "%s: [raft] has settings but no member", c->path);
 			return KM_ERR_CONFIG;
@@ -277,6 +278,13 @@ kmd_conf_raft(const km_conf *c, kmd_config *cfg, char *err, size_t errlen)
 		return r;
 	}
 	cfg->raft_snapshot_threshold = (unsigned)u;
+	/* entries kept behind a snapshot: a follower further behind is sent
+	 * the snapshot instead */
+	if ((r = km_conf_get_uint(c, "raft", "snapshot_trailing", 1, 1000000,
+		 128, &u, err, errlen)) != 0) {
+		return r;
+	}
+	cfg->raft_snapshot_trailing = (unsigned)u;
 	return 0;
 }
 

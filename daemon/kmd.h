@@ -58,7 +58,7 @@ typedef struct kmd_config {
 	unsigned nraft;
 	uint64_t raft_id; /* this node's member id */
 	unsigned raft_election_ms, raft_heartbeat_ms;
-	unsigned raft_snapshot_threshold;
+	unsigned raft_snapshot_threshold, raft_snapshot_trailing;
 } kmd_config;
 
 /**
