@@ -16,6 +16,8 @@
 #   - the killed node restarts and catches up, more than a snapshot
 #     behind (snapshot_threshold 16): it is sent a snapshot, and its
 #     catalog (seq and key list) equals the others';
+#   - 6 writers race for catalog seqs: all commit, and a lost race is
+#     refused at apply on every node alike;
 #   - with 3 of 5 down an append fails with "no Raft leader" (and does
 #     not hang), and changes nothing;
 #   - bad [raft] settings stop keymeshd with one line;
@@ -120,6 +122,31 @@ wait_coordinator() {
 catalog_seq() {
 	"$keymesh" status 2>/dev/null | awk -v n="node$1" \
 		'$1 == n && $2 == "up" { print $6 }'
+}
+
+# waits until every node reports the same catalog seq; prints it
+wait_same_seq() {
+	local until=$(($(now_ms) + 20000)) i ref n
+	while [ "$(now_ms)" -lt $until ]; do
+		ref=$(catalog_seq 1)
+		n=0
+		for i in $(seq 1 $nodes); do
+			[ -n "$ref" ] && [ "$(catalog_seq "$i")" = "$ref" ] &&
+				n=$((n + 1))
+		done
+		[ $n -eq $nodes ] && { echo "$ref"; return 0; }
+		sleep 0.2
+	done
+	return 1
+}
+
+# each node's count of entries refused at apply, on one line
+refusals() {
+	local i
+	for i in $(seq 1 $nodes); do
+		printf '%s ' "$(grep -c 'KMD-RAFT-REFUSE' \
+			"$mesh/node$i/keymeshd.log")"
+	done
 }
 
 p11() {
@@ -280,7 +307,34 @@ check "after the restart: still exactly one coordinator" \
 check "key list shows the keys made before, during and after" \
 	eval "grep -q '^after ' '$dir/list' && grep -q '^app ' '$dir/list' \
 	&& ! grep -q '^before ' '$dir/list'"
-# ---- no majority: appends fail with a clear reason, signing goes on
+# ---- racing writers: the log orders them the same way on every node
+r0=$(refusals)
+for w in 1 2 3 4 5 6; do
+	(
+		for i in 1 2 3; do
+			p11 --write-object "$dir/blob" --type data \
+				--label "race$w-$i" >/dev/null 2>&1 ||
+				echo "fail race$w-$i"
+		done
+	) >"$dir/race$w" &
+done
+wait
+check "6 racing writers, 18 objects: every one commits" \
+	eval "! grep -q fail '$dir'/race*"
+s0=$(wait_same_seq)
+check "... every node applied them (catalog seq $s0)" test -n "$s0"
+r1=$(refusals)
+d=""
+for i in $(seq 1 $nodes); do
+	a=$(echo "$r0" | cut -d' ' -f"$i")
+	b=$(echo "$r1" | cut -d' ' -f"$i")
+	d="$d $((b - a))"
+done
+echo "# entries refused at apply (lost races), per node:$d"
+check "... an entry refused at apply is refused on every node alike" \
+	test "$(echo "$d" | tr ' ' '\n' | sort -u | grep -c .)" -eq 1
+
+# ---- no majority: appends fail with a clear reason
 for n in 1 2 3; do
 	"$keymesh" dev stop --dir "$mesh" --node $n >/dev/null 2>&1
 done
@@ -321,20 +375,6 @@ check "a member that is not a [mesh] peer is refused in one line" \
 	grep -q 'member node9 is not a \[mesh\] peer' '$out'"
 
 # ---- Raft off (no [raft]: the configs of before), then on again
-wait_same_seq() {
-	local until=$(($(now_ms) + 20000)) i ref n
-	while [ "$(now_ms)" -lt $until ]; do
-		ref=$(catalog_seq 1)
-		n=0
-		for i in $(seq 1 $nodes); do
-			[ -n "$ref" ] && [ "$(catalog_seq "$i")" = "$ref" ] &&
-				n=$((n + 1))
-		done
-		[ $n -eq $nodes ] && { echo "$ref"; return 0; }
-		sleep 0.2
-	done
-	return 1
-}
 "$keymesh" dev down --dir "$mesh" >/dev/null 2>&1
 for i in $(seq 1 $nodes); do
 	cp "$mesh/node$i/keymeshd.conf" "$mesh/node$i/keymeshd.conf.raft"
