@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -32,6 +33,7 @@
 #include "mesh/rpc.h"
 #include "proto/proto.h"
 #include "pki/pki.h"
+#include "raft/raft.h"
 #include "store/catalog.h"
 #include "store/store.h"
 #include "util/err.h"
@@ -178,10 +180,14 @@ out:
 	return r;
 }
 
-/* Applies one encoded entry; entries already applied are checked equal. */
+/*
+ * Applies one encoded entry; entries already applied are checked equal.
+ * With @apply false nothing is applied: an entry not applied yet gives
+ * KM_ERR_NOT_FOUND (the Raft path asks this before it proposes).
+ */
 static int
-kmd_catalog_apply_bytes(kmd_state *st, const uint8_t *data, size_t len,
-    int *result)
+kmd_catalog_apply_bytes_x(kmd_state *st, const uint8_t *data, size_t len,
+    bool apply, int *result)
 {
 	km_catalog_entry e, have;
 	km_buf a, b;
@@ -214,6 +220,10 @@ kmd_catalog_apply_bytes(kmd_state *st, const uint8_t *data, size_t len,
 		km_buf_free(&b);
 		goto out;
 	}
+	if (!apply) {
+		r = KM_ERR_NOT_FOUND;
+		goto out;
+	}
 	if (e.seq > last + 1) {
 		r = KM_ERR_STALE; /* a gap: the caller syncs first */
 		goto out;
@@ -229,6 +239,13 @@ out:
 	km_catalog_entry_clear(&e);
 	km_catalog_entry_clear(&have);
 	return r;
+}
+
+static int
+kmd_catalog_apply_bytes(kmd_state *st, const uint8_t *data, size_t len,
+    int *result)
+{
+	return kmd_catalog_apply_bytes_x(st, data, len, true, result);
 }
 
 /* Asks each peer in turn for the entries after ours, until none is new. */
@@ -293,6 +310,334 @@ kmd_catalog_sync(kmd_state *st)
 	return applied;
 }
 
+/* ---- the catalog on Raft ------------------------------------------------ */
+
+/*
+ * With a [raft] section every catalog entry goes through the Raft log
+ * (docs/raft.md, "keymeshd"): the node a client sends an entry to
+ * proposes it if it leads, or forwards it to the leader over the mesh RPC
+ * (a catalog-append from a node, which the leader does not forward again).
+ * Every node applies the committed entries in log order, in
+ * kmd_raft_apply(), with the checks of the sequencer days: the entry's own
+ * seq must follow the last applied one and its signature must be an
+ * admin's (or an enrolled client's, for objects).  A refusal there is a
+ * no-op on every node alike, and the proposer gets it as its answer.
+ */
+
+#define KMD_RAFT_WAIT_MS 4000	 /* for a leader, below the admin's 5 s */
+#define KMD_RAFT_PROPOSE_MS 3000 /* commit and apply on the leader */
+#define KMD_RAFT_LOCAL_MS 2000	 /* a forwarded entry reaching us too */
+
+static void
+kmd_sleep_ms(unsigned ms)
+{
+	usleep(ms * 1000u);
+}
+
+static int
+kmd_raft_apply(void *arg, const uint8_t *data, size_t len)
+{
+	kmd_state *st = arg;
+	int r, result = 0;
+
+	r = kmd_catalog_apply_bytes(st, data, len, &result);
+	if (r != 0) {
+		/* the same verdict on every node: the log goes on */
+		km_log_info("KMD-RAFT-REFUSE", "committed catalog entry not "
+					       "applied: %s",
+		    km_strerror(r));
+	}
+	return r;
+}
+
+/*
+ * The snapshot is the applied catalog log itself: every entry from seq 1,
+ * each as signed (uint64 count, then count strings).  Restoring applies
+ * the entries this node lacks, with the usual checks, and checks the
+ * others equal.  Catalog entries are small (keys, members, objects), so
+ * this stays far below the segment sizes; XXX a serialised SQLite state
+ * would not grow with history.
+ */
+static int
+kmd_raft_snapshot(void *arg, km_buf *out)
+{
+	kmd_state *st = arg;
+	uint64_t last = 0, s;
+	int r;
+
+	pthread_mutex_lock(&st->catalog_lock);
+	if ((r = km_catalog_last_seq(st->store, &last, NULL)) != 0 ||
+	    (r = km_buf_put_u64(out, last)) != 0) {
+		goto out;
+	}
+	for (s = 1; s <= last; s++) {
+		km_catalog_entry e;
+		km_buf enc;
+
+		memset(&e, 0, sizeof(e));
+		km_buf_init(&enc);
+		r = km_catalog_entry_get(st->store, s, &e, NULL);
+		if (r == 0) {
+			r = km_catalog_entry_encode(&e, &enc);
+		}
+		if (r == 0) {
+			r = km_buf_put_string(out, enc.data, enc.len);
+		}
+		km_catalog_entry_clear(&e);
+		km_buf_free(&enc);
+		if (r != 0) {
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	pthread_mutex_unlock(&st->catalog_lock);
+	if (r != 0) {
+		km_log_warn_r(r, "KMD-RAFT-SNAPSHOT", "cannot take a catalog "
+						      "snapshot");
+	}
+	return r;
+}
+
+static int
+kmd_raft_restore(void *arg, const uint8_t *data, size_t len)
+{
+	kmd_state *st = arg;
+	km_buf in;
+	uint64_t n = 0, i = 0;
+	int r = 0, result;
+
+	km_buf_init_view(&in, data, len);
+	if (km_buf_get_u64(&in, &n) != 0) {
+		r = KM_ERR_BAD_FORMAT;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *p;
+		size_t plen;
+
+		if (km_buf_get_string_ptr(&in, &p, &plen,
+			KM_CATALOG_ENTRY_MAX) != 0) {
+			r = KM_ERR_BAD_FORMAT;
+			goto out;
+		}
+		if ((r = kmd_catalog_apply_bytes(st, p, plen, &result)) != 0) {
+			goto out;
+		}
+	}
+	r = km_buf_remaining(&in) == 0 ? 0 : KM_ERR_BAD_FORMAT;
+out:
+	if (r != 0) {
+		km_log_warn_r(r, "KMD-RAFT-RESTORE", "catalog snapshot not "
+						     "restored (entry %llu)",
+		    (unsigned long long)i + 1);
+	} else {
+		km_log_info("KMD-RAFT-RESTORE", "catalog snapshot of %llu "
+						"entries restored",
+		    (unsigned long long)n);
+	}
+	return r;
+}
+
+int
+kmd_raft_start(kmd_state *st, const char *ca, const char *crl,
+    const char *cert, const char *key, char *err, size_t errlen)
+{
+	km_raft_config c;
+	char dir[4200];
+	const char *addr = NULL;
+	unsigned i;
+	int r;
+
+	if (st->cfg.nraft == 0) {
+		return 0;
+	}
+	for (i = 0; i < st->cfg.nraft; i++) {
+		if (st->cfg.raft[i].id == st->cfg.raft_id) {
+			addr = st->cfg.raft[i].address;
+		}
+	}
+	snprintf(dir, sizeof(dir), "%s/raft", st->cfg.state_dir);
+	memset(&c, 0, sizeof(c));
+	c.id = st->cfg.raft_id;
+	c.address = addr;
+	c.state_dir = dir;
+	c.peers = st->cfg.raft;
+	c.n_peers = st->cfg.nraft;
+	c.ca_pem = ca;
+	c.crl_pem = crl;
+	c.cert_pem = cert;
+	c.key_pem = key;
+	c.apply = kmd_raft_apply;
+	c.snapshot = kmd_raft_snapshot;
+	c.restore = kmd_raft_restore;
+	c.arg = st;
+	c.election_ms = st->cfg.raft_election_ms;
+	c.heartbeat_ms = st->cfg.raft_heartbeat_ms;
+	c.snapshot_threshold = st->cfg.raft_snapshot_threshold;
+	c.snapshot_trailing = st->cfg.raft_snapshot_trailing;
+	if ((r = km_raft_start(&c, &st->raft)) != 0) {
+		snprintf(err, errlen, "cannot start Raft (id %llu at %s, "
+				      "state in %s): %s",
+		    (unsigned long long)c.id, addr ? addr : "?", dir,
+		    km_strerror(r));
+		return r;
+	}
+	km_log_info("KMD-RAFT-START", "catalog on Raft: id %llu at %s, %u "
+				      "members",
+	    (unsigned long long)c.id, addr, st->cfg.nraft);
+	return 0;
+}
+
+void
+kmd_raft_stop(kmd_state *st)
+{
+	km_raft_stop(st->raft);
+	st->raft = NULL;
+}
+
+const char *
+kmd_raft_role(kmd_state *st, char *leader, size_t leaderlen)
+{
+	km_raft_info info;
+
+	leader[0] = '\0';
+	if (st->raft == NULL) {
+		return "off";
+	}
+	km_raft_info_get(st->raft, &info);
+	if (info.leader_id != 0) {
+		snprintf(leader, leaderlen, "%s", info.leader_name);
+	}
+	switch (info.state) {
+	case KM_RAFT_LEADER:
+		return "leader";
+	case KM_RAFT_FOLLOWER:
+		return "follower";
+	case KM_RAFT_CANDIDATE:
+		return "candidate";
+	default:
+		return "unavailable";
+	}
+}
+
+/* The outcome this node recorded for an applied entry. */
+static int
+kmd_catalog_outcome(kmd_state *st, const uint8_t *data, size_t len,
+    int *result)
+{
+	return kmd_catalog_apply_bytes_x(st, data, len, false, result);
+}
+
+/* Sends an entry to the leader @name; its KM_ERR_* or a transport error. */
+static int
+kmd_raft_forward(kmd_state *st, const char *name, const uint8_t *data,
+    size_t len, char *msg, size_t msglen)
+{
+	struct km_net_client *c = NULL;
+	km_buf req, rep;
+	unsigned i;
+	int r;
+
+	for (i = 0; i < st->cfg.npeers; i++) {
+		if (strcmp(st->cfg.peers[i].name, name) == 0) {
+			c = st->peer_clients[i];
+		}
+	}
+	if (c == NULL || !km_net_client_connected(c)) {
+		snprintf(msg, msglen, "the leader %s is not connected", name);
+		return KM_ERR_CONN;
+	}
+	km_buf_init(&req);
+	km_buf_init(&rep);
+	if ((r = km_rpc_request(&req, KM_MSG_CATALOG_APPEND, NULL, 0, NULL)) ==
+		0 &&
+	    (r = km_buf_put_string(&req, data, len)) == 0) {
+		r = km_rpc_call(c, &req, KMD_RAFT_PROPOSE_MS + 1000, &rep, msg,
+		    msglen);
+	}
+	km_buf_free(&req);
+	km_buf_free(&rep);
+	return r;
+}
+
+/*
+ * Puts an entry into the Raft log: proposes it here if this node leads,
+ * else forwards it to the leader (unless it came from a node: one hop).
+ * Waits for an election when no leader is known.  On success the entry
+ * is applied here too, so the caller's next request finds it.
+ */
+static int
+kmd_raft_append(kmd_state *st, const km_identity *peer, const uint8_t *data,
+    size_t len, int *result, char *msg, size_t msglen)
+{
+	uint64_t deadline = km_now_ms() + KMD_RAFT_WAIT_MS, id, hint;
+	char leader[KM_NAME_MAX + 1];
+	int r = KM_ERR_QUORUM;
+
+	/* what the client hears when no leader turns up: it stops there
+	 * (src/mesh/admin.c), asking again would not help */
+	snprintf(msg, msglen, "no Raft leader (are most members down?)");
+	while (!st->stopping && km_now_ms() < deadline) {
+		if (km_raft_leader(st->raft, &id, leader, sizeof(leader)) !=
+			0) {
+			kmd_sleep_ms(50);
+			continue;
+		}
+		if (id == st->cfg.raft_id) {
+			r = km_raft_propose(st->raft, data, len,
+			    KMD_RAFT_PROPOSE_MS, &hint);
+			if (r == KM_ERR_NOT_LEADER) {
+				kmd_sleep_ms(50);
+				continue;
+			}
+			if (r == KM_ERR_TIMEOUT) {
+				snprintf(msg, msglen, "not committed in time");
+			}
+			break;
+		}
+		if (peer->role == KM_ROLE_NODE) {
+			/* forwarded to us, but we do not lead (any more) */
+			snprintf(msg, msglen, "not the Raft leader (%s is)",
+			    leader);
+			return KM_ERR_NOT_LEADER;
+		}
+		r = kmd_raft_forward(st, leader, data, len, msg, msglen);
+		if (r == KM_ERR_NOT_LEADER || r == KM_ERR_CONN ||
+		    r == KM_ERR_TIMEOUT || r == KM_ERR_CLOSED) {
+			kmd_sleep_ms(100);
+			r = KM_ERR_QUORUM;
+			snprintf(msg, msglen, "no Raft leader answers (%s "
+					      "was the last named)",
+			    leader);
+			continue;
+		}
+		break;
+	}
+	if (r != 0) {
+		return r;
+	}
+	/* committed: apply it here now if it is our next, else wait for
+	 * the log to bring it (the same entry either way) */
+	r = kmd_catalog_apply_bytes(st, data, len, result);
+	deadline = km_now_ms() + KMD_RAFT_LOCAL_MS;
+	while (r == KM_ERR_STALE && km_now_ms() < deadline) {
+		kmd_sleep_ms(20);
+		r = kmd_catalog_outcome(st, data, len, result);
+		if (r == KM_ERR_NOT_FOUND) {
+			r = kmd_catalog_apply_bytes(st, data, len, result);
+		}
+	}
+	if (r == KM_ERR_STALE) {
+		/* committed in the log, not yet here: still a success */
+		km_log_warn("KMD-RAFT-LAG", "a committed catalog entry is not "
+					    "applied here yet");
+		*result = 0;
+		r = 0;
+	}
+	return r;
+}
+
 int
 kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
     const km_req_hdr *hdr, km_buf *in, km_buf *out, char *msg, size_t msglen)
@@ -313,11 +658,24 @@ kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
 		    "object entry from %s refused: %s", peer->name, msg);
 		return r;
 	}
-	r = kmd_catalog_apply_bytes(st, p, len, &result);
-	if (r == KM_ERR_STALE) {
-		/* maybe we missed entries: catch up, then try again */
-		(void)kmd_catalog_sync(st);
+	if (st->raft != NULL) {
+		/* applied already (the client sends to every node)? */
+		r = kmd_catalog_outcome(st, p, len, &result);
+		if (r == KM_ERR_NOT_FOUND) {
+			r = kmd_raft_append(st, peer, p, len, &result, msg,
+			    msglen);
+		}
+		if (r == KM_ERR_NOT_LEADER || r == KM_ERR_TIMEOUT ||
+		    r == KM_ERR_CONN || r == KM_ERR_QUORUM) {
+			return r; /* msg says why */
+		}
+	} else {
 		r = kmd_catalog_apply_bytes(st, p, len, &result);
+		if (r == KM_ERR_STALE) {
+			/* maybe we missed entries: catch up, then try again */
+			(void)kmd_catalog_sync(st);
+			r = kmd_catalog_apply_bytes(st, p, len, &result);
+		}
 	}
 	if (r != 0) {
 		snprintf(msg, msglen, "catalog entry not applied: %s",

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 #include "util/util.h"
 
 static const char *const kmd_sections[] = { "", "node", "tls", "token",
-	"mesh", "policy", NULL };
+	"mesh", "policy", "raft", NULL };
 static const char *const kmd_keys_node[] = { "name", "listen", "state_dir",
 	"workers", "log_level", "beacon_interval_ms", NULL };
 static const char *const kmd_keys_tls[] = { "ca", "crl", "cert", "key",
@@ -23,6 +24,8 @@ static const char *const kmd_keys_token[] = { "module", "label", "pin",
 static const char *const kmd_keys_mesh[] = { "peer", NULL };
 static const char *const kmd_keys_policy[] = { "request_window_ms",
 	"login_ticket_s", "beacon_max_age_ms", "beacon_skew_ms", NULL };
+static const char *const kmd_keys_raft[] = { "member", "election_ms",
+	"heartbeat_ms", "snapshot_threshold", "snapshot_trailing", NULL };
 static const char *const kmd_keys_none[] = { NULL };
 
 static int
@@ -157,6 +160,134 @@ kmd_conf_peers(const km_conf *c, kmd_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * [raft] member = ID NAME HOST:PORT, one line per voting member, this node
+ * included (its line gives its own Raft address).  Every node lists the
+ * same members with the same ids: they bootstrap the same configuration.
+ */
+static int
+kmd_conf_raft(const km_conf *c, kmd_config *cfg, char *err, size_t errlen)
+{
+	uint64_t u;
+	size_t i, j;
+	int r;
+
+	for (i = 0; i < c->count; i++) {
+		const km_conf_item *it = &c->items[i];
+		char id[32], name[128], addr[128], *end;
+		km_raft_peer *p;
+		unsigned long long v;
+
+		if (strcmp(it->section, "raft") != 0 ||
+		    strcmp(it->key, "member") != 0) {
+			continue;
+		}
+		if (sscanf(it->value, "%31s %127s %127s", id, name, addr) !=
+			3 ||
+		    !km_name_valid(name) ||
+		    strlen(addr) > KM_RAFT_ADDRESS_MAX ||
+		    strchr(addr, ':') == NULL) {
+			snprintf(err, errlen, "%s:%u: member must be "
+					      "'ID NAME HOST:PORT'",
+			    c->path, it->line);
+			return KM_ERR_CONFIG;
+		}
+		errno = 0;
+		v = strtoull(id, &end, 10);
+		if (id[0] < '1' || id[0] > '9' || *end != '\0' ||
+		    errno != 0 || v > 1000000) {
+			snprintf(err, errlen, "%s:%u: the Raft id '%s' must "
+					      "be a number from 1 to 1000000",
+			    c->path, it->line, id);
+			return KM_ERR_CONFIG;
+		}
+		if (cfg->nraft == KMD_MAX_PEERS + 1) {
+			snprintf(err, errlen, "%s:%u: more than %d members",
+			    c->path, it->line, KMD_MAX_PEERS + 1);
+			return KM_ERR_CONFIG;
+		}
+		for (j = 0; j < cfg->nraft; j++) {
+			if (cfg->raft[j].id == v ||
+			    strcmp(cfg->raft[j].name, name) == 0 ||
+			    strcmp(cfg->raft[j].address, addr) == 0) {
+				snprintf(err, errlen, "%s:%u: member %s "
+						      "repeats an id, name or "
+						      "address",
+				    c->path, it->line, name);
+				return KM_ERR_CONFIG;
+			}
+		}
+		p = &cfg->raft[cfg->nraft++];
+		p->id = v;
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		snprintf(p->address, sizeof(p->address), "%s", addr);
+		if (strcmp(name, cfg->name) == 0) {
+			cfg->raft_id = v;
+		}
+	}
+	if (cfg->nraft == 0) {
+		if (km_conf_get(c, "raft", "election_ms") != NULL ||
+		    km_conf_get(c, "raft", "heartbeat_ms") != NULL ||
+		    km_conf_get(c, "raft", "snapshot_threshold") != NULL ||
+		    km_conf_get(c, "raft", "snapshot_trailing") != NULL) {
+			snprintf(err, errlen,
+			    "%s: [raft] has settings but no member", c->path);
+			return KM_ERR_CONFIG;
+		}
+		return 0;
+	}
+	if (cfg->raft_id == 0) {
+		snprintf(err, errlen, "%s: [raft] has no member line for this "
+				      "node (%s)",
+		    c->path, cfg->name);
+		return KM_ERR_CONFIG;
+	}
+	/* a member that is not a peer could not be forwarded to */
+	for (j = 0; j < cfg->nraft; j++) {
+		bool found = strcmp(cfg->raft[j].name, cfg->name) == 0;
+
+		for (i = 0; i < cfg->npeers && !found; i++) {
+			found = strcmp(cfg->peers[i].name, cfg->raft[j].name) ==
+			    0;
+		}
+		if (!found) {
+			snprintf(err, errlen, "%s: [raft] member %s is not a "
+					      "[mesh] peer",
+			    c->path, cfg->raft[j].name);
+			return KM_ERR_CONFIG;
+		}
+	}
+	if ((r = km_conf_get_uint(c, "raft", "election_ms", 200, 60000, 1000,
+		 &u, err, errlen)) != 0) {
+		return r;
+	}
+	cfg->raft_election_ms = (unsigned)u;
+	if ((r = km_conf_get_uint(c, "raft", "heartbeat_ms", 10, 10000, 50,
+		 &u, err, errlen)) != 0) {
+		return r;
+	}
+	cfg->raft_heartbeat_ms = (unsigned)u;
+	if (cfg->raft_heartbeat_ms * 2 > cfg->raft_election_ms) {
+		snprintf(err, errlen, "%s: [raft] heartbeat_ms must be at most "
+				      "half of election_ms",
+		    c->path);
+		return KM_ERR_CONFIG;
+	}
+	if ((r = km_conf_get_uint(c, "raft", "snapshot_threshold", 16,
+		 1000000, 1024, &u, err, errlen)) != 0) {
+		return r;
+	}
+	cfg->raft_snapshot_threshold = (unsigned)u;
+	/* entries kept behind a snapshot: a follower further behind is sent
+	 * the snapshot instead */
+	if ((r = km_conf_get_uint(c, "raft", "snapshot_trailing", 1, 1000000,
+		 128, &u, err, errlen)) != 0) {
+		return r;
+	}
+	cfg->raft_snapshot_trailing = (unsigned)u;
+	return 0;
+}
+
 int
 kmd_config_load(const char *path, kmd_config *cfg, char *err, size_t errlen)
 {
@@ -194,6 +325,8 @@ kmd_config_load(const char *path, kmd_config *cfg, char *err, size_t errlen)
 	    (r = km_conf_check_keys(&c, "mesh", kmd_keys_mesh, err,
 		 errlen)) != 0 ||
 	    (r = km_conf_check_keys(&c, "policy", kmd_keys_policy, err,
+		 errlen)) != 0 ||
+	    (r = km_conf_check_keys(&c, "raft", kmd_keys_raft, err,
 		 errlen)) != 0) {
 		goto out;
 	}
@@ -300,6 +433,7 @@ kmd_config_load(const char *path, kmd_config *cfg, char *err, size_t errlen)
 	}
 	cfg->beacon_skew_ms = (uint32_t)u;
 	if ((r = kmd_conf_peers(&c, cfg, err, errlen)) != 0 ||
+	    (r = kmd_conf_raft(&c, cfg, err, errlen)) != 0 ||
 	    (r = kmd_conf_pin(&c, cfg, err, errlen)) != 0) {
 		goto out;
 	}

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "pki/pki.h"
+#include "raft/raft.h"
 #include "util/buf.h"
 #include "util/conf.h"
 #include "util/log.h"
@@ -55,6 +56,12 @@ typedef struct kmd_config {
 	uint32_t beacon_interval_ms; /* [node], trust beacons */
 	uint32_t beacon_max_age_ms;  /* [policy] */
 	uint32_t beacon_skew_ms;     /* [policy] */
+	/* [raft]: the catalog on Raft (docs/raft.md); off when nraft == 0 */
+	km_raft_peer raft[KMD_MAX_PEERS + 1]; /* every member, this node too */
+	unsigned nraft;
+	uint64_t raft_id; /* this node's member id */
+	unsigned raft_election_ms, raft_heartbeat_ms;
+	unsigned raft_snapshot_threshold, raft_snapshot_trailing;
 } kmd_config;
 
 /**
@@ -105,6 +112,7 @@ typedef struct kmd_state {
 
 	uint64_t inflight;	    /* requests being handled (lock) */
 	struct kmd_beacon *beacon; /* beacon.c: the thread and the graph */
+	struct km_raft *raft; /* the catalog's Raft log, or NULL (no [raft]) */
 } kmd_state;
 
 /* Operation kinds of an rsa-partial request. */
@@ -155,6 +163,12 @@ int kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
     km_buf *in, km_buf *out, char *msg, size_t msglen);
 int kmd_do_catalog_fetch(kmd_state *st, km_buf *in, km_buf *out,
     char *msg, size_t msglen);
+/* The catalog on Raft: started from [raft], NULL-safe stop. */
+int kmd_raft_start(kmd_state *st, const char *ca, const char *crl,
+    const char *cert, const char *key, char *err, size_t errlen);
+void kmd_raft_stop(kmd_state *st);
+/* "leader", "follower", "candidate", "off" (no [raft]), "unavailable" */
+const char *kmd_raft_role(kmd_state *st, char *leader, size_t leaderlen);
 
 /* dealer.c: key creation */
 int kmd_do_key_create(kmd_state *st, const km_identity *peer,

@@ -141,6 +141,41 @@ out:
 	return r;
 }
 
+/* The catalog's Raft log ([raft]), with this node's TLS identity. */
+static int
+kmd_open_raft(kmd_state *st, char *err, size_t errlen)
+{
+	char *ca = NULL, *crl = NULL, *cert = NULL, *key = NULL;
+	int r;
+
+	if (st->cfg.nraft == 0) {
+		km_log_info("KMD-RAFT-OFF", "no [raft] section: the catalog "
+					    "is sequenced by its first node");
+		return 0;
+	}
+	if ((r = kmd_read_text(st->cfg.ca, &ca, "CA certificate", err,
+		 errlen)) != 0 ||
+	    (st->cfg.crl[0] != '\0' &&
+		(r = kmd_read_text(st->cfg.crl, &crl, "CRL", err, errlen)) !=
+		    0) ||
+	    (r = kmd_read_text(st->cfg.cert, &cert, "certificate", err,
+		 errlen)) != 0 ||
+	    (r = kmd_read_text(st->cfg.key, &key, "private key", err,
+		 errlen)) != 0) {
+		goto out;
+	}
+	r = kmd_raft_start(st, ca, crl, cert, key, err, errlen);
+out:
+	free(ca);
+	free(crl);
+	free(cert);
+	if (key != NULL) {
+		km_secret_wipe(key, strlen(key));
+	}
+	free(key);
+	return r;
+}
+
 static int
 kmd_open_token(kmd_state *st, char *err, size_t errlen)
 {
@@ -368,6 +403,9 @@ main(int argc, char **argv)
 		goto fail;
 	}
 	kmd_fault_init(st);
+	if ((r = kmd_open_raft(st, err, sizeof(err))) != 0) {
+		goto fail;
+	}
 
 	memset(&so, 0, sizeof(so));
 	so.workers = st->cfg.workers ? st->cfg.workers :
@@ -437,6 +475,7 @@ main(int argc, char **argv)
 	}
 	kmd_beacon_stop(st);
 	km_net_server_stop(st->server);
+	kmd_raft_stop(st);
 	for (i = 0; i < (int)st->cfg.npeers; i++) {
 		km_net_client_close(st->peer_clients[i]);
 	}

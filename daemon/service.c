@@ -69,6 +69,8 @@ kmd_do_status(kmd_req *q)
 	kmd_state *st = q->st;
 	km_catalog_key *keys = NULL;
 	size_t nkeys = 0, nshares = 0, i;
+	char leader[KM_NAME_MAX + 1];
+	const char *role;
 	uint64_t seq = 0;
 	int r;
 
@@ -108,6 +110,10 @@ kmd_do_status(kmd_req *q)
 		r |= km_buf_put_u32(q->out, held);
 	}
 	km_catalog_key_list_free(keys, nkeys);
+	/* the Raft role and leader come last: older clients stop before */
+	role = kmd_raft_role(st, leader, sizeof(leader));
+	r |= km_buf_put_cstring(q->out, role);
+	r |= km_buf_put_cstring(q->out, leader);
 	return r != 0 ? KM_ERR_ALLOC : 0;
 }
 

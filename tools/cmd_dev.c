@@ -88,6 +88,7 @@ typedef struct kmc_dev_node {
 	char pidfile[KMC_DEV_PATH];
 	char log[KMC_DEV_PATH];
 	int port;
+	int raft_port; /* the catalog's Raft log ([raft] member) */
 	pid_t pid;     /* a started or found daemon, or 0 */
 	int ready_fd;  /* the readiness pipe while waiting, else -1 */
 	char line[300]; /* what the daemon wrote on the pipe so far */
@@ -789,15 +790,16 @@ kmc_dev_user_pin(void)
 	return pin;
 }
 
-/* N distinct free loopback ports (see KMC_DEV_PORT_LO). */
+/* 2N distinct free loopback ports (see KMC_DEV_PORT_LO): each node's
+ * mesh port, then its Raft port. */
 static int
 kmc_dev_pick_ports(kmc_dev *d)
 {
-	int fds[KMC_DEV_MAX_NODES];
+	int fds[2 * KMC_DEV_MAX_NODES];
 	unsigned i, tries = 0, got = 0;
 	int r = KM_ERR_BUSY;
 
-	while (got < d->nnodes && tries < 2000) {
+	while (got < 2 * d->nnodes && tries < 4000) {
 		struct sockaddr_in sa;
 		uint16_t rnd;
 		int fd, one = 1, port;
@@ -827,10 +829,14 @@ kmc_dev_pick_ports(kmc_dev *d)
 			continue;
 		}
 		fds[got] = fd;
-		d->nodes[got].port = port;
+		if (got < d->nnodes) {
+			d->nodes[got].port = port;
+		} else {
+			d->nodes[got - d->nnodes].raft_port = port;
+		}
 		got++;
 	}
-	r = got == d->nnodes ? 0 : KM_ERR_BUSY;
+	r = got == 2 * d->nnodes ? 0 : KM_ERR_BUSY;
 out:
 	for (i = 0; i < got; i++) {
 		close(fds[i]);
@@ -884,6 +890,12 @@ kmc_dev_write_node_conf(kmc_dev *d, kmc_dev_node *n)
 			fprintf(f, "peer = %s tls+tcp://127.0.0.1:%d\n",
 			    d->nodes[j].name, d->nodes[j].port);
 		}
+	}
+	/* the catalog on Raft: every node, the same ids everywhere */
+	fprintf(f, "\n[raft]\n");
+	for (j = 0; j < d->nnodes; j++) {
+		fprintf(f, "member = %u %s 127.0.0.1:%d\n", j + 1,
+		    d->nodes[j].name, d->nodes[j].raft_port);
 	}
 	if (fclose(f) != 0) {
 		free(buf);

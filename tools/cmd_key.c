@@ -47,6 +47,75 @@ kmc_open(const char *cmd, const char *conf, km_role role, km_mesh_conf *mc,
 	return 0;
 }
 
+/*
+ * The coordinator line: the Raft leader as the reachable nodes name it.
+ * A node that leads names itself; followers name the leader they follow.
+ * Nodes may briefly disagree during an election: then the name most of
+ * them give, with the count.
+ */
+#define KMC_STATUS_MAX 64
+
+typedef struct kmc_coord {
+	char names[KMC_STATUS_MAX][KM_NAME_MAX + 1];
+	unsigned votes[KMC_STATUS_MAX];
+	size_t n, answered;
+	bool raft;
+} kmc_coord;
+
+static void
+kmc_status_vote(kmc_coord *co, const km_node_status *st)
+{
+	const char *name;
+	size_t k;
+
+	if (st->raft_role[0] == '\0' || strcmp(st->raft_role, "off") == 0) {
+		return;
+	}
+	co->raft = true;
+	co->answered++;
+	name = strcmp(st->raft_role, "leader") == 0 ? st->name : st->leader;
+	if (name[0] == '\0') {
+		return;
+	}
+	for (k = 0; k < co->n; k++) {
+		if (strcmp(co->names[k], name) == 0) {
+			co->votes[k]++;
+			return;
+		}
+	}
+	if (co->n < KMC_STATUS_MAX) {
+		snprintf(co->names[co->n], sizeof(co->names[co->n]), "%s",
+		    name);
+		co->votes[co->n++] = 1;
+	}
+}
+
+static void
+kmc_status_coordinator(const kmc_coord *co)
+{
+	size_t k, best = 0;
+
+	if (!co->raft) {
+		printf("coordinator: none (Raft is off: no [raft] section)\n");
+		return;
+	}
+	if (co->n == 0) {
+		printf("coordinator: none (election in progress)\n");
+		return;
+	}
+	for (k = 1; k < co->n; k++) {
+		if (co->votes[k] > co->votes[best]) {
+			best = k;
+		}
+	}
+	if (co->n == 1) {
+		printf("coordinator: %s\n", co->names[best]);
+	} else {
+		printf("coordinator: %s (named by %u of %zu nodes)\n",
+		    co->names[best], co->votes[best], co->answered);
+	}
+}
+
 static int
 kmc_status(int argc, char **argv)
 {
@@ -54,6 +123,7 @@ kmc_status(int argc, char **argv)
 	const char *v[1];
 	km_mesh_conf mc;
 	km_mesh *m = NULL;
+	kmc_coord co;
 	size_t i, up = 0;
 	int r;
 
@@ -63,26 +133,30 @@ kmc_status(int argc, char **argv)
 	if ((r = kmc_open("status", v[0], KM_ROLE_ADMIN, &mc, &m)) != 0) {
 		return r;
 	}
-	printf("%-12s %-5s %-9s %-8s %-7s %s\n", "NODE", "STATE", "VERSION",
-	    "SHARES", "CATALOG", "UPTIME");
+	memset(&co, 0, sizeof(co));
+	printf("%-12s %-5s %-9s %-9s %-8s %-7s %s\n", "NODE", "STATE",
+	    "VERSION", "ROLE", "SHARES", "CATALOG", "UPTIME");
 	for (i = 0; i < km_mesh_count(m); i++) {
 		km_node_status st;
 
 		if (km_mesh_status(m, i, (int)mc.timeout_ms, &st, NULL,
 			NULL) == 0) {
 			up++;
-			printf("%-12s %-5s %-9s %-8llu %-7llu %llus%s%s\n",
+			printf("%-12s %-5s %-9s %-9s %-8llu %-7llu %llus%s%s\n",
 			    km_mesh_name(m, i), "up", st.version,
+			    st.raft_role[0] ? st.raft_role : "-",
 			    (unsigned long long)st.shares,
 			    (unsigned long long)st.catalog_seq,
 			    (unsigned long long)(st.uptime_ms / 1000),
 			    strcmp(st.keygen, "idle") ? "  " : "",
 			    strcmp(st.keygen, "idle") ? st.keygen : "");
+			kmc_status_vote(&co, &st);
 		} else {
 			printf("%-12s %-5s (%s)\n", km_mesh_name(m, i), "down",
 			    st.error);
 		}
 	}
+	kmc_status_coordinator(&co);
 	printf("%zu of %zu nodes up\n", up, km_mesh_count(m));
 	if (up > 0) {
 		/* additive: the node lines above stay as they were */

@@ -150,6 +150,10 @@ km_mesh_status(km_mesh *m, size_t i, int timeout_ms, km_node_status *st,
 			goto out;
 		}
 	}
+	if (km_buf_remaining(&rep) > 0) {
+		GETS(st->raft_role);
+		GETS(st->leader);
+	}
 #undef GETS
 	st->up = true;
 	if (keys != NULL) {
@@ -251,12 +255,16 @@ km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
 	 * accepted goes to the others.  Two admins racing for the same
 	 * seq therefore cannot leave two nodes with different entries at
 	 * that seq: the loser is refused by the sequencer, re-reads the
-	 * last seq and signs again.  (XXX until the catalog runs on Raft,
-	 * issue #7, a partition that hides the sequencer from only one of
-	 * two racing admins could still fork the log.)
+	 * last seq and signs again.  With the catalog on Raft ([raft] in
+	 * keymeshd.conf, docs/raft.md) any node takes the entry and routes
+	 * it to the Raft leader; the first node to answer yes had it
+	 * committed, and the log orders racing admins the same way
+	 * everywhere.  (XXX without [raft], a partition that hides the
+	 * sequencer from only one of two racing admins could still fork
+	 * the log.)
 	 */
 	for (attempt = 0; attempt < 20; attempt++) {
-		size_t seqr = SIZE_MAX;
+		size_t seqr = SIZE_MAX, answered = 0, leaderless = 0;
 		int rs = KM_ERR_QUORUM, refused = 0;
 
 		if ((r = km_mesh_last_seq(m, &last, &reachable)) != 0) {
@@ -317,6 +325,11 @@ km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
 					refused = rs;
 				}
 			}
+			if (rs != KM_ERR_TIMEOUT && rs != KM_ERR_CONN) {
+				answered++;
+				/* a node on Raft that found no leader */
+				leaderless += rs == KM_ERR_QUORUM;
+			}
 			if (seqr == SIZE_MAX) {
 				if (rs == 0) {
 					seqr = i; /* the sequencer took it */
@@ -328,6 +341,13 @@ km_mesh_append_as(km_mesh *m, const km_catalog_payload *p,
 		}
 		if (*applied > 0 && seqr != SIZE_MAX) {
 			r = 0;
+			goto out;
+		}
+		if (seqr == SIZE_MAX && answered > 0 && leaderless == answered) {
+			/* the catalog is on Raft and has no leader: a
+			 * majority of its members is down; signing again
+			 * does not bring them back */
+			r = KM_ERR_QUORUM;
 			goto out;
 		}
 		if (seqr == SIZE_MAX && refused != 0 && rs != KM_ERR_STALE) {

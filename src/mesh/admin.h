@@ -24,6 +24,10 @@ typedef struct km_node_status {
 	uint64_t catalog_seq;
 	uint64_t shares;
 	char keygen[160];
+	/* the catalog's Raft log as this node sees it ("" from an older
+	 * daemon): "leader", "follower", "candidate", "off", ... */
+	char raft_role[16];
+	char leader[KM_NAME_MAX + 1]; /* the coordinator, "" if unknown */
 } km_node_status;
 
 /* A key as a node reports it in its status. */
