@@ -118,10 +118,11 @@ wait_coordinator() {
 	return 1
 }
 
-# the CATALOG column of node $1 in `keymesh status`
+# the CATALOG column of node $1 in `keymesh status` (its first table: the
+# trust graph's table after the blank line has NODE and STATE columns too)
 catalog_seq() {
 	"$keymesh" status 2>/dev/null | awk -v n="node$1" \
-		'$1 == n && $2 == "up" { print $6 }'
+		'/^$/ { exit } $1 == n && $2 == "up" { print $6 }'
 }
 
 # waits until every node reports the same catalog seq; prints it
