@@ -1143,10 +1143,13 @@ km_tls_conn_verified(nng_tls_engine_conn *c)
 	    && SSL_get_verify_result(c->ssl) == X509_V_OK;
 }
 
+static int km_tls_cfg_init_g(nng_tls_engine_config *cfg, nng_tls_mode mode);
+static void km_tls_cfg_fini_g(nng_tls_engine_config *cfg);
+
 static nng_tls_engine_config_ops km_tls_config_ops = {
 	.size = sizeof(nng_tls_engine_config),
-	.init = km_tls_cfg_init,
-	.fini = km_tls_cfg_fini,
+	.init = km_tls_cfg_init_g,
+	.fini = km_tls_cfg_fini_g,
 	.server = km_tls_cfg_server,
 	.auth = km_tls_cfg_auth,
 	.ca_chain = km_tls_cfg_ca_chain,
@@ -1154,14 +1157,156 @@ static nng_tls_engine_config_ops km_tls_config_ops = {
 	.version = km_tls_cfg_version,
 };
 
+/*
+ * Process exit.  nng's threads outlive C_Finalize (and an application
+ * may exit without calling it), so at exit() a connection may still be in
+ * the middle of a handshake on one of them while OpenSSL's own atexit
+ * handler frees the library context under it: `openssl pkeyutl` through
+ * libp11's engine crashed so in about one exit in ten while the other
+ * nodes' handshakes were still running.  km_tls_atexit() is registered
+ * after OpenSSL's (atexit runs last-in first-out), waits for every engine
+ * call in progress and lets none start afterwards; the connections are
+ * then left to the exiting process.
+ */
+static pthread_rwlock_t km_tls_exit_lock = PTHREAD_RWLOCK_INITIALIZER;
+static bool km_tls_exiting;
+static pthread_once_t km_tls_exit_once = PTHREAD_ONCE_INIT;
+
+static void
+km_tls_atexit(void)
+{
+	pthread_rwlock_wrlock(&km_tls_exit_lock);
+	km_tls_exiting = true;
+	pthread_rwlock_unlock(&km_tls_exit_lock);
+}
+
+static void
+km_tls_atexit_register(void)
+{
+	/* OpenSSL's atexit is in place once it has initialised */
+	(void)OPENSSL_init_crypto(0, NULL);
+	(void)atexit(km_tls_atexit);
+}
+
+/* false when the process is exiting: the caller must not touch OpenSSL */
+static bool
+km_tls_enter(void)
+{
+	pthread_rwlock_rdlock(&km_tls_exit_lock);
+	if (km_tls_exiting) {
+		pthread_rwlock_unlock(&km_tls_exit_lock);
+		return false;
+	}
+	return true;
+}
+
+static void
+km_tls_leave(void)
+{
+	pthread_rwlock_unlock(&km_tls_exit_lock);
+}
+
+static int
+km_tls_cfg_init_g(nng_tls_engine_config *cfg, nng_tls_mode mode)
+{
+	int rv;
+
+	if (!km_tls_enter()) {
+		return NNG_ECLOSED;
+	}
+	rv = km_tls_cfg_init(cfg, mode);
+	km_tls_leave();
+	return rv;
+}
+
+static void
+km_tls_cfg_fini_g(nng_tls_engine_config *cfg)
+{
+	if (km_tls_enter()) {
+		km_tls_cfg_fini(cfg);
+		km_tls_leave();
+	}
+}
+
+static int
+km_tls_conn_init_g(
+    nng_tls_engine_conn *c, void *nng, nng_tls_engine_config *cfg)
+{
+	int rv;
+
+	if (!km_tls_enter()) {
+		return NNG_ECLOSED;
+	}
+	rv = km_tls_conn_init(c, nng, cfg);
+	km_tls_leave();
+	return rv;
+}
+
+static void
+km_tls_conn_fini_g(nng_tls_engine_conn *c)
+{
+	if (km_tls_enter()) {
+		km_tls_conn_fini(c);
+		km_tls_leave();
+	}
+}
+
+static void
+km_tls_conn_close_g(nng_tls_engine_conn *c)
+{
+	if (km_tls_enter()) {
+		km_tls_conn_close(c);
+		km_tls_leave();
+	}
+}
+
+static int
+km_tls_conn_handshake_g(nng_tls_engine_conn *c)
+{
+	int rv;
+
+	if (!km_tls_enter()) {
+		return NNG_ECLOSED;
+	}
+	rv = km_tls_conn_handshake(c);
+	km_tls_leave();
+	return rv;
+}
+
+static int
+km_tls_conn_recv_g(nng_tls_engine_conn *c, uint8_t *buf, size_t *szp)
+{
+	int rv;
+
+	if (!km_tls_enter()) {
+		return NNG_ECLOSED;
+	}
+	rv = km_tls_conn_recv(c, buf, szp);
+	km_tls_leave();
+	return rv;
+}
+
+static int
+km_tls_conn_send_g(nng_tls_engine_conn *c, const uint8_t *buf, size_t *szp)
+{
+	int rv;
+
+	if (!km_tls_enter()) {
+		return NNG_ECLOSED;
+	}
+	rv = km_tls_conn_send(c, buf, szp);
+	km_tls_leave();
+	return rv;
+}
+
 static nng_tls_engine_conn_ops km_tls_conn_ops = {
 	.size = sizeof(nng_tls_engine_conn),
-	.init = km_tls_conn_init,
-	.fini = km_tls_conn_fini,
-	.close = km_tls_conn_close,
-	.handshake = km_tls_conn_handshake,
-	.recv = km_tls_conn_recv,
-	.send = km_tls_conn_send,
+	.init = km_tls_conn_init_g,
+	.fini = km_tls_conn_fini_g,
+	.close = km_tls_conn_close_g,
+	.handshake = km_tls_conn_handshake_g,
+	.recv = km_tls_conn_recv_g,
+	.send = km_tls_conn_send_g,
 	.verified = km_tls_conn_verified,
 };
 
@@ -1179,6 +1324,7 @@ km_tls_register(void)
 {
 	int r = 0, rv;
 
+	(void)pthread_once(&km_tls_exit_once, km_tls_atexit_register);
 	pthread_mutex_lock(&km_tls_mu);
 	if (km_tls_bio_meth == NULL) {
 		BIO_METHOD *m;

@@ -28,6 +28,25 @@ kmc_ossl_sign() {
 
 # verify through the engine with the module's public key object; a
 # corrupted signature must be refused
+# kmc_ossl_exits: twenty short-lived openssl processes (a public-key
+# verify exits while the module's other connections are still shaking
+# hands): each exits 0, none dies of a signal (the TLS engine once crashed
+# at exit under OpenSSL's own cleanup, src/net/tls.c km_tls_atexit)
+kmc_ossl_exits() {
+	local w=$KMC_WORK/ossl i rc
+	for i in $(seq 1 20); do
+		ossl pkeyutl -engine pkcs11 -keyform engine -verify -pubin \
+			-inkey "$(kmc_uri "$KMC_RSA" public)" -pkeyopt digest:sha256 \
+			-in "$w/hash" -sigfile "$w/sig" >/dev/null 2>&1
+		rc=$?
+		if [ $rc -ne 0 ]; then
+			echo "run $i of 20 exited with status $rc"
+			return 1
+		fi
+	done
+	return 0
+}
+
 kmc_ossl_verify() {
 	local w=$KMC_WORK/ossl uri
 	uri=$(kmc_uri "$KMC_RSA" public)
@@ -161,6 +180,7 @@ kmc_openssl() {
 		rsa_pss_saltlen:32
 	if [ "$1" = full ]; then
 		kmc_check openssl-pkeyutl-verify-rsa kmc_ossl_verify
+		kmc_check openssl-exits-cleanly kmc_ossl_exits
 	fi
 	kmc_check openssl-pkeyutl-decrypt-pkcs1 kmc_ossl_decrypt \
 		rsa_padding_mode:pkcs1
