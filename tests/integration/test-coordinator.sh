@@ -51,33 +51,11 @@ unset KEYMESH_DAEMON KEYMESH_CONF KEYMESH_MODULE KEYMESH_PIN KEYMESH_SO_PIN
 dir=$(mktemp -d "${TMPDIR:-/tmp}/km-coord.XXXXXX") || exit 1
 mesh=$dir/mesh
 out=$dir/out
-passed=0
-failed=0
+. "$(dirname "$0")/tap.sh"
 signer_pid=""
 
-ok() {
-	passed=$((passed + 1))
-	echo "ok   - $1"
-}
 
-not_ok() {
-	failed=$((failed + 1))
-	echo "FAIL - $1"
-	shift
-	for line in "$@"; do
-		echo "       $line"
-	done
-}
 
-check() {
-	local what=$1
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-	fi
-}
 
 cleanup() {
 	if [ -n "$signer_pid" ]; then

@@ -39,8 +39,7 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/km-devmesh.XXXXXX") || exit 1
 mesh=$dir/mesh
 out=$dir/out
 err=$dir/err
-passed=0
-failed=0
+. "$(dirname "$0")/tap.sh"
 
 # ---- helpers
 
@@ -60,30 +59,8 @@ km() {
 	return $rc
 }
 
-ok() {
-	passed=$((passed + 1))
-	echo "ok   - $1"
-}
 
-not_ok() {
-	failed=$((failed + 1))
-	echo "FAIL - $1"
-	shift
-	for line in "$@"; do
-		echo "       $line"
-	done
-}
 
-check() {
-	# check "description" command...
-	local what=$1
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-	fi
-}
 
 # pid of nodeI from its pid file, or empty
 node_pid() {

@@ -39,32 +39,10 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/km-trust.XXXXXX") || exit 1
 mesh=$dir/mesh
 out=$dir/out
 err=$dir/err
-passed=0
-failed=0
+. "$(dirname "$0")/tap.sh"
 
-ok() {
-	passed=$((passed + 1))
-	echo "ok   - $1"
-}
 
-not_ok() {
-	failed=$((failed + 1))
-	echo "FAIL - $1"
-	shift
-	for line in "$@"; do
-		echo "       $line"
-	done
-}
 
-check() {
-	local what=$1
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-	fi
-}
 
 cleanup() {
 	local f
