@@ -73,6 +73,12 @@ demo)
 	"$km" dev down --dir "$demo_dir" >/dev/null 2>&1 || true
 	rm -rf "$demo_dir"
 	eval "$("$km" dev up --dir "$demo_dir" --nodes 5 --threshold 3)"
+	# the daemons elect a Raft leader (the coordinator) within a second
+	i=0
+	while [ $i -lt 25 ] && "$km" status 2>/dev/null | grep -q '^coordinator: none'; do
+		sleep 0.2
+		i=$((i + 1))
+	done
 	"$km" status
 	echo
 	echo "== 3. Keys that never exist whole: RSA by a dealer, EC by DKG"
