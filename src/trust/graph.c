@@ -13,7 +13,7 @@
 #include "util/err.h"
 #include "util/util.h"
 
-#define KM_TRUST_VIEW_VERSION 1
+#define KM_TRUST_VIEW_VERSION 2 /* 2: score and reason per node */
 
 void
 km_trust_graph_init(km_trust_graph *g, uint32_t max_age_ms, uint32_t skew_ms)
@@ -59,6 +59,7 @@ km_trust_graph_add_node(km_trust_graph *g, const char *name)
 	n = &g->nodes[g->nnodes++];
 	memset(n, 0, sizeof(*n));
 	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->score = KM_TRUST_SCORE_MAX; /* nothing against it yet */
 	return 0;
 }
 
@@ -95,6 +96,10 @@ km_trust_state
 km_trust_node_state(
     const km_trust_graph *g, const km_trust_node *n, uint64_t now_ms)
 {
+	if (n->verdict == KM_TRUST_QUARANTINED
+	    || n->verdict == KM_TRUST_EVICTED) {
+		return n->verdict;
+	}
 	if (!n->have || now_ms > n->received_ms + g->max_age_ms) {
 		return KM_TRUST_UNREACHABLE;
 	}
@@ -104,14 +109,31 @@ km_trust_node_state(
 const char *
 km_trust_state_name(km_trust_state s)
 {
-	return s == KM_TRUST_UP ? "up" : "unreachable";
+	switch (s) {
+	case KM_TRUST_UP:
+		return "up";
+	case KM_TRUST_QUARANTINED:
+		return "quarantined";
+	case KM_TRUST_EVICTED:
+		return "evicted";
+	default:
+		return "unreachable";
+	}
 }
 
 const char *
 km_trust_state_colour(km_trust_state s)
 {
-	/* XXX scoring: quarantined (orange) and evicted (red) go here */
-	return s == KM_TRUST_UP ? "green" : "grey";
+	switch (s) {
+	case KM_TRUST_UP:
+		return "green";
+	case KM_TRUST_QUARANTINED:
+		return "orange";
+	case KM_TRUST_EVICTED:
+		return "red";
+	default:
+		return "grey";
+	}
 }
 
 int
@@ -146,7 +168,12 @@ km_trust_graph_encode(
 		            b, (uint32_t)km_trust_node_state(g, n, now_ms)))
 		        != 0
 		    || (r = km_buf_put_u64(b, age)) != 0
-		    || (r = km_buf_put_string(b, body.data, body.len)) != 0) {
+		    || (r = km_buf_put_string(b, body.data, body.len)) != 0
+		    || (r = km_buf_put_u32(b, n->score)) != 0
+		    || (r = km_beacon_text_valid(n->reason, KM_TRUST_REASON_MAX)
+		                ? km_buf_put_cstring(b, n->reason)
+		                : KM_ERR_INVALID_ARG)
+		        != 0) {
 			goto out;
 		}
 	}
@@ -177,8 +204,8 @@ int
 km_trust_view_decode(km_buf *b, km_trust_view *v)
 {
 	uint32_t version, count, state, i;
-	const uint8_t *p;
-	size_t n, j;
+	const uint8_t *p, *rp;
+	size_t n, rn, j;
 	int r;
 
 	memset(v, 0, sizeof(*v));
@@ -206,7 +233,17 @@ km_trust_view_decode(km_buf *b, km_trust_view *v)
 		        != 0) {
 			goto bad;
 		}
-		if (state != KM_TRUST_UP && state != KM_TRUST_UNREACHABLE) {
+		if (state > KM_TRUST_EVICTED
+		    || km_buf_get_u32(b, &vn->score) != 0
+		    || vn->score > KM_TRUST_SCORE_MAX
+		    || km_buf_get_string_ptr(b, &rp, &rn, KM_TRUST_REASON_MAX)
+		        != 0) {
+			goto bad;
+		}
+		memcpy(vn->reason, rp, rn);
+		vn->reason[rn] = '\0';
+		if (strlen(vn->reason) != rn
+		    || !km_beacon_text_valid(vn->reason, KM_TRUST_REASON_MAX)) {
 			goto bad;
 		}
 		vn->state = (km_trust_state)state;

@@ -27,13 +27,24 @@
 typedef enum km_trust_state {
 	KM_TRUST_UNREACHABLE = 0, /* no fresh beacon */
 	KM_TRUST_UP = 1,          /* a fresh, verified beacon */
+	KM_TRUST_QUARANTINED = 2, /* fails the posture policy: not asked */
+	KM_TRUST_EVICTED = 3,     /* removed from the mesh, cert revoked */
 } km_trust_state;
+
+#define KM_TRUST_SCORE_MAX  100u /* fully trusted */
+#define KM_TRUST_REASON_MAX 160  /* one line, printable */
 
 typedef struct km_trust_node {
 	char name[KM_NAME_MAX + 1];
 	bool have;            /* a beacon was accepted */
 	uint64_t received_ms; /* our clock when it was */
 	km_beacon beacon;
+	/* the verdict (scoring, quarantine, eviction): set by the daemon,
+	 * sent in the GRAPH reply; KM_TRUST_UP/UNREACHABLE come from the
+	 * beacon's age unless the verdict says quarantined or evicted */
+	km_trust_state verdict;          /* UP: no verdict against it */
+	uint32_t score;                  /* 0..KM_TRUST_SCORE_MAX */
+	char reason[KM_TRUST_REASON_MAX + 1]; /* why, "" when none */
 } km_trust_node;
 
 typedef struct km_trust_graph {
@@ -77,20 +88,26 @@ int km_trust_graph_update(
 const km_trust_node *km_trust_graph_find(
     const km_trust_graph *g, const char *name);
 
-/** km_trust_node_state: up or unreachable at @now_ms. */
+/**
+ * km_trust_node_state: the node's state at @now_ms: its verdict when that
+ * is quarantined or evicted, else up or unreachable by its beacon's age.
+ */
 km_trust_state km_trust_node_state(
     const km_trust_graph *g, const km_trust_node *n, uint64_t now_ms);
 
-/* "up", "unreachable". */
+/* "up", "unreachable", "quarantined", "evicted". */
 const char *km_trust_state_name(km_trust_state s);
 
 /*
  * The graph as sent in a GRAPH reply (docs/PROTOCOL.md): per node its
- * name, state, beacon age and latest beacon body.
+ * name, state, beacon age, latest beacon body, trust score and the reason
+ * for its verdict.
  */
 typedef struct km_trust_view_node {
 	char name[KM_NAME_MAX + 1];
 	km_trust_state state;
+	uint32_t score;                       /* 0..KM_TRUST_SCORE_MAX */
+	char reason[KM_TRUST_REASON_MAX + 1]; /* "" when none */
 	uint64_t age_ms; /* KM_TRUST_AGE_NONE when never heard from */
 	bool have;
 	km_beacon beacon;
@@ -125,8 +142,7 @@ const km_trust_view_node *km_trust_view_find(
 
 /*
  * km_trust_state_colour: the Graphviz colour of a state (green up, grey
- * unreachable).  WARNING: the hook for trust scoring: when scores and
- * quarantine exist, they colour the node here.
+ * unreachable, orange quarantined, red evicted).
  */
 const char *km_trust_state_colour(km_trust_state s);
 

@@ -35,9 +35,11 @@ def cert_der():
     return base64.b64decode("".join(lines))
 
 def view(nodes):
-    v = u32(1) + string("node1") + u32(8000) + u32(len(nodes))
+    v = u32(2) + string("node1") + u32(8000) + u32(len(nodes))
     for name, state, age, bd in nodes:
+        reason = "binary not in the posture policy" if state == 2 else ""
         v += string(name) + u32(state) + u64(age) + string(bd)
+        v += u32(100 if state == 1 else 40) + string(reason)
     return v
 
 seeds = {
@@ -56,7 +58,8 @@ seeds = {
         ("node1", 1, 120, body()),
         ("node2", 1, 1800, body(node="node2",
                                peers=(("node1", 980), ("node3", 1010)))),
-        ("node3", 0, 0xffffffffffffffff, b"")]),
+        ("node3", 0, 0xffffffffffffffff, b""),
+        ("node4", 2, 300, body(node="node4", peers=(("node1", 700),)))]),
     "view-mismatch": b"\x02" + view([("node2", 1, 5, body())]),
     "view-never-up": b"\x02" + view([("node3", 1, 0xffffffffffffffff, b"")]),
     "empty": b"",

@@ -450,10 +450,33 @@ test_graph_codec_dot(void)
 	make_beacon(&a, "n2", 1, NOW);
 	snprintf(a.peers[0].name, sizeof(a.peers[0].name), "n1");
 	CU_ASSERT(km_trust_graph_update(g, &a, NOW) == 0);
+	/* a verdict outranks a fresh beacon, and travels with its reason */
+	make_beacon(&a, "n4", 1, NOW);
+	CU_ASSERT(km_trust_graph_update(g, &a, NOW) == 0);
+	{
+		km_trust_node *q = (km_trust_node *)km_trust_graph_find(g, "n4");
+
+		CU_ASSERT_FATAL(q != NULL);
+		CU_ASSERT(q->score == KM_TRUST_SCORE_MAX);
+		q->verdict = KM_TRUST_QUARANTINED;
+		q->score = 20;
+		snprintf(q->reason, sizeof(q->reason), "binary not allowed");
+		CU_ASSERT(km_trust_node_state(g, q, NOW) == KM_TRUST_QUARANTINED);
+		/* a reason the decoder would refuse is not encoded */
+		snprintf(q->reason, sizeof(q->reason), "bad\nline");
+		km_buf_init(&buf);
+		CU_ASSERT(km_trust_graph_encode(&buf, "n1", g, NOW)
+		    == KM_ERR_INVALID_ARG);
+		km_buf_free(&buf);
+		snprintf(q->reason, sizeof(q->reason), "binary not allowed");
+	}
 	km_buf_init(&buf);
 	CU_ASSERT_FATAL(km_trust_graph_encode(&buf, "n1", g, NOW + 100) == 0);
 	CU_ASSERT(km_trust_view_decode(&buf, v) == 0);
-	CU_ASSERT(v->nnodes == 3 && strcmp(v->observer, "n1") == 0);
+	CU_ASSERT(v->nnodes == 4 && strcmp(v->observer, "n1") == 0);
+	vn = km_trust_view_find(v, "n4");
+	CU_ASSERT(vn != NULL && vn->state == KM_TRUST_QUARANTINED
+	    && vn->score == 20 && strcmp(vn->reason, "binary not allowed") == 0);
 	vn = km_trust_view_find(v, "n3");
 	CU_ASSERT(vn != NULL && !vn->have && vn->state == KM_TRUST_UNREACHABLE
 	    && vn->age_ms == KM_TRUST_AGE_NONE);
@@ -481,6 +504,7 @@ test_graph_codec_dot(void)
 	    != NULL);
 	CU_ASSERT(strstr((char *)dot.data, "\"n3\" [fillcolor=grey") != NULL);
 	CU_ASSERT(strstr((char *)dot.data, "\"n1\" [fillcolor=green") != NULL);
+	CU_ASSERT(strstr((char *)dot.data, "\"n4\" [fillcolor=orange") != NULL);
 	/* n3 is never measured: no edge to it */
 	CU_ASSERT(strstr((char *)dot.data, "-> \"n3\"") == NULL);
 	km_buf_free(&dot);
