@@ -1,0 +1,48 @@
+/*
+ * Misbehaviour evidence and eviction inside keymeshd (issue #7 item 5,
+ * DESIGN.md §1 promise 3 and §3): the seam between checking a client's
+ * evidence of a bad partial (daemon/evidence.c) and acting on it by the
+ * members' signed votes (daemon/evict.c).
+ */
+#ifndef KMD_EVIDENCE_H
+#define KMD_EVIDENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/kmd.h"
+
+/* What a piece of evidence proves, once checked. */
+typedef struct kmd_evidence_info {
+	char accused[KM_NAME_MAX + 1]; /* the node that sent the bad partial */
+	char key_id[KM_NAME_MAX + 1];
+	uint32_t epoch;
+	uint32_t index;   /* the share index whose partial failed */
+	uint8_t hash[32]; /* SHA-256 of the evidence bytes */
+	char what[160];   /* one line: which check failed */
+} kmd_evidence_info;
+
+/**
+ * kmd_evidence_check:
+ * Checks, on this node's own, that @ev proves its accused node returned a
+ * wrong partial (daemon/evidence.c).
+ *
+ * Returns: 0 with @info filled when it does; a KM_ERR_* and one line in
+ * @why when it does not.
+ */
+int kmd_evidence_check(kmd_state *st, const uint8_t *ev, size_t len,
+    kmd_evidence_info *info, char *why, size_t whylen);
+
+/**
+ * kmd_evict_on_evidence:
+ * Called on the coordinator (the Raft leader) with evidence it has
+ * checked: gathers the members' signed votes and, with enough of them,
+ * proposes the eviction (daemon/evict.c).
+ *
+ * Returns: 0 when the eviction is under way or already done, a KM_ERR_*
+ * with one line in @why otherwise.
+ */
+int kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
+    const uint8_t *ev, size_t len, char *why, size_t whylen);
+
+#endif
