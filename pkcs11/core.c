@@ -374,6 +374,8 @@ km_p11_initialize_child(CK_VOID_PTR args)
 	km_p11.view = view;
 	km_p11.view_at_ms = 0;
 	(void)km_p11_view_sync(true);
+	/* the child's own trust-view thread (the parent's is not here) */
+	(void)km_p11_refresh_start();
 	return CKR_OK;
 }
 
@@ -448,6 +450,9 @@ km_p11_initialize(CK_VOID_PTR args)
 	/* the first view: keys show up as objects (a failure is not fatal:
 	 * the next C_FindObjectsInit tries again) */
 	(void)km_p11_view_sync(true);
+	/* the trust/load view, refreshed in the background (view.c); the
+	 * quorum ranks by its own measurements without it */
+	(void)km_p11_refresh_start();
 	return CKR_OK;
 out:
 	km_ec_group_free(g1);
@@ -498,6 +503,8 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	}
 	km_secure_strfree(km_p11.pin);
 	km_secret_wipe(km_p11.ticket, sizeof(km_p11.ticket));
+	/* before the mesh closes: the refresher calls nodes */
+	km_p11_refresh_stop();
 	km_view_free(km_p11.view);
 	km_mesh_close(km_p11.admin);
 	km_mesh_close(km_p11.mesh);

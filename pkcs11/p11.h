@@ -36,6 +36,7 @@
 #include "mesh/client.h"
 #include "mesh/view.h"
 #include "proto/proto.h"
+#include "trust/graph.h"
 #include "util/buf.h"
 
 #define KM_P11_SLOT_ID      1
@@ -153,6 +154,17 @@ typedef struct km_p11_node_stat {
 	uint64_t calls, bad;
 } km_p11_node_stat;
 
+/* ---- the trust and load view, per mesh node (view.c) ---- */
+
+typedef struct km_p11_node_view {
+	bool have;            /* the view lists the node */
+	km_trust_state state; /* up, unreachable, quarantined, evicted */
+	uint32_t score;       /* 0..KM_TRUST_SCORE_MAX */
+	uint32_t load_milli, queue_depth; /* from its beacon */
+	uint32_t bw_kbps;     /* mean reported link bandwidth, 0: none */
+	char reason[KM_TRUST_REASON_MAX + 1];
+} km_p11_node_view;
+
 /* ---- the module ---- */
 
 typedef struct km_p11_state {
@@ -187,6 +199,11 @@ typedef struct km_p11_state {
 	/* quorum */
 	pthread_mutex_t stat_lock;
 	km_p11_node_stat stat[KM_MESH_MAX_NODES];
+	/* the trust and load view (view.c), by mesh node index */
+	pthread_mutex_t trust_lock;
+	km_p11_node_view trust[KM_MESH_MAX_NODES];
+	uint64_t trust_at_ms; /* monotonic, when fetched; 0: never */
+	char trust_from[KM_NAME_MAX + 1]; /* the node that answered */
 } km_p11_state;
 
 extern km_p11_state km_p11;
@@ -349,6 +366,35 @@ int km_p11_quorum_rsa(km_p11_key *key, uint32_t kind, CK_MECHANISM_TYPE mech,
 /** km_p11_quorum_ecdh: the CKD_NULL shared secret for a peer point. */
 int km_p11_quorum_ecdh(km_p11_key *key, const uint8_t *point, size_t pointlen,
     uint8_t *out, size_t outlen, size_t *written);
+
+/* ---- view.c ---- */
+
+struct km_p11_rank_in;
+
+/**
+ * km_p11_refresh_start:
+ * Starts the trust-view refresher thread (every [client] view_refresh_ms;
+ * 0: none).  Called at the end of C_Initialize, also in a forked child
+ * (which gets its own thread, reaching the mesh through its relay).
+ * A failure is not fatal: the quorum then ranks by its own measurements.
+ */
+int km_p11_refresh_start(void);
+
+/** km_p11_refresh_stop: stops and joins this process's refresher (before
+ * the mesh is closed); does nothing for a parent's inherited one. */
+void km_p11_refresh_stop(void);
+
+/**
+ * km_p11_view_fill:
+ * For the hot path: copies the view's numbers for mesh nodes @nodes[0..n)
+ * into @in (have_view false when the view is stale or lacks the node).
+ * Takes trust_lock once; no allocation, no network.
+ */
+void km_p11_view_fill(
+    const size_t *nodes, size_t n, struct km_p11_rank_in *in);
+
+/** km_p11_view_reason: "quarantined: WHY (view from NODE)" for a log. */
+void km_p11_view_reason(size_t node, char *out, size_t outlen);
 
 /* ---- argument checks (p11-kit) ---- */
 

@@ -1,8 +1,9 @@
 /*
  * The hot path: one private-key operation fanned out to a key's holders.
  *
- * DESIGN.md §3: rank the holders by recent failures and measured round
- * trip, send the request to the best ones that together hold k share
+ * DESIGN.md §3: rank the holders by a cost (rank.c: measured round trip,
+ * recent failures, the trust view's score and load; quarantined and
+ * evicted holders are left out), send the request to the best ones that together hold k share
  * indices, in parallel over the persistent connections (asynchronous
  * km_net calls), and ask a spare only when a holder fails, returns a bad
  * partial, or is late (hedging: after the configured hedge_ms, or 4x the
@@ -30,15 +31,14 @@
 #include "mesh/ops.h"
 #include "mesh/rpc.h"
 #include "pkcs11/p11.h"
+#include "pkcs11/rank.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/secmem.h"
 #include "util/util.h"
 
-#define KM_P11_BAD_AVOID_MS  60000u
-#define KM_P11_FAIL_DECAY_MS 30000u
-#define KM_P11_HEDGE_MIN_MS  20u
-#define KM_P11_RTT_HALF_MS   10000u
+#define KM_P11_BAD_AVOID_MS 60000u
+#define KM_P11_HEDGE_MIN_MS 20u
 
 typedef struct km_p11_q km_p11_q;
 
@@ -63,40 +63,65 @@ struct km_p11_q {
 	km_p11_slot slots[KM_MESH_MAX_NODES];
 	size_t nslots;
 	uint32_t type; /* KM_MSG_RSA_PARTIAL or KM_MSG_ECDH_PARTIAL */
+	/* holders the trust view excludes (quarantined, evicted) */
+	size_t excl[KM_MESH_MAX_NODES];
+	size_t nexcl;
 };
 
 /* ---- ranking ---- */
 
-static double
-km_p11_score(size_t node, uint64_t now)
+/*
+ * The holders' cost: pkcs11/rank.c (documented in docs/pkcs11.md, "How
+ * holders are ranked").  Here only the numbers are gathered: the module's
+ * own measurements under stat_lock, the trust view's under trust_lock
+ * (km_p11_view_fill), each lock taken once per operation.
+ */
+static void
+km_p11_rank(km_p11_q *q, uint64_t now)
 {
-	km_p11_node_stat *st = &km_p11.stat[node];
-	/* never measured: first in line, so its round trip gets known
-	 * (a node that came back is tried at once, not left at a guess) */
-	double s = st->rtt_ms > 0 ? st->rtt_ms : 0.0;
-	uint64_t halves;
+	km_p11_rank_in in[KM_MESH_MAX_NODES];
+	size_t nodes[KM_MESH_MAX_NODES], j, keep;
 
+	memset(in, 0, sizeof(in));
+	for (j = 0; j < q->nslots; j++) {
+		nodes[j] = q->slots[j].node;
+	}
+	km_p11_view_fill(nodes, q->nslots, in);
+	pthread_mutex_lock(&km_p11.stat_lock);
+	for (j = 0; j < q->nslots; j++) {
+		km_p11_node_stat *st = &km_p11.stat[q->slots[j].node];
+
+		if (st->fails > 0
+		    && now - st->last_fail_ms > KM_P11_FAIL_DECAY_MS) {
+			st->fails = 0;
+		}
+		in[j].rtt_ms = st->rtt_ms;
+		in[j].rtt_at_ms = st->rtt_at_ms;
+		in[j].fails = st->fails;
+		in[j].last_fail_ms = st->last_fail_ms;
+		in[j].bad_until_ms = st->bad_until_ms;
+		in[j].connected = km_net_client_connected(
+		    km_mesh_client(km_p11.mesh, q->slots[j].node));
+		q->slots[j].score = km_p11_rank_cost(&in[j], now);
+	}
+	pthread_mutex_unlock(&km_p11.stat_lock);
 	/*
-	 * An estimate ages: halved for every KM_P11_RTT_HALF_MS without a
-	 * new measurement, so a node that was slow (and so is no longer
-	 * asked) is tried again now and then, and the quorum comes back to
-	 * it once it is fast again.
+	 * Quarantined and evicted holders are never asked: they leave the
+	 * plan (as if they did not hold the key for this operation) and are
+	 * only named if the quorum then fails.
 	 */
-	if (st->rtt_ms > 0 && now > st->rtt_at_ms + KM_P11_RTT_HALF_MS) {
-		halves = (now - st->rtt_at_ms) / KM_P11_RTT_HALF_MS;
-		s /= (double)(1u << (halves > 16 ? 16 : halves));
+	q->nexcl = 0;
+	for (j = 0, keep = 0; j < q->nslots; j++) {
+		if (km_p11_rank_excluded(&in[j])) {
+			q->excl[q->nexcl++] = q->slots[j].node;
+			continue;
+		}
+		if (keep != j) {
+			q->slots[keep] = q->slots[j];
+		}
+		keep++;
 	}
-	if (st->bad_until_ms > now) {
-		s += 1e9;
-	}
-	if (st->fails > 0 && now - st->last_fail_ms > KM_P11_FAIL_DECAY_MS) {
-		st->fails = 0;
-	}
-	s += 100.0 * st->fails;
-	if (!km_net_client_connected(km_mesh_client(km_p11.mesh, node))) {
-		s += 1e6;
-	}
-	return s;
+	q->nslots = keep;
 }
 
 static int
@@ -136,11 +161,7 @@ km_p11_plan(km_p11_q *q, const km_p11_key *key)
 			q->slots[j].idx[q->slots[j].nidx++] = key->index[i];
 		}
 	}
-	pthread_mutex_lock(&km_p11.stat_lock);
-	for (j = 0; j < q->nslots; j++) {
-		q->slots[j].score = km_p11_score(q->slots[j].node, now);
-	}
-	pthread_mutex_unlock(&km_p11.stat_lock);
+	km_p11_rank(q, now);
 	qsort(q->slots, q->nslots, sizeof(q->slots[0]), km_p11_slot_cmp);
 	for (j = 0; j < q->nslots; j++) {
 		q->slots[j].q = q;
@@ -303,7 +324,7 @@ static void
 km_p11_log_missing(
     km_p11_q *q, const km_p11_key *key, size_t have, size_t need)
 {
-	char line[800];
+	char line[1600];
 	size_t i, off = 0;
 
 	line[0] = '\0';
@@ -321,6 +342,15 @@ km_p11_log_missing(
 		off += (size_t)snprintf(line + off, sizeof(line) - off,
 		    "%s%s (%s)", off > 0 ? ", " : "",
 		    km_mesh_name(km_p11.mesh, sl->node), why);
+	}
+	/* not asked at all: the trust view says why */
+	for (i = 0; i < q->nexcl && off < sizeof(line); i++) {
+		char why[KM_TRUST_REASON_MAX + 80];
+
+		km_p11_view_reason(q->excl[i], why, sizeof(why));
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+		    "%s%s (not asked: %s)", off > 0 ? ", " : "",
+		    km_mesh_name(km_p11.mesh, q->excl[i]), why);
 	}
 	km_log_error("P11-QUORUM",
 	    "key %s: %zu of %zu partials within %u ms; missing: %s",

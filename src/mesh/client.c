@@ -30,7 +30,7 @@ static const char *const km_mesh_keys_tls[] = { "ca", "crl", "cert", "key",
 static const char *const km_mesh_keys_admin[] = { "cert", "key", "ca_dir",
 	NULL };
 static const char *const km_mesh_keys_client[] = { "timeout_ms",
-	"hedge_ms", "connect_ms", NULL };
+	"hedge_ms", "connect_ms", "view_refresh_ms", NULL };
 static const char *const km_mesh_keys_none[] = { NULL };
 
 const char *
@@ -188,6 +188,21 @@ km_mesh_conf_load(const char *path, km_mesh_conf *mc, char *err,
 		goto out;
 	}
 	mc->connect_ms = (uint32_t)u;
+	/* 0 turns the module's trust/load view off; else at least 100 ms
+	 * (each refresh is one or two small requests) */
+	if ((r = km_conf_get_uint(&c, "client", "view_refresh_ms", 0, 3600000,
+		 2000, &u, err, errlen)) != 0) {
+		goto out;
+	}
+	if (u > 0 && u < 100) {
+		snprintf(err, errlen,
+		    "%s: [client] view_refresh_ms must be 0 (off) or from "
+		    "100 to 3600000, not '%llu'",
+		    path, (unsigned long long)u);
+		r = KM_ERR_CONFIG;
+		goto out;
+	}
+	mc->view_refresh_ms = (uint32_t)u;
 	r = 0;
 out:
 	km_conf_free(&c);

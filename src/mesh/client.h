@@ -12,6 +12,7 @@
  *   [tls]      ca = ..  crl = ..  cert = ..  key = ..   (the client)
  *   [admin]    cert = ..  key = ..  ca_dir = ..         (the operator)
  *   [client]   timeout_ms = 2000  hedge_ms = 0  connect_ms = 2000
+ *              view_refresh_ms = 2000  (0: no trust/load view)
  * Relative paths are relative to the file.  Unknown settings are errors.
  */
 #ifndef KM_MESH_CLIENT_H
@@ -41,6 +42,7 @@ typedef struct km_mesh_conf {
 	char ca[4096], crl[4096], cert[4096], key[4096];
 	char admin_cert[4096], admin_key[4096], ca_dir[4096];
 	uint32_t timeout_ms, hedge_ms, connect_ms;
+	uint32_t view_refresh_ms; /* 0: the module keeps no trust view */
 } km_mesh_conf;
 
 /**
