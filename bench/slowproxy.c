@@ -10,7 +10,13 @@
  * Usage: slowproxy -l LISTEN-PORT -t TARGET-PORT -d DELAY-MS
  * Both ends are 127.0.0.1.  It prints "ready PORT" on stdout once
  * listening (-l 0 picks a free port) and runs until killed.
- * A bench tool, not part of keymesh.
+ *
+ * The delay can change while connections stay up: SIGUSR1 sets it to 0,
+ * SIGUSR2 back to DELAY-MS.  A change applies to bytes read from then on
+ * (bytes already queued keep their time), so the order of the stream is
+ * kept.  tests/integration/test-quorum-select.sh uses this to take the
+ * delay away from a holder without cutting its TLS connection.
+ * A bench and test tool, not part of keymesh.
  */
 #include "config.h"
 
@@ -47,7 +53,15 @@ typedef struct {
 } pipe_dir;
 
 static long delay_ns;
+/* SIGUSR1 clears it, SIGUSR2 sets it: whether delay_ns applies */
+static volatile sig_atomic_t delay_on = 1;
 static int target_port;
+
+static void
+on_signal(int sig)
+{
+	delay_on = sig == SIGUSR2;
+}
 
 
 /* A whole number from the command line, or a one-line error and exit 2. */
@@ -98,7 +112,7 @@ reader_main(void *arg)
 		c->len = (size_t)n;
 		c->next = NULL;
 		clock_gettime(CLOCK_MONOTONIC, &c->due);
-		ts_add(&c->due, delay_ns);
+		ts_add(&c->due, delay_on ? delay_ns : 0);
 		pthread_mutex_lock(&p->mu);
 		if (p->tail != NULL) {
 			p->tail->next = c;
@@ -217,6 +231,7 @@ main(int argc, char **argv)
 	socklen_t al = sizeof(a);
 	int c, lfd, listen_port = -1, one = 1;
 	double delay_ms = -1;
+	struct sigaction sa;
 
 	while ((c = getopt(argc, argv, "l:t:d:")) != -1) {
 		switch (c) {
@@ -239,6 +254,12 @@ main(int argc, char **argv)
 	}
 	delay_ns = (long)(delay_ms * 1e6);
 	signal(SIGPIPE, SIG_IGN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -275,6 +296,7 @@ main(int argc, char **argv)
 usage:
 	fprintf(stderr,
 	    "usage: slowproxy -l LISTEN-PORT -t TARGET-PORT "
-	    "-d DELAY-MS\n");
+	    "-d DELAY-MS\n"
+	    "  (SIGUSR1: delay 0, SIGUSR2: DELAY-MS again)\n");
 	return 2;
 }
