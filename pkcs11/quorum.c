@@ -3,12 +3,12 @@
  *
  * DESIGN.md §3: rank the holders by a cost (rank.c: measured round trip,
  * recent failures, the trust view's score and load; quarantined and
- * evicted holders are left out), send the request to the best ones that together hold k share
- * indices, in parallel over the persistent connections (asynchronous
- * km_net calls), and ask a spare only when a holder fails, returns a bad
- * partial, or is late (hedging: after the configured hedge_ms, or 4x the
- * slowest chosen holder's average round trip, at least 20 ms).  The first
- * k valid partials are combined and the result verified before it is
+ * evicted holders are left out), send the request to the best ones that
+ * together hold k share indices, in parallel over the persistent connections
+ * (asynchronous km_net calls), and ask a spare only when a holder fails,
+ * returns a bad partial, or is late (hedging: after the configured hedge_ms,
+ * or 4x the slowest chosen holder's average round trip, at least 20 ms).  The
+ * first k valid partials are combined and the result verified before it is
  * returned: Shoup's combination checks y^e = x and the signature with the
  * public key (km_rsa_sign_combine), and names bad partials by their
  * proofs; threshold ECDH checks every Chaum-Pedersen proof

@@ -62,8 +62,8 @@ km_p11_rank_view(const km_p11_rank_in *in)
 	if (!in->have_view) {
 		return 0.0;
 	}
-	score = in->score > KM_TRUST_SCORE_MAX ? KM_TRUST_SCORE_MAX
-	                                       : in->score;
+	score
+	    = in->score > KM_TRUST_SCORE_MAX ? KM_TRUST_SCORE_MAX : in->score;
 	c += KM_P11_COST_TRUST_MS * (double)(KM_TRUST_SCORE_MAX - score)
 	    / (double)KM_TRUST_SCORE_MAX;
 	/* load and links only from a fresh beacon: an unreachable node's
@@ -95,7 +95,8 @@ km_p11_rank_cost(const km_p11_rank_in *in, uint64_t now_ms)
 	if (in->bad_until_ms > now_ms) {
 		c += KM_P11_COST_BAD;
 	}
-	if (in->fails > 0 && now_ms <= in->last_fail_ms + KM_P11_FAIL_DECAY_MS) {
+	if (in->fails > 0
+	    && now_ms <= in->last_fail_ms + KM_P11_FAIL_DECAY_MS) {
 		c += KM_P11_COST_FAIL_MS * (double)in->fails;
 	}
 	if (!in->connected) {

@@ -50,20 +50,20 @@
 /* What the ranking knows about one holder. */
 typedef struct km_p11_rank_in {
 	/* the module's own measurements (quorum.c) */
-	double rtt_ms;         /* EWMA of round trips; 0: never measured */
-	uint64_t rtt_at_ms;    /* when it was last measured */
-	uint32_t fails;        /* failures, the last at last_fail_ms */
+	double rtt_ms;      /* EWMA of round trips; 0: never measured */
+	uint64_t rtt_at_ms; /* when it was last measured */
+	uint32_t fails;     /* failures, the last at last_fail_ms */
 	uint64_t last_fail_ms;
 	uint64_t bad_until_ms; /* a bad partial: avoid until then */
 	bool connected;        /* our own connection to it is up */
 	/* the signed trust/load view (view.c); ignored when !have_view */
-	bool have_view;        /* the view is fresh and lists the node */
-	km_trust_state state;  /* as the view says */
-	uint32_t score;        /* 0..KM_TRUST_SCORE_MAX */
-	uint32_t load_milli;   /* the node's beacon: load average x 1000 */
-	uint32_t queue_depth;  /* the node's beacon: requests in flight */
-	uint32_t bw_kbps;      /* mean reported bandwidth of its links, 0:
-	                          none reported */
+	bool have_view;       /* the view is fresh and lists the node */
+	km_trust_state state; /* as the view says */
+	uint32_t score;       /* 0..KM_TRUST_SCORE_MAX */
+	uint32_t load_milli;  /* the node's beacon: load average x 1000 */
+	uint32_t queue_depth; /* the node's beacon: requests in flight */
+	uint32_t bw_kbps;     /* mean reported bandwidth of its links, 0:
+	                         none reported */
 } km_p11_rank_in;
 
 /**

@@ -63,7 +63,7 @@ typedef struct km_p11_refresher {
 	pthread_cond_t cv;
 	bool stop;
 	uint32_t period_ms;
-	long coord;        /* mesh index of the coordinator, -1 unknown */
+	long coord; /* mesh index of the coordinator, -1 unknown */
 	uint32_t rounds;
 	size_t next_probe; /* round-robin start among stale holders */
 	bool failing;      /* the last refresh failed (log transitions) */
@@ -98,8 +98,8 @@ km_p11_graph_call(size_t i, km_trust_view *tv, double *ms)
 		goto out;
 	}
 	t0 = km_mono_ns();
-	if ((r = km_rpc_call(c, &req, KM_P11_VIEW_CALL_MS, &rep, msg,
-	         sizeof(msg)))
+	if ((r = km_rpc_call(
+	         c, &req, KM_P11_VIEW_CALL_MS, &rep, msg, sizeof(msg)))
 	    != 0) {
 		km_debug(KM_DBG_P11, "graph from %s: %s",
 		    km_mesh_name(km_p11.mesh, i), msg);
@@ -239,8 +239,8 @@ km_p11_learn_coordinator(void)
 		if (!km_net_client_connected(km_mesh_client(km_p11.mesh, i))) {
 			continue;
 		}
-		if (km_mesh_status(km_p11.mesh, i, KM_P11_VIEW_CALL_MS, &st,
-		        NULL, NULL)
+		if (km_mesh_status(
+		        km_p11.mesh, i, KM_P11_VIEW_CALL_MS, &st, NULL, NULL)
 		        != 0
 		    || st.leader[0] == '\0') {
 			continue;
@@ -296,8 +296,8 @@ km_p11_refresh_once(void)
 		/* the view goes stale and stops counting; the quorum
 		 * ranks by its own measurements meanwhile (three misses:
 		 * not the connections still coming up at C_Initialize) */
-		km_log_warn_r(r, "P11-VIEW",
-		    "no node answered a trust graph request");
+		km_log_warn_r(
+		    r, "P11-VIEW", "no node answered a trust graph request");
 		km_p11_rf.failing = true;
 	}
 	if ((p = km_p11_probe_pick(from)) >= 0
@@ -327,7 +327,8 @@ km_p11_refresh_main(void *arg)
 		ts.tv_sec += (time_t)(ns / 1000000000u);
 		ts.tv_nsec = (long)(ns % 1000000000u);
 		while (!km_p11_rf.stop
-		    && pthread_cond_timedwait(&km_p11_rf.cv, &km_p11_rf.lock, &ts)
+		    && pthread_cond_timedwait(
+		           &km_p11_rf.cv, &km_p11_rf.lock, &ts)
 		        != ETIMEDOUT) {
 		}
 	}
@@ -398,7 +399,8 @@ km_p11_view_fill(const size_t *nodes, size_t n, km_p11_rank_in *in)
 	bool fresh;
 	size_t i;
 
-	max_age = (uint64_t)KM_P11_VIEW_MAX_PERIODS * km_p11.conf.view_refresh_ms;
+	max_age
+	    = (uint64_t)KM_P11_VIEW_MAX_PERIODS * km_p11.conf.view_refresh_ms;
 	if (max_age < KM_P11_VIEW_MAX_AGE_MIN_MS) {
 		max_age = KM_P11_VIEW_MAX_AGE_MIN_MS;
 	}

@@ -77,13 +77,15 @@ main(int argc, char **argv)
 	        != CKR_OK
 	    || p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))
 	        != CKR_OK) {
-		fprintf(stderr, "quorum-signer: cannot initialise and log in\n");
+		fprintf(
+		    stderr, "quorum-signer: cannot initialise and log in\n");
 		return 1;
 	}
 	key = kmt_p11_find1(p11, s, CKO_PRIVATE_KEY, argv[1]);
 	if (key == CK_INVALID_HANDLE
 	    || (pub = kmt_p11_pubkey(p11, s, key)) == NULL) {
-		fprintf(stderr, "quorum-signer: no key labelled %s\n", argv[1]);
+		fprintf(
+		    stderr, "quorum-signer: no key labelled %s\n", argv[1]);
 		return 1;
 	}
 	printf("ready\n");

@@ -69,7 +69,8 @@ test_equal_rtt_score(void)
 	CU_ASSERT_TRUE(cost(&a) < cost(&b));
 	/* the documented scale: 50 ms at score 0 */
 	b.score = 0;
-	CU_ASSERT_DOUBLE_EQUAL(cost(&b) - cost(&a), KM_P11_COST_TRUST_MS, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(
+	    cost(&b) - cost(&a), KM_P11_COST_TRUST_MS, 1e-9);
 	/* out-of-range scores count as the maximum */
 	b.score = 1000;
 	CU_ASSERT_DOUBLE_EQUAL(cost(&b), cost(&a), 1e-9);
@@ -84,12 +85,12 @@ test_equal_rtt_load(void)
 	c.queue_depth = 3;
 	CU_ASSERT_TRUE(cost(&a) < cost(&b));
 	CU_ASSERT_TRUE(cost(&a) < cost(&c));
-	CU_ASSERT_DOUBLE_EQUAL(cost(&c) - cost(&a), 3 * KM_P11_COST_QUEUE_MS,
-	    1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(
+	    cost(&c) - cost(&a), 3 * KM_P11_COST_QUEUE_MS, 1e-9);
 	/* capped: a huge reported queue does not hide the node for ever */
 	c.queue_depth = 1000000;
-	CU_ASSERT_DOUBLE_EQUAL(cost(&c) - cost(&a), KM_P11_COST_QUEUE_CAP_MS,
-	    1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(
+	    cost(&c) - cost(&a), KM_P11_COST_QUEUE_CAP_MS, 1e-9);
 	/* load from an unreachable node's old beacon is not counted */
 	b.state = KM_TRUST_UNREACHABLE;
 	CU_ASSERT_DOUBLE_EQUAL(cost(&b), cost(&a), 1e-9);
