@@ -73,6 +73,18 @@ typedef struct km_p11_refresher {
 
 static km_p11_refresher km_p11_rf;
 
+/* C_Finalize is waiting: make no further call (each may take 1 s). */
+static bool
+km_p11_rf_stopping(void)
+{
+	bool stop;
+
+	pthread_mutex_lock(&km_p11_rf.lock);
+	stop = km_p11_rf.stop;
+	pthread_mutex_unlock(&km_p11_rf.lock);
+	return stop;
+}
+
 static uint64_t
 km_p11_mono_ms(void)
 {
@@ -235,7 +247,7 @@ km_p11_learn_coordinator(void)
 	km_node_status st;
 	size_t i, n = km_mesh_count(km_p11.mesh);
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !km_p11_rf_stopping(); i++) {
 		if (!km_net_client_connected(km_mesh_client(km_p11.mesh, i))) {
 			continue;
 		}
@@ -272,8 +284,10 @@ km_p11_refresh_once(void)
 	    && km_net_client_connected(km_mesh_client(km_p11.mesh, (size_t)c))
 	    && (r = km_p11_graph_call((size_t)c, km_p11_rf.tv, &ms)) == 0) {
 		from = (size_t)c;
+	} else {
+		km_p11_rf.coord = -1; /* ask who it is next time */
 	}
-	for (i = 0; r != 0 && i < n; i++) {
+	for (i = 0; r != 0 && i < n && !km_p11_rf_stopping(); i++) {
 		if ((long)i == c
 		    || !km_net_client_connected(
 		        km_mesh_client(km_p11.mesh, i))) {
@@ -300,7 +314,7 @@ km_p11_refresh_once(void)
 		    r, "P11-VIEW", "no node answered a trust graph request");
 		km_p11_rf.failing = true;
 	}
-	if ((p = km_p11_probe_pick(from)) >= 0
+	if (!km_p11_rf_stopping() && (p = km_p11_probe_pick(from)) >= 0
 	    && km_p11_graph_call((size_t)p, km_p11_rf.tv, &ms) == 0) {
 		km_p11_probe_result((size_t)p, ms);
 	}
