@@ -299,6 +299,8 @@ km_p11_refresh_once(void)
 	}
 	if (r == 0) {
 		km_p11_view_store(km_p11_rf.tv, from);
+		km_debug(KM_DBG_P11, "trust view from %s: %zu nodes, %.1f ms",
+		    km_mesh_name(km_p11.mesh, from), km_p11_rf.tv->nnodes, ms);
 		km_p11_probe_result(from, ms);
 		if (km_p11_rf.failing) {
 			km_log_info("P11-VIEW", "trust view from %s again",
