@@ -80,7 +80,8 @@ static void
 km_p11_rank(km_p11_q *q, uint64_t now)
 {
 	km_p11_rank_in in[KM_MESH_MAX_NODES];
-	size_t nodes[KM_MESH_MAX_NODES], j, keep;
+	size_t nodes[KM_MESH_MAX_NODES], order[KM_MESH_MAX_NODES],
+	    excl[KM_MESH_MAX_NODES], j, m, nexcl, keep;
 
 	memset(in, 0, sizeof(in));
 	for (j = 0; j < q->nslots; j++) {
@@ -102,18 +103,25 @@ km_p11_rank(km_p11_q *q, uint64_t now)
 		in[j].bad_until_ms = st->bad_until_ms;
 		in[j].connected = km_net_client_connected(
 		    km_mesh_client(km_p11.mesh, q->slots[j].node));
-		q->slots[j].score = km_p11_rank_cost(&in[j], now);
 	}
 	pthread_mutex_unlock(&km_p11.stat_lock);
+	m = km_p11_rank_order(in, q->nslots, now, order, excl, &nexcl);
+	/* the slot's score is its place in the order (sorted in plan) */
+	for (j = 0; j < m; j++) {
+		q->slots[order[j]].score = (double)j;
+	}
 	/*
 	 * Quarantined and evicted holders are never asked: they leave the
 	 * plan (as if they did not hold the key for this operation) and are
 	 * only named if the quorum then fails.
 	 */
 	q->nexcl = 0;
+	for (j = 0; j < nexcl; j++) {
+		q->excl[q->nexcl++] = q->slots[excl[j]].node;
+		q->slots[excl[j]].score = -1;
+	}
 	for (j = 0, keep = 0; j < q->nslots; j++) {
-		if (km_p11_rank_excluded(&in[j])) {
-			q->excl[q->nexcl++] = q->slots[j].node;
+		if (q->slots[j].score < 0) {
 			continue;
 		}
 		if (keep != j) {

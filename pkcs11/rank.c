@@ -104,3 +104,27 @@ km_p11_rank_cost(const km_p11_rank_in *in, uint64_t now_ms)
 	}
 	return c;
 }
+
+size_t
+km_p11_rank_order(const km_p11_rank_in *in, size_t n, uint64_t now_ms,
+    size_t *order, size_t *excl, size_t *nexcl)
+{
+	double cost[64];
+	size_t i, j, m = 0;
+
+	*nexcl = 0;
+	for (i = 0; i < n && i < 64; i++) {
+		if (km_p11_rank_excluded(&in[i])) {
+			excl[(*nexcl)++] = i;
+			continue;
+		}
+		cost[i] = km_p11_rank_cost(&in[i], now_ms);
+		/* insertion sort, stable: n is a key's holders, a few */
+		for (j = m; j > 0 && cost[order[j - 1]] > cost[i]; j--) {
+			order[j] = order[j - 1];
+		}
+		order[j] = i;
+		m++;
+	}
+	return m;
+}

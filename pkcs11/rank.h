@@ -84,4 +84,21 @@ bool km_p11_rank_excluded(const km_p11_rank_in *in);
  */
 double km_p11_rank_cost(const km_p11_rank_in *in, uint64_t now_ms);
 
+/**
+ * km_p11_rank_order:
+ * @in: the key's holders, @n of them (at most 64)
+ * @now_ms: the module's clock
+ * @order: receives the indices (into @in) of the holders that may be
+ *   asked, cheapest first; equal costs keep their order in @in
+ * @excl: receives the indices of the excluded holders (quarantined,
+ *   evicted); @nexcl their count
+ *
+ * What the quorum does with it: ask @order[0..] until the chosen holders
+ * hold k share indices, spares in the same order; never @excl.
+ *
+ * Returns: the number of entries in @order.
+ */
+size_t km_p11_rank_order(const km_p11_rank_in *in, size_t n, uint64_t now_ms,
+    size_t *order, size_t *excl, size_t *nexcl);
+
 #endif /* KM_P11_RANK_H */

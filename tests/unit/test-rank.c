@@ -5,7 +5,8 @@
  * the higher trust score or the lower load comes first; a much lower round
  * trip beats a small load difference; an unmeasured holder comes first;
  * estimates age; failures, a bad partial and no connection push a holder
- * back; a stale view counts for nothing.
+ * back; a stale view counts for nothing; the order the quorum asks in
+ * (km_p11_rank_order) leaves excluded holders out.
  */
 #include "config.h"
 
@@ -181,6 +182,81 @@ test_stale_view_ignored(void)
 	CU_ASSERT_DOUBLE_EQUAL(cost(&b), cost(&a), 1e-9);
 }
 
+static void
+test_order_excludes(void)
+{
+	km_p11_rank_in in[5];
+	size_t order[5], excl[5], nexcl, m;
+
+	in[0] = holder(0.5); /* cheapest, but quarantined */
+	in[0].state = KM_TRUST_QUARANTINED;
+	in[1] = holder(1);
+	in[1].state = KM_TRUST_EVICTED;
+	in[2] = holder(3); /* the view lost its beacons; we did not */
+	in[2].state = KM_TRUST_UNREACHABLE;
+	in[3] = holder(2);
+	in[4] = holder(50);
+	m = km_p11_rank_order(in, 5, NOW, order, excl, &nexcl);
+	CU_ASSERT_EQUAL(m, 3);
+	CU_ASSERT_EQUAL(order[0], 3);
+	CU_ASSERT_EQUAL(order[1], 2);
+	CU_ASSERT_EQUAL(order[2], 4);
+	CU_ASSERT_EQUAL(nexcl, 2);
+	CU_ASSERT_EQUAL(excl[0], 0);
+	CU_ASSERT_EQUAL(excl[1], 1);
+	/* 3-of-5 with three excluded: fewer than k holders left */
+	in[4].state = KM_TRUST_QUARANTINED;
+	m = km_p11_rank_order(in, 5, NOW, order, excl, &nexcl);
+	CU_ASSERT_EQUAL(m, 2);
+	CU_ASSERT_EQUAL(nexcl, 3);
+}
+
+static void
+test_order_proxy(void)
+{
+	/* the latency-proxy test: node1/node2 measured at 85 ms through
+	 * the proxy, node3..node5 at about 3 ms */
+	km_p11_rank_in in[5];
+	size_t order[5], excl[5], nexcl, m, i;
+
+	in[0] = holder(85);
+	in[1] = holder(84);
+	in[2] = holder(3.1);
+	in[3] = holder(2.9);
+	in[4] = holder(3.0);
+	in[2].queue_depth = 1; /* a little busier: still far better */
+	m = km_p11_rank_order(in, 5, NOW, order, excl, &nexcl);
+	CU_ASSERT_EQUAL(m, 5);
+	CU_ASSERT_EQUAL(nexcl, 0);
+	for (i = 0; i < 3; i++) {
+		CU_ASSERT_TRUE(order[i] >= 2);
+	}
+	CU_ASSERT_EQUAL(order[3], 1);
+	CU_ASSERT_EQUAL(order[4], 0);
+	/* a probe showed the delay gone: their estimates are forgotten,
+	 * so they are asked (and measured) first */
+	in[0].rtt_ms = 0;
+	in[1].rtt_ms = 0;
+	m = km_p11_rank_order(in, 5, NOW, order, excl, &nexcl);
+	CU_ASSERT_EQUAL(order[0], 0);
+	CU_ASSERT_EQUAL(order[1], 1);
+}
+
+static void
+test_order_stable(void)
+{
+	km_p11_rank_in in[4];
+	size_t order[4], excl[4], nexcl, i;
+
+	for (i = 0; i < 4; i++) {
+		in[i] = holder(5);
+	}
+	CU_ASSERT_EQUAL(km_p11_rank_order(in, 4, NOW, order, excl, &nexcl), 4);
+	for (i = 0; i < 4; i++) {
+		CU_ASSERT_EQUAL(order[i], i);
+	}
+}
+
 static const kmt_test rank_tests[] = {
 	{ "quarantined_excluded", test_quarantined_excluded },
 	{ "equal_rtt_score", test_equal_rtt_score },
@@ -191,6 +267,9 @@ static const kmt_test rank_tests[] = {
 	{ "ageing", test_ageing },
 	{ "failures", test_failures },
 	{ "stale_view_ignored", test_stale_view_ignored },
+	{ "order_excludes", test_order_excludes },
+	{ "order_proxy", test_order_proxy },
+	{ "order_stable", test_order_stable },
 	KMT_END,
 };
 
