@@ -240,6 +240,14 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 	} else if (leader[0] == '\0') {
 		snprintf(note, sizeof(note),
 		    "noted by %s; no Raft leader is known", st->cfg.name);
+	} else if (strcmp(leader, info.accused) == 0) {
+		/* the coordinator is the accused: it would judge itself */
+		snprintf(note, sizeof(note),
+		    "noted by %s; not forwarded: the leader %s is the accused",
+		    st->cfg.name, leader);
+		km_log_warn("KMD-EVIDENCE-LEADER",
+		    "evidence against the leader %s is not forwarded to it",
+		    leader);
 	} else {
 		(void)kmd_evidence_forward(
 		    st, leader, ev, len, note, sizeof(note));
