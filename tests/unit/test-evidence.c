@@ -775,8 +775,115 @@ static const kmt_suite suites[] = {
 	{ NULL, NULL, NULL, NULL },
 };
 
+/* ---- the fuzz seed corpus (tests/fuzz/fuzz-evidence.c) ---- */
+
+static int
+gen_write(const char *dir, const char *name, const km_buf *b)
+{
+	char path[8192];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return km_write_file_atomic(path, b->data, b->len, 0644);
+}
+
+static int
+gen_pair(const char *dir, const char *name, const km_buf *qe,
+    const km_buf *pe)
+{
+	km_buf ev;
+	int r;
+
+	km_buf_init(&ev);
+	r = km_evidence_encode(&ev, qe->data, qe->len, pe->data, pe->len);
+	if (r == 0) {
+		r = gen_write(dir, name, &ev);
+	}
+	km_buf_free(&ev);
+	return r;
+}
+
+/*
+ * test-evidence --gen-corpus SRCDIR/tests/fuzz: writes data/evidence-ca.crt
+ * (a TEST-ONLY CA whose key is thrown away), the two keys' public data and
+ * corpus/evidence/ (run by hand, commit the output).
+ */
+static const char *gen_out;
+
+static void
+gen_corpus(void)
+{
+	const char *out = gen_out;
+	char data[4096], corpus[4096];
+	km_buf qe, pe, qb, qe2, pe2, cab;
+	uint8_t *ca_pem = NULL;
+	size_t ca_len = 0;
+	char path[4200];
+	int r = 0;
+
+	snprintf(data, sizeof(data), "%s/data", out);
+	snprintf(corpus, sizeof(corpus), "%s/corpus/evidence", out);
+	CU_ASSERT_FATAL(kmt_run("mkdir -p '%s' '%s'", data, corpus) == 0);
+	km_pki_path(path, sizeof(path), ca, "ca.crt", NULL);
+	km_buf_init(&cab);
+	CU_ASSERT_FATAL(km_read_file(path, &ca_pem, &ca_len, 1 << 16) == 0
+	    && km_buf_put_raw(&cab, ca_pem, ca_len) == 0
+	    && gen_write(data, "evidence-ca.crt", &cab) == 0
+	    && gen_write(data, "evidence-rsa.pub", &rsa_pub_enc) == 0
+	    && gen_write(data, "evidence-ec.pub", &ec_pub_enc) == 0);
+	free(ca_pem);
+	km_buf_init(&qe);
+	km_buf_init(&pe);
+	km_buf_init(&qb);
+	km_buf_init(&qe2);
+	km_buf_init(&pe2);
+#define GEN(name) r |= gen_pair(corpus, name, &qe, &pe)
+	rsa_exchange(0x50, 1, true, true, &s_n1, &qe, &pe, &qb);
+	GEN("rsa-bad");
+	rsa_exchange(0x51, 1, false, true, &s_n1, &qe, &pe, &qb);
+	GEN("rsa-valid");
+	rsa_exchange(0x52, 1, true, false, &s_n1, &qe, &pe, &qb);
+	GEN("rsa-no-proof");
+	rsa_exchange(0x53, 2, true, true, &s_n1, &qe, &pe, &qb);
+	GEN("rsa-wrong-index");
+	rsa_exchange(0x54, 1, true, true, &s_app, &qe, &pe, &qb);
+	GEN("rsa-client-reply");
+	ec_exchange(1, true, &s_n1, &qe, &pe);
+	GEN("ecdh-bad");
+	ec_exchange(3, true, &s_n1, &qe2, &pe2);
+	r |= gen_pair(corpus, "ecdh-swapped", &qe, &pe2);
+	ec_exchange(2, false, &s_n2, &qe, &pe);
+	GEN("ecdh-valid");
+#undef GEN
+	km_buf_reset(&qb);
+	km_buf_put_raw(&qb, "KMED\x02", 5);
+	r |= gen_write(corpus, "bad-version", &qb);
+	km_buf_reset(&qb);
+	r |= gen_write(corpus, "empty", &qb);
+	km_buf_free(&qe);
+	km_buf_free(&pe);
+	km_buf_free(&qb);
+	km_buf_free(&qe2);
+	km_buf_free(&pe2);
+	km_buf_free(&cab);
+	CU_ASSERT(r == 0);
+}
+
+static const kmt_test gen_tests[] = {
+	{ "gen_corpus", gen_corpus },
+	KMT_END,
+};
+
+static const kmt_suite gen_suites[] = {
+	{ "evidence", suite_init, suite_cleanup, gen_tests },
+	{ NULL, NULL, NULL, NULL },
+};
+
 int
 main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--gen-corpus") == 0) {
+		gen_out = argv[2];
+		return kmt_main(1, argv, gen_suites);
+	}
 	return kmt_main(argc, argv, suites);
 }
