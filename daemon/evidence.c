@@ -72,6 +72,21 @@ kmd_evidence_seen(const uint8_t hash[32])
 	return seen;
 }
 
+/* Forgets @hash again (its forward failed: a retry may get through). */
+static void
+kmd_evidence_unsee(const uint8_t hash[32])
+{
+	size_t i;
+
+	pthread_mutex_lock(&kmd_ev_lock);
+	for (i = 0; i < kmd_ev_nseen; i++) {
+		if (memcmp(kmd_ev_seen[i], hash, 32) == 0) {
+			memset(kmd_ev_seen[i], 0, 32);
+		}
+	}
+	pthread_mutex_unlock(&kmd_ev_lock);
+}
+
 /*
  * The key at @epoch from this node's catalog.  Only the current epoch is
  * known: the catalog keeps one epoch's public data and share map, so
@@ -248,9 +263,10 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 		km_log_warn("KMD-EVIDENCE-LEADER",
 		    "evidence against the leader %s is not forwarded to it",
 		    leader);
-	} else {
-		(void)kmd_evidence_forward(
-		    st, leader, ev, len, note, sizeof(note));
+	} else if (kmd_evidence_forward(
+	               st, leader, ev, len, note, sizeof(note))
+	    != 0) {
+		kmd_evidence_unsee(info.hash);
 	}
 reply:
 	if (km_buf_put_cstring(out, info.accused) != 0

@@ -50,6 +50,8 @@
 #include "util/util.h"
 
 #define KM_P11_EV_QUEUE 8 /* reports waiting; more are dropped */
+/* a daemon may forward the evidence to the leader before it answers */
+#define KM_P11_EV_SEND_MS 10000
 
 typedef struct km_p11_ev_job {
 	size_t node; /* the accused */
@@ -109,8 +111,8 @@ km_p11_ev_send(const km_p11_ev_job *j, const km_buf *blob)
 			continue;
 		}
 		km_buf_reset(&rep);
-		r = km_rpc_call(c, &req, (int)km_p11.conf.timeout_ms * 2, &rep,
-		    msg, sizeof(msg));
+		r = km_rpc_call(
+		    c, &req, KM_P11_EV_SEND_MS, &rep, msg, sizeof(msg));
 		if (r != 0) {
 			km_log_warn_r(r, "P11-EVIDENCE",
 			    "%s did not take the evidence against %s: %s",
