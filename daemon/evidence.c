@@ -40,7 +40,7 @@
 #include "util/util.h"
 
 /* Accepted evidence remembered, so a repeat is not logged or acted on. */
-#define KMD_EVIDENCE_SEEN    256
+#define KMD_EVIDENCE_SEEN   256
 #define KMD_EVIDENCE_FWD_MS 5000
 
 static pthread_mutex_t kmd_ev_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -180,8 +180,9 @@ kmd_evidence_forward(kmd_state *st, const char *name, const uint8_t *ev,
 		    c, &req, KMD_EVIDENCE_FWD_MS, &rep, msg, sizeof(msg));
 	}
 	if (r == 0) {
-		snprintf(note, notelen, "noted by %s, forwarded to the leader "
-		                        "%s",
+		snprintf(note, notelen,
+		    "noted by %s, forwarded to the leader "
+		    "%s",
 		    st->cfg.name, name);
 	} else {
 		snprintf(note, notelen,
@@ -219,8 +220,8 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 		return r;
 	}
 	if (kmd_evidence_seen(info.hash)) {
-		snprintf(note, sizeof(note), "already noted by %s",
-		    st->cfg.name);
+		snprintf(
+		    note, sizeof(note), "already noted by %s", st->cfg.name);
 		goto reply;
 	}
 	km_log_warn("KMD-EVIDENCE",

@@ -58,9 +58,9 @@ typedef struct km_p11_ev_job {
 	char accused[KM_NAME_MAX + 1];
 	char key_id[KM_NAME_MAX + 1];
 	uint32_t index; /* 0: a suspect, not named by a check */
-	km_buf blob;	/* ready evidence (ECDH) */
-	km_buf req;	/* RSA: the hot-path request (secure: a ticket) */
-	km_buf pub;	/* RSA: the key's public data */
+	km_buf blob;    /* ready evidence (ECDH) */
+	km_buf req;     /* RSA: the hot-path request (secure: a ticket) */
+	km_buf pub;     /* RSA: the key's public data */
 } km_p11_ev_job;
 
 static struct {
@@ -71,8 +71,8 @@ static struct {
 	pthread_t thread;
 	km_p11_ev_job *q[KM_P11_EV_QUEUE];
 	size_t head, n;
-} km_p11_ev = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
-	false, false, 0, { NULL }, 0, 0 };
+} km_p11_ev = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false,
+	false, 0, { NULL }, 0, 0 };
 
 static void
 km_p11_ev_job_free(km_p11_ev_job *j)
@@ -132,7 +132,7 @@ km_p11_ev_send(const km_p11_ev_job *j, const km_buf *blob)
 				free(n);
 				n = NULL;
 			}
-			(void)km_buf_get_u32(&rep, &(uint32_t){ 0 });
+			(void)km_buf_get_u32(&rep, &(uint32_t) { 0 });
 			if (km_buf_get_cstring(&rep, &n, 200) == 0) {
 				snprintf(note, sizeof(note), "%s", n);
 				free(n);
@@ -159,8 +159,8 @@ out:
 
 /* x of an rsa-partial request body, and the offset of its proof flag. */
 static int
-km_p11_ev_rsa_x(const km_buf *req, const uint8_t **x, size_t *xlen,
-    size_t *flag_off)
+km_p11_ev_rsa_x(
+    const km_buf *req, const uint8_t **x, size_t *xlen, size_t *flag_off)
 {
 	const km_msg_info *info;
 	km_req_hdr h;
@@ -231,18 +231,20 @@ km_p11_ev_recheck(km_p11_ev_job *j, km_buf *blob, char *why, size_t whylen)
 	        != 0
 	    || (r = km_net_call_wait(call)) != 0
 	    || (r = km_net_call_reply(call, &body, &blen, NULL)) != 0) {
-		snprintf(why, whylen, "asking it again with the proof failed: "
-		                      "%s",
+		snprintf(why, whylen,
+		    "asking it again with the proof failed: "
+		    "%s",
 		    km_strerror(r));
 		goto out;
 	}
-	if ((r = km_rpc_reply_parse(KM_MSG_RSA_PARTIAL, body, blen, &view,
-	         msg, sizeof(msg)))
+	if ((r = km_rpc_reply_parse(
+	         KM_MSG_RSA_PARTIAL, body, blen, &view, msg, sizeof(msg)))
 	        != 0
 	    || (r = km_ops_partials_parse(&view, v, KM_PROTO_MAX_INDICES, &n))
 	        != 0) {
-		snprintf(why, whylen, "asked again with the proof, it refused: "
-		                      "%s",
+		snprintf(why, whylen,
+		    "asked again with the proof, it refused: "
+		    "%s",
 		    r != 0 && msg[0] ? msg : km_strerror(r));
 		goto out;
 	}
@@ -344,8 +346,8 @@ km_p11_ev_enqueue(km_p11_ev_job *j)
 	} else if (km_p11_ev.n == KM_P11_EV_QUEUE) {
 		drop = "the report queue is full";
 	} else if (!km_p11_ev.running) {
-		if (pthread_create(&km_p11_ev.thread, NULL, km_p11_ev_main,
-		        NULL)
+		if (pthread_create(
+		        &km_p11_ev.thread, NULL, km_p11_ev_main, NULL)
 		    != 0) {
 			drop = "no reporter thread";
 		} else {
@@ -354,8 +356,8 @@ km_p11_ev_enqueue(km_p11_ev_job *j)
 		}
 	}
 	if (drop == NULL) {
-		km_p11_ev.q[(km_p11_ev.head + km_p11_ev.n) % KM_P11_EV_QUEUE] =
-		    j;
+		km_p11_ev.q[(km_p11_ev.head + km_p11_ev.n) % KM_P11_EV_QUEUE]
+		    = j;
 		km_p11_ev.n++;
 		pthread_cond_signal(&km_p11_ev.cv);
 		j = NULL;

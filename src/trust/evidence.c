@@ -33,8 +33,7 @@
 /* the largest partial encoding a reply may carry (mesh/ops.c) */
 #define KM_EV_PARTIAL_MAX 16384
 
-static int
-km_ev_fail(char *why, size_t whylen, int r, const char *fmt, ...)
+static int km_ev_fail(char *why, size_t whylen, int r, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int
@@ -97,8 +96,7 @@ km_evidence_parse(const uint8_t *ev, size_t len, const uint8_t **req_env,
 	}
 	if (km_buf_get_string_ptr(&b, req_env, req_len, KM_EVIDENCE_ENV_MAX)
 	        != 0
-	    || km_buf_get_string_ptr(
-	           &b, rep_env, rep_len, KM_EVIDENCE_ENV_MAX)
+	    || km_buf_get_string_ptr(&b, rep_env, rep_len, KM_EVIDENCE_ENV_MAX)
 	        != 0
 	    || km_buf_remaining(&b) != 0 || *req_len == 0 || *rep_len == 0) {
 		return KM_ERR_BAD_FORMAT;
@@ -219,7 +217,8 @@ km_ev_check_rsa(const km_ev_req *q, const km_evidence_key *k,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if ((r = km_rsa_partial_decode(pub, v[i].data, v[i].len, &part))
+		if ((r = km_rsa_partial_decode(
+		         pub, v[i].data, v[i].len, &part))
 		    != 0) {
 			r = km_ev_fail(why, whylen, KM_ERR_BAD_FORMAT,
 			    "the partial for index %u does not decode",
@@ -279,10 +278,10 @@ km_ev_check_ecdh(const km_ev_req *q, const km_evidence_key *k,
 
 	*failed = 0;
 	nid = k->key_type == KM_EVIDENCE_KEY_EC_P256 ? NID_X9_62_prime256v1
-	                                              : NID_secp384r1;
+	                                             : NID_secp384r1;
 	if ((r = km_ec_group_new(nid, &g)) != 0) {
-		return km_ev_fail(why, whylen, r, "no curve for key %s",
-		    q->hdr.key_id);
+		return km_ev_fail(
+		    why, whylen, r, "no curve for key %s", q->hdr.key_id);
 	}
 	if ((r = km_ec_pub_decode(g, k->pub.data, k->pub.len, &pub)) != 0) {
 		r = km_ev_fail(why, whylen, r,
@@ -337,8 +336,8 @@ out:
 /* Checks one envelope's certificate and signature; @what for messages. */
 static int
 km_ev_env_check(X509_STORE *store, const uint8_t *p, size_t len,
-    uint8_t want_type, const char *what, km_env *e, km_identity *id,
-    char *why, size_t whylen)
+    uint8_t want_type, const char *what, km_env *e, km_identity *id, char *why,
+    size_t whylen)
 {
 	int r;
 
@@ -392,8 +391,8 @@ km_evidence_verify(const uint8_t *ev, size_t len, X509_STORE *store,
 	memset(res, 0, sizeof(*res));
 	if ((r = km_evidence_parse(ev, len, &reqp, &reql, &repp, &repl))
 	    != 0) {
-		return km_ev_fail(why, whylen, r,
-		    "not an evidence blob: %s", km_strerror(r));
+		return km_ev_fail(why, whylen, r, "not an evidence blob: %s",
+		    km_strerror(r));
 	}
 	/* who asked (a client or an admin) and who answered (a node) */
 	if ((r = km_ev_env_check(store, reqp, reql, KM_ENV_REQUEST, "request",
@@ -452,8 +451,8 @@ km_evidence_verify(const uint8_t *ev, size_t len, X509_STORE *store,
 		return km_ev_fail(why, whylen, KM_ERR_INVALID_ARG,
 		    "the reply is a refusal, not a partial");
 	}
-	if (km_proto_get_blobs(&b, v, KM_PROTO_MAX_INDICES, &n,
-	        KM_EV_PARTIAL_MAX)
+	if (km_proto_get_blobs(
+	        &b, v, KM_PROTO_MAX_INDICES, &n, KM_EV_PARTIAL_MAX)
 	        != 0
 	    || km_buf_get_raw(&b, digest, sizeof(digest)) != 0
 	    || km_buf_remaining(&b) != 0 || n == 0) {
@@ -462,7 +461,8 @@ km_evidence_verify(const uint8_t *ev, size_t len, X509_STORE *store,
 	}
 	if (EVP_Digest(qe.body, qe.body_len, want, NULL, EVP_sha256(), NULL)
 	    != 1) {
-		return km_ev_fail(why, whylen, KM_ERR_CRYPTO, "SHA-256 failed");
+		return km_ev_fail(
+		    why, whylen, KM_ERR_CRYPTO, "SHA-256 failed");
 	}
 	if (memcmp(want, digest, sizeof(want)) != 0) {
 		return km_ev_fail(why, whylen, KM_ERR_INVALID_ARG,

@@ -63,7 +63,7 @@ typedef struct km_evidence_holder {
 /* What the lookup tells about a key at an epoch. */
 typedef struct km_evidence_key {
 	uint32_t key_type; /* KM_EVIDENCE_KEY_* */
-	km_buf pub;	   /* public data: km_rsa_pub / km_ec_pub encoding */
+	km_buf pub;        /* public data: km_rsa_pub / km_ec_pub encoding */
 	size_t nholders;
 	km_evidence_holder holders[KM_EVIDENCE_MAX_HOLDERS];
 } km_evidence_key;
@@ -84,15 +84,15 @@ typedef int (*km_evidence_lookup_fn)(
 
 /* What checked evidence proves. */
 typedef struct km_evidence_result {
-	char accused[KM_NAME_MAX + 1];	/* the reply's signer (a node) */
+	char accused[KM_NAME_MAX + 1];  /* the reply's signer (a node) */
 	char reporter[KM_NAME_MAX + 1]; /* the request's signer */
 	char key_id[KM_NAME_MAX + 1];
 	uint32_t epoch;
-	uint32_t index;	   /* the first share index whose proof fails */
-	uint32_t msg_type; /* KM_MSG_RSA_PARTIAL or KM_MSG_ECDH_PARTIAL */
+	uint32_t index;     /* the first share index whose proof fails */
+	uint32_t msg_type;  /* KM_MSG_RSA_PARTIAL or KM_MSG_ECDH_PARTIAL */
 	uint64_t req_ts_ms; /* the request's timestamp */
 	uint8_t hash[32];   /* SHA-256 of the whole evidence blob */
-	char what[160];	    /* one line: which check failed */
+	char what[160];     /* one line: which check failed */
 } km_evidence_result;
 
 /**

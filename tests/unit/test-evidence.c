@@ -102,8 +102,8 @@ load_primes(BIGNUM **p, BIGNUM **q)
 	char path[4096], line[2048];
 	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/tests/data/rsa/safe-2048.txt",
-	    KM_SRCDIR);
+	snprintf(
+	    path, sizeof(path), "%s/tests/data/rsa/safe-2048.txt", KM_SRCDIR);
 	if ((fp = fopen(path, "r")) == NULL) {
 		return -1;
 	}
@@ -269,8 +269,8 @@ rsa_request(const uint8_t *x, size_t xlen, bool with_proof, km_buf *out)
 
 /* A reply body: header, the partials of @idx, the request's digest. */
 static void
-reply_body(uint32_t type, const km_buf *parts, const uint32_t *idx,
-    size_t n, const km_buf *req, km_buf *out)
+reply_body(uint32_t type, const km_buf *parts, const uint32_t *idx, size_t n,
+    const km_buf *req, km_buf *out)
 {
 	km_indexed_blob v[4];
 	uint8_t d[32];
@@ -282,9 +282,8 @@ reply_body(uint32_t type, const km_buf *parts, const uint32_t *idx,
 		v[i].len = parts[i].len;
 	}
 	km_buf_reset(out);
-	CU_ASSERT_FATAL(EVP_Digest(req->data, req->len, d, NULL,
-	                    EVP_sha256(), NULL)
-	    == 1);
+	CU_ASSERT_FATAL(
+	    EVP_Digest(req->data, req->len, d, NULL, EVP_sha256(), NULL) == 1);
 	CU_ASSERT_FATAL(km_rep_encode_hdr(out, type, 0, "") == 0
 	    && km_proto_put_blobs(out, v, n) == 0
 	    && km_buf_put_raw(out, d, sizeof(d)) == 0);
@@ -311,14 +310,13 @@ rsa_x(uint8_t *x, size_t len, uint8_t fill, BIGNUM **bn)
 
 /* A partial of index @index for x, honest or with x_i doubled. */
 static void
-rsa_partial(const BIGNUM *x, unsigned index, bool bad, bool proof,
-    km_buf *out)
+rsa_partial(const BIGNUM *x, unsigned index, bool bad, bool proof, km_buf *out)
 {
 	km_rsa_partial *p = NULL;
 	BN_CTX *ctx = BN_CTX_new();
 
-	CU_ASSERT_FATAL(km_rsa_partial_new(rsa_pub, rsa_shares[index - 1], x,
-	                    proof, &p)
+	CU_ASSERT_FATAL(
+	    km_rsa_partial_new(rsa_pub, rsa_shares[index - 1], x, proof, &p)
 	    == 0);
 	if (bad) {
 		CU_ASSERT_FATAL(
@@ -363,10 +361,10 @@ ec_point(uint8_t *out, size_t *len)
 
 	CU_ASSERT_FATAL(s != NULL && pt != NULL);
 	CU_ASSERT_FATAL(BN_rand_range(s, ec_g->order) == 1);
-	CU_ASSERT_FATAL(EC_POINT_mul(ec_g->group, pt, s, NULL, NULL, NULL)
-	    == 1);
-	*len = EC_POINT_point2oct(ec_g->group, pt,
-	    POINT_CONVERSION_UNCOMPRESSED, out, 133, NULL);
+	CU_ASSERT_FATAL(
+	    EC_POINT_mul(ec_g->group, pt, s, NULL, NULL, NULL) == 1);
+	*len = EC_POINT_point2oct(
+	    ec_g->group, pt, POINT_CONVERSION_UNCOMPRESSED, out, 133, NULL);
 	CU_ASSERT_FATAL(*len > 0);
 	EC_POINT_free(pt);
 	BN_free(s);
@@ -396,8 +394,8 @@ ec_exchange(unsigned index, bool bad, const signer *node, km_buf *req_env,
 	km_buf_init(&part);
 	km_buf_init(&rep);
 	CU_ASSERT_FATAL(km_ec_partial_encode(ec_g, p, &part) == 0);
-	CU_ASSERT_FATAL(km_ops_ecdh_request(
-	                    "ec1", 1, 0x1050, pt, ptlen, ticket, &req)
+	CU_ASSERT_FATAL(
+	    km_ops_ecdh_request("ec1", 1, 0x1050, pt, ptlen, ticket, &req)
 	    == 0);
 	reply_body(KM_MSG_ECDH_PARTIAL, &part, &index, 1, &req, &rep);
 	CU_ASSERT_FATAL(km_random(nonce, sizeof(nonce)) == 0);
@@ -427,17 +425,17 @@ check(const km_buf *req_env, const km_buf *rep_env, km_evidence_result *res,
 	return r;
 }
 
-#define EXCHANGE_BUFS \
-	km_buf qe, pe, qb; \
-	km_evidence_result res; \
-	char why[200]; \
-	km_buf_init(&qe); \
-	km_buf_init(&pe); \
+#define EXCHANGE_BUFS                                                         \
+	km_buf qe, pe, qb;                                                    \
+	km_evidence_result res;                                               \
+	char why[200];                                                        \
+	km_buf_init(&qe);                                                     \
+	km_buf_init(&pe);                                                     \
 	km_buf_init(&qb)
 
-#define EXCHANGE_FREE \
-	km_buf_free(&qe); \
-	km_buf_free(&pe); \
+#define EXCHANGE_FREE                                                         \
+	km_buf_free(&qe);                                                     \
+	km_buf_free(&pe);                                                     \
 	km_buf_free(&qb)
 
 /* ---- tests ---- */
@@ -488,14 +486,14 @@ test_valid_partial(void)
 	EXCHANGE_BUFS;
 
 	rsa_exchange(0x43, 1, false, true, &s_n1, &qe, &pe, &qb);
-	CU_ASSERT(check(&qe, &pe, &res, why, sizeof(why))
-	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    check(&qe, &pe, &res, why, sizeof(why)) == KM_ERR_INVALID_ARG);
 	CU_ASSERT(strstr(why, "proof holds") != NULL);
 	km_buf_reset(&qe);
 	km_buf_reset(&pe);
 	ec_exchange(1, false, &s_n1, &qe, &pe);
-	CU_ASSERT(check(&qe, &pe, &res, why, sizeof(why))
-	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    check(&qe, &pe, &res, why, sizeof(why)) == KM_ERR_INVALID_ARG);
 	EXCHANGE_FREE;
 }
 
@@ -521,8 +519,8 @@ test_altered_x(void)
 	rsa_x(x2, sizeof(x2), 0x45, &bn2);
 	rsa_request(x2, sizeof(x2), true, &body2);
 	seal(&forged, KM_ENV_REQUEST, &s_app, nonce, &body2);
-	CU_ASSERT(check(&forged, &pe, &res, why, sizeof(why))
-	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    check(&forged, &pe, &res, why, sizeof(why)) == KM_ERR_INVALID_ARG);
 	CU_ASSERT(strstr(why, "another request") != NULL);
 	/* and x altered in place: the client's signature breaks */
 	km_buf_reset(&forged);
@@ -547,8 +545,8 @@ test_swapped_reply(void)
 	km_buf_init(&qb2);
 	rsa_exchange(0x46, 1, true, true, &s_n1, &qe, &pe, &qb);
 	rsa_exchange(0x47, 1, true, true, &s_n1, &qe2, &pe2, &qb2);
-	CU_ASSERT(check(&qe, &pe2, &res, why, sizeof(why))
-	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    check(&qe, &pe2, &res, why, sizeof(why)) == KM_ERR_INVALID_ARG);
 	CU_ASSERT(strstr(why, "nonce") != NULL);
 	CU_ASSERT(check(&qe2, &pe2, &res, why, sizeof(why)) == 0);
 	km_buf_free(&qe2);
@@ -613,8 +611,8 @@ test_no_proof(void)
 	EXCHANGE_BUFS;
 
 	rsa_exchange(0x4c, 1, true, false, &s_n1, &qe, &pe, &qb);
-	CU_ASSERT(check(&qe, &pe, &res, why, sizeof(why))
-	    == KM_ERR_NOT_SUPPORTED);
+	CU_ASSERT(
+	    check(&qe, &pe, &res, why, sizeof(why)) == KM_ERR_NOT_SUPPORTED);
 	EXCHANGE_FREE;
 }
 
@@ -627,9 +625,8 @@ test_unknown_and_stale(void)
 
 	km_buf_init(&ev);
 	ec_exchange(1, true, &s_n1, &qe, &pe);
-	CU_ASSERT_FATAL(km_evidence_encode(
-	                    &ev, qe.data, qe.len, pe.data, pe.len)
-	    == 0);
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&ev, qe.data, qe.len, pe.data, pe.len) == 0);
 	CU_ASSERT(km_evidence_verify(ev.data, ev.len, store, km_now_ms(),
 	              lookup, NULL, &res, why, sizeof(why))
 	    == 0);
@@ -637,9 +634,9 @@ test_unknown_and_stale(void)
 	              km_now_ms() + KM_EVIDENCE_MAX_AGE_MS + 60000, lookup,
 	              NULL, &res, why, sizeof(why))
 	    == KM_ERR_STALE);
-	CU_ASSERT(km_evidence_verify(ev.data, ev.len, store,
-	              km_now_ms() - 3600000, lookup, NULL, &res, why,
-	              sizeof(why))
+	CU_ASSERT(
+	    km_evidence_verify(ev.data, ev.len, store, km_now_ms() - 3600000,
+	        lookup, NULL, &res, why, sizeof(why))
 	    == KM_ERR_STALE);
 	km_buf_free(&ev);
 	EXCHANGE_FREE;
@@ -663,9 +660,8 @@ test_unknown_key(void)
 
 	km_buf_init(&ev);
 	ec_exchange(1, true, &s_n1, &qe, &pe);
-	CU_ASSERT_FATAL(km_evidence_encode(
-	                    &ev, qe.data, qe.len, pe.data, pe.len)
-	    == 0);
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&ev, qe.data, qe.len, pe.data, pe.len) == 0);
 	CU_ASSERT(km_evidence_verify(ev.data, ev.len, store, km_now_ms(),
 	              lookup_none, NULL, &res, why, sizeof(why))
 	    == KM_ERR_NOT_FOUND);
@@ -686,13 +682,13 @@ test_refusal_reply(void)
 	rsa_exchange(0x4d, 1, true, true, &s_n1, &qe, &pe, &qb);
 	CU_ASSERT_FATAL(km_env_parse(qe.data, qe.len, 65536, &e) == 0);
 	memcpy(nonce, e.nonce, sizeof(nonce));
-	CU_ASSERT_FATAL(km_rep_encode_hdr(&rep, KM_MSG_RSA_PARTIAL,
-	                    KM_ERR_POLICY, "no")
+	CU_ASSERT_FATAL(
+	    km_rep_encode_hdr(&rep, KM_MSG_RSA_PARTIAL, KM_ERR_POLICY, "no")
 	    == 0);
 	km_buf_reset(&pe);
 	seal(&pe, KM_ENV_REPLY, &s_n1, nonce, &rep);
-	CU_ASSERT(check(&qe, &pe, &res, why, sizeof(why))
-	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    check(&qe, &pe, &res, why, sizeof(why)) == KM_ERR_INVALID_ARG);
 	km_buf_free(&rep);
 	EXCHANGE_FREE;
 }
@@ -708,9 +704,8 @@ test_garbage(void)
 
 	km_buf_init(&ev);
 	ec_exchange(1, true, &s_n1, &qe, &pe);
-	CU_ASSERT_FATAL(km_evidence_encode(
-	                    &ev, qe.data, qe.len, pe.data, pe.len)
-	    == 0);
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&ev, qe.data, qe.len, pe.data, pe.len) == 0);
 	for (i = 0; i < ev.len; i++) {
 		if (km_evidence_verify(ev.data, i, store, km_now_ms(), lookup,
 		        NULL, &res, why, sizeof(why))
@@ -746,8 +741,8 @@ test_garbage(void)
 	CU_ASSERT(km_evidence_verify(junk, sizeof(junk), store, km_now_ms(),
 	              lookup, NULL, &res, why, sizeof(why))
 	    == KM_ERR_BAD_VERSION);
-	CU_ASSERT(km_evidence_verify(NULL, 0, store, km_now_ms(), lookup,
-	              NULL, &res, why, sizeof(why))
+	CU_ASSERT(km_evidence_verify(NULL, 0, store, km_now_ms(), lookup, NULL,
+	              &res, why, sizeof(why))
 	    == KM_ERR_BAD_FORMAT);
 	km_buf_free(&ev);
 	EXCHANGE_FREE;
@@ -787,8 +782,7 @@ gen_write(const char *dir, const char *name, const km_buf *b)
 }
 
 static int
-gen_pair(const char *dir, const char *name, const km_buf *qe,
-    const km_buf *pe)
+gen_pair(const char *dir, const char *name, const km_buf *qe, const km_buf *pe)
 {
 	km_buf ev;
 	int r;
