@@ -52,9 +52,17 @@
 #define KM_P11_EV_QUEUE 8 /* reports waiting; more are dropped */
 /* a daemon may forward the evidence to the leader before it answers */
 #define KM_P11_EV_SEND_MS 10000
+/*
+ * One report per holder and kind (RSA, ECDH) at a time, and none for
+ * KM_P11_EV_QUIET_MS after it: a holder that stays faulty under load
+ * would otherwise queue a report per operation (one is enough to prove
+ * it), and a full queue logs at most once per period.
+ */
+#define KM_P11_EV_QUIET_MS 10000
 
 typedef struct km_p11_ev_job {
 	size_t node; /* the accused */
+	int kind;    /* 0 RSA, 1 ECDH */
 	char accused[KM_NAME_MAX + 1];
 	char key_id[KM_NAME_MAX + 1];
 	uint32_t index; /* 0: a suspect, not named by a check */
@@ -71,8 +79,39 @@ static struct {
 	pthread_t thread;
 	km_p11_ev_job *q[KM_P11_EV_QUEUE];
 	size_t head, n;
+	/* per holder and kind: UINT64_MAX while a report is queued or in
+	 * hand, then the time until which no new one is made */
+	uint64_t quiet_until[KM_MESH_MAX_NODES][2];
+	uint64_t full_logged_ms; /* the last "queue full" line */
 } km_p11_ev = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false,
-	false, 0, { NULL }, 0, 0 };
+	false, 0, { NULL }, 0, 0, { { 0 } }, 0 };
+
+/* True (and the holder marked busy) when a report may be made now. */
+static bool
+km_p11_ev_claim(size_t node, int kind)
+{
+	bool ok;
+
+	if (node >= KM_MESH_MAX_NODES) {
+		return false;
+	}
+	pthread_mutex_lock(&km_p11_ev.mu);
+	ok = km_p11_ev.quiet_until[node][kind] <= km_now_ms();
+	if (ok) {
+		km_p11_ev.quiet_until[node][kind] = UINT64_MAX;
+	}
+	pthread_mutex_unlock(&km_p11_ev.mu);
+	return ok;
+}
+
+/* The report on @node is done (or dropped): quiet for a while. */
+static void
+km_p11_ev_release(size_t node, int kind)
+{
+	pthread_mutex_lock(&km_p11_ev.mu);
+	km_p11_ev.quiet_until[node][kind] = km_now_ms() + KM_P11_EV_QUIET_MS;
+	pthread_mutex_unlock(&km_p11_ev.mu);
+}
 
 static void
 km_p11_ev_job_free(km_p11_ev_job *j)
@@ -330,6 +369,7 @@ km_p11_ev_main(void *arg)
 		km_p11_ev.n--;
 		pthread_mutex_unlock(&km_p11_ev.mu);
 		km_p11_ev_process(j);
+		km_p11_ev_release(j->node, j->kind);
 		km_p11_ev_job_free(j);
 	}
 }
@@ -345,6 +385,12 @@ km_p11_ev_enqueue(km_p11_ev_job *j)
 		drop = "the module is finalising";
 	} else if (km_p11_ev.n == KM_P11_EV_QUEUE) {
 		drop = "the report queue is full";
+		if (km_now_ms()
+		    < km_p11_ev.full_logged_ms + KM_P11_EV_QUIET_MS) {
+			drop = ""; /* said already, moments ago */
+		} else {
+			km_p11_ev.full_logged_ms = km_now_ms();
+		}
 	} else if (!km_p11_ev.running) {
 		if (pthread_create(
 		        &km_p11_ev.thread, NULL, km_p11_ev_main, NULL)
@@ -364,9 +410,12 @@ km_p11_ev_enqueue(km_p11_ev_job *j)
 	}
 	pthread_mutex_unlock(&km_p11_ev.mu);
 	if (drop != NULL) {
-		km_log_error("P11-EVIDENCE",
-		    "dropped the report against %s (key %s): %s", j->accused,
-		    j->key_id, drop);
+		if (drop[0] != '\0') {
+			km_log_error("P11-EVIDENCE",
+			    "dropped the report against %s (key %s): %s",
+			    j->accused, j->key_id, drop);
+		}
+		km_p11_ev_release(j->node, j->kind);
 		km_p11_ev_job_free(j);
 	}
 }
@@ -379,18 +428,25 @@ km_p11_evidence_caught(const km_p11_key *key, uint32_t type, size_t node,
 	km_buf qe, pe;
 	int r;
 
+	if (!km_p11_ev_claim(node, type == KM_MSG_ECDH_PARTIAL)) {
+		/* one is under way, or was made moments ago */
+		return;
+	}
 	if (km_p11.forked) {
 		km_log_error("P11-EVIDENCE",
 		    "no evidence against %s (key %s): a forked child reaches "
 		    "the mesh through the relay helper, which keeps no "
 		    "envelopes",
 		    km_mesh_name(km_p11.mesh, node), key->key_id);
+		km_p11_ev_release(node, type == KM_MSG_ECDH_PARTIAL);
 		return;
 	}
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		km_p11_ev_release(node, type == KM_MSG_ECDH_PARTIAL);
 		return;
 	}
 	j->node = node;
+	j->kind = type == KM_MSG_ECDH_PARTIAL;
 	j->index = index;
 	snprintf(j->accused, sizeof(j->accused), "%s",
 	    km_mesh_name(km_p11.mesh, node));
@@ -414,6 +470,7 @@ km_p11_evidence_caught(const km_p11_key *key, uint32_t type, size_t node,
 			    "no evidence against %s (key %s): the exchange "
 			    "was not kept",
 			    j->accused, j->key_id);
+			km_p11_ev_release(node, j->kind);
 			km_p11_ev_job_free(j);
 			return;
 		}
@@ -426,11 +483,13 @@ km_p11_evidence_caught(const km_p11_key *key, uint32_t type, size_t node,
 				    "its partials carry no proof to show",
 				    j->accused, j->key_id);
 			}
+			km_p11_ev_release(node, j->kind);
 			km_p11_ev_job_free(j);
 			return;
 		}
 		if (km_buf_put_raw(&j->req, req->data, req->len) != 0
 		    || km_rsa_pub_encode(key->rsa, &j->pub) != 0) {
+			km_p11_ev_release(node, j->kind);
 			km_p11_ev_job_free(j);
 			return;
 		}
@@ -465,6 +524,8 @@ km_p11_evidence_stop(void)
 	km_p11_ev.running = false;
 	km_p11_ev.stopping = false;
 	km_p11_ev.head = 0;
+	memset(km_p11_ev.quiet_until, 0, sizeof(km_p11_ev.quiet_until));
+	km_p11_ev.full_logged_ms = 0;
 	pthread_mutex_unlock(&km_p11_ev.mu);
 	if (dropped > 0) {
 		km_log_error("P11-EVIDENCE",
@@ -485,4 +546,6 @@ km_p11_evidence_forget(void)
 	km_p11_ev.head = 0;
 	km_p11_ev.n = 0;
 	memset(km_p11_ev.q, 0, sizeof(km_p11_ev.q));
+	memset(km_p11_ev.quiet_until, 0, sizeof(km_p11_ev.quiet_until));
+	km_p11_ev.full_logged_ms = 0;
 }
