@@ -45,4 +45,14 @@ int kmd_evidence_check(kmd_state *st, const uint8_t *ev, size_t len,
 int kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
     const uint8_t *ev, size_t len, char *why, size_t whylen);
 
+/**
+ * kmd_do_evidence:
+ * The KM_MSG_EVIDENCE handler (daemon/evidence.c): checks the evidence in
+ * the request, logs KMD-EVIDENCE once per evidence, and hands it to
+ * kmd_evict_on_evidence() on the leader or forwards it there (one hop).
+ * A refusal is a KM_ERR_* with one line in @msg; nothing changes.
+ */
+int kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
+    km_buf *out, uint8_t digest[32], char *msg, size_t msglen);
+
 #endif

@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "daemon/evidence.h"
 #include "daemon/kmd.h"
 #include "proto/proto.h"
 #include "store/audit.h"
@@ -359,6 +362,9 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_GRAPH:
 		return kmd_do_graph(q->st, q->in, q->out, q->msg,
 		    sizeof(q->msg));
+	case KM_MSG_EVIDENCE:
+		return kmd_do_evidence(q->st, q->peer, q->in, q->out, q->digest,
+		    q->msg, sizeof(q->msg));
 	default:
 		return kmd_reject(q, KM_ERR_NOT_SUPPORTED,
 		    "request type %s is not served by this version",
@@ -420,6 +426,20 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 		goto reply;
 	}
 	r = kmd_dispatch(&q);
+	if (r == 0 && (hdr.type == KM_MSG_RSA_PARTIAL ||
+			  hdr.type == KM_MSG_ECDH_PARTIAL)) {
+		/* bind the partials to this very request, under our reply
+		 * signature: evidence against us must be the real pair
+		 * (docs/evidence.md) */
+		uint8_t rd[32];
+
+		if (EVP_Digest(req, req_len, rd, NULL, EVP_sha256(), NULL) !=
+			1 ||
+		    km_buf_put_raw(&payload, rd, sizeof(rd)) != 0) {
+			r = kmd_reject(&q, KM_ERR_CRYPTO,
+			    "cannot bind the reply to the request");
+		}
+	}
 	if (r != 0 && q.msg[0] == '\0') {
 		snprintf(q.msg, sizeof(q.msg), "%s failed: %s", q.info->name,
 		    km_strerror(r));

@@ -341,6 +341,7 @@ km_p11_initialize_child(CK_VOID_PTR args)
 	pthread_mutex_init(&km_p11.stat_lock, NULL);
 	pthread_mutex_init(&km_p11.view_lock, NULL);
 	pthread_mutex_init(&km_p11_login_lock, NULL);
+	km_p11_evidence_forget();
 	/* the parent's sessions are not the child's (§5.4): forget them */
 	km_p11.sessions = NULL;
 	km_p11.nsessions = km_p11.sessions_cap = 0;
@@ -485,6 +486,8 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	km_p11_lock(km_p11.lock);
 	km_p11.initialized = false;
 	km_p11_unlock(km_p11.lock);
+	/* before the mesh closes: the reporter uses it */
+	km_p11_evidence_stop();
 	/* WARNING: the application must not call in from other threads
 	 * while it finalises (PKCS#11 §5.4); sessions are freed here */
 	for (i = 0; i < km_p11.nsessions; i++) {

@@ -408,4 +408,26 @@ void km_p11_view_reason(size_t node, char *out, size_t outlen);
 
 void km_p11_precondition_failed(const char *cond, const char *func);
 
+/* ---- evidence.c: reporting bad partials (docs/evidence.md) ---- */
+
+/**
+ * km_p11_evidence_caught:
+ * @key: the key of the operation
+ * @type: KM_MSG_ECDH_PARTIAL or KM_MSG_RSA_PARTIAL
+ * @node: the holder whose partial was bad (or, @index 0, a suspect: an
+ *   RSA combination failed its check and named nobody)
+ * @index: the share index a check named, or 0
+ * @call: the holder's completed call (its envelopes are the ECDH
+ *   evidence)
+ * @req: the request body sent to it (RSA: asked again with the proof)
+ *
+ * Hands the report to the background reporter and returns at once.
+ */
+void km_p11_evidence_caught(const km_p11_key *key, uint32_t type,
+    size_t node, uint32_t index, km_net_call *call, const km_buf *req);
+/** km_p11_evidence_stop: C_Finalize: join the reporter, drop the rest. */
+void km_p11_evidence_stop(void);
+/** km_p11_evidence_forget: a forked child drops the parent's reporter. */
+void km_p11_evidence_forget(void);
+
 #endif /* KM_P11_P11_H */

@@ -438,6 +438,20 @@ km_p11_node_of_index(km_p11_q *q, uint32_t index, size_t *node)
 	return NULL;
 }
 
+/* The slot of @node (one slot per node, km_p11_plan). */
+static km_p11_slot *
+km_p11_slot_of_node(km_p11_q *q, size_t node)
+{
+	size_t i;
+
+	for (i = 0; i < q->nslots; i++) {
+		if (q->slots[i].node == node) {
+			return &q->slots[i];
+		}
+	}
+	return NULL;
+}
+
 static int
 km_p11_run(
     km_p11_q *q, const km_p11_key *key, const km_p11_ops *ops, void *arg)
@@ -452,7 +466,7 @@ km_p11_run(
 	char msg[KM_PROTO_MESSAGE_MAX];
 	const char *name;
 	int r, result = KM_ERR_QUORUM;
-	bool progress, stale = false;
+	bool progress, stale = false, suspected = false;
 
 	deadline = km_mono_ns() + (uint64_t)km_p11.conf.timeout_ms * 1000000u;
 	hedge = km_p11_hedge_ns(q);
@@ -551,6 +565,16 @@ km_p11_run(
 				    "for share index %u; avoiding it",
 				    key->key_id, name != NULL ? name : "?",
 				    (unsigned)i);
+				/* report it (pkcs11/evidence.c); an RSA
+				 * suspect already rechecked is not again */
+				if (name != NULL && !suspected) {
+					km_p11_slot *bs =
+					    km_p11_slot_of_node(q, node);
+
+					km_p11_evidence_caught(key, q->type,
+					    node, (uint32_t)i, bs->call,
+					    &bs->req);
+				}
 			}
 			if (r == 0) {
 				result = 0;
@@ -562,6 +586,21 @@ km_p11_run(
 				/* a bad partial that no proof names: only
 				 * more partials (a subset search) help */
 				need = have + 1;
+				/* RSA without proofs: each holder that
+				 * answered is asked again with its proof, in
+				 * the background (pkcs11/evidence.c) */
+				for (i = 0; q->type == KM_MSG_RSA_PARTIAL
+				     && !suspected && i < q->nslots;
+				     i++) {
+					if (q->slots[i].state == 3
+					    && q->slots[i].r == 0) {
+						km_p11_evidence_caught(key,
+						    q->type, q->slots[i].node,
+						    0, q->slots[i].call,
+						    &q->slots[i].req);
+					}
+				}
+				suspected |= q->type == KM_MSG_RSA_PARTIAL;
 			} else if (badmask == 0) {
 				result = r;
 				break;

@@ -154,13 +154,29 @@ km_ops_ecdh_request(const char *key_id, uint32_t epoch, uint32_t mech,
 }
 
 int
-km_ops_partials_parse(km_buf *reply, km_indexed_blob *v, size_t max,
-    size_t *n)
+km_ops_partials_parse_bound(km_buf *reply, km_indexed_blob *v, size_t max,
+    size_t *n, uint8_t req_sha256[KM_OPS_REQ_DIGEST_LEN])
 {
+	uint8_t d[KM_OPS_REQ_DIGEST_LEN];
 	int r;
 
 	if ((r = km_proto_get_blobs(reply, v, max, n, 16384)) != 0) {
 		return r;
 	}
-	return km_buf_remaining(reply) == 0 ? 0 : KM_ERR_BAD_FORMAT;
+	/* the digest of the request answered (docs/evidence.md §2) */
+	if (km_buf_get_raw(reply, d, sizeof(d)) != 0
+	    || km_buf_remaining(reply) != 0) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if (req_sha256 != NULL) {
+		memcpy(req_sha256, d, sizeof(d));
+	}
+	return 0;
+}
+
+int
+km_ops_partials_parse(km_buf *reply, km_indexed_blob *v, size_t max,
+    size_t *n)
+{
+	return km_ops_partials_parse_bound(reply, v, max, n, NULL);
 }

@@ -96,4 +96,19 @@ int km_ops_ecdh_request(const char *key_id, uint32_t epoch, uint32_t mech,
 int km_ops_partials_parse(km_buf *reply, km_indexed_blob *v, size_t max,
     size_t *n);
 
+/*
+ * A partial reply ends with the SHA-256 of the request body it answers,
+ * under the node's reply signature, so that a stored reply cannot be
+ * paired with another request to frame the node (docs/evidence.md).
+ */
+#define KM_OPS_REQ_DIGEST_LEN 32
+
+/**
+ * km_ops_partials_parse_bound:
+ * As km_ops_partials_parse(), and @req_sha256 (may be NULL) receives the
+ * request digest the reply carries.
+ */
+int km_ops_partials_parse_bound(km_buf *reply, km_indexed_blob *v,
+    size_t max, size_t *n, uint8_t req_sha256[KM_OPS_REQ_DIGEST_LEN]);
+
 #endif /* KM_MESH_OPS_H */

@@ -37,6 +37,13 @@ struct km_net_call {
 	uint8_t nonce[KM_ENV_NONCE_LEN];
 	km_buf env;
 	km_buf reply;
+	/*
+	 * The verified reply envelope of the last call that succeeded
+	 * (asynchronous path only): nng's message is kept instead of freed,
+	 * so km_net_call_envelopes() can copy it when asked and the hot path
+	 * pays nothing.  Freed when the call starts again or is freed.
+	 */
+	nng_msg *rmsg;
 	km_identity peer;
 	EVP_MD_CTX *md;
 	km_net_done done;

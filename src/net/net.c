@@ -998,7 +998,12 @@ km_net_call_cb(void *arg)
 	}
 	msg = nng_aio_get_msg(call->aio);
 	r = km_net_check_reply(call, nng_msg_body(msg), nng_msg_len(msg));
-	nng_msg_free(msg);
+	if (r == 0) {
+		/* kept for km_net_call_envelopes(); freed at the next start */
+		call->rmsg = msg;
+	} else {
+		nng_msg_free(msg);
+	}
 	km_net_call_finish(call, r);
 }
 
@@ -1057,6 +1062,11 @@ km_net_call_start(km_net_call *call, const void *req, size_t req_len,
 	    || call->state == KM_CALL_RECEIVING) {
 		r = KM_ERR_BUSY;
 		goto out;
+	}
+	/* the last call's envelopes go now: the request is resealed */
+	if (call->rmsg != NULL) {
+		nng_msg_free(call->rmsg);
+		call->rmsg = NULL;
 	}
 	if (c->relay != NULL) {
 		/* the helper seals, sends and checks the reply (relay.c) */
@@ -1149,6 +1159,40 @@ km_net_call_reply(km_net_call *call, const uint8_t **body, size_t *len,
 	return r;
 }
 
+int
+km_net_call_envelopes(km_net_call *call, km_buf *req_env, km_buf *rep_env)
+{
+	int r;
+
+	if (call == NULL || req_env == NULL || rep_env == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	pthread_mutex_lock(&call->mu);
+	if (call->cl->relay != NULL) {
+		/* the relay helper seals and checks; it keeps nothing */
+		r = KM_ERR_NOT_SUPPORTED;
+		goto out;
+	}
+	if (call->state != KM_CALL_DONE || call->result != 0
+	    || call->rmsg == NULL) {
+		r = KM_ERR_STATE;
+		goto out;
+	}
+	km_buf_reset(req_env);
+	km_buf_reset(rep_env);
+	if (km_buf_put_raw(req_env, call->env.data, call->env.len) != 0
+	    || km_buf_put_raw(rep_env, nng_msg_body(call->rmsg),
+	           nng_msg_len(call->rmsg))
+	        != 0) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	r = 0;
+out:
+	pthread_mutex_unlock(&call->mu);
+	return r;
+}
+
 void
 km_net_call_free(km_net_call *call)
 {
@@ -1171,6 +1215,9 @@ km_net_call_free(km_net_call *call)
 	}
 	if (call->ctx.id != 0) {
 		nng_ctx_close(call->ctx);
+	}
+	if (call->rmsg != NULL) {
+		nng_msg_free(call->rmsg);
 	}
 	EVP_MD_CTX_free(call->md);
 	km_buf_free(&call->env);

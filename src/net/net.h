@@ -257,6 +257,26 @@ int km_net_call_wait(km_net_call *call);
 int km_net_call_reply(km_net_call *call, const uint8_t **body, size_t *len,
     const km_identity **peer);
 
+/**
+ * km_net_call_envelopes:
+ * @call: a call that completed with 0
+ * @req_env: receives the signed request envelope exactly as sent (reset
+ *   first)
+ * @rep_env: receives the signed reply envelope exactly as received and
+ *   verified (reset first)
+ *
+ * The two signed envelopes of the last call: together they prove what
+ * this client asked and what the node answered (docs/evidence.md).  The
+ * bytes are kept with the call at no cost on the hot path and copied only
+ * here; they are replaced when the call is started again.
+ *
+ * Returns: 0, KM_ERR_STATE (the call did not complete with 0 or is in
+ * flight), KM_ERR_NOT_SUPPORTED (a relay client, made by
+ * km_net_relay_client_open(): the helper process seals and checks the
+ * envelopes and keeps none), KM_ERR_ALLOC.
+ */
+int km_net_call_envelopes(km_net_call *call, km_buf *req_env, km_buf *rep_env);
+
 /** km_net_call_free: cancel if running, wait, free (NULL is fine). */
 void km_net_call_free(km_net_call *call);
 

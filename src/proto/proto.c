@@ -40,6 +40,9 @@ static const km_msg_info km_msg_table[] = {
 	 * names its sender */
 	{ KM_MSG_BEACON, "beacon", N, 32768, false, false },
 	{ KM_MSG_GRAPH, "graph", C | A, 4096, false, false },
+	/* a client reports a bad partial; a node forwards it to the leader
+	 * (one evidence blob, trust/evidence.h KM_EVIDENCE_MAX) */
+	{ KM_MSG_EVIDENCE, "evidence", N | C, 139264, false, false },
 };
 
 #undef N

@@ -781,6 +781,74 @@ test_async_fanout_cancel(void)
 	km_net_server_stop(s2);
 }
 
+/*
+ * The signed envelopes of a finished call (evidence, docs/evidence.md):
+ * the request exactly as sent, the reply exactly as received, a pair by
+ * nonce, each verifying against its signer; nothing before a call, in
+ * flight or after a failure.
+ */
+static void
+test_call_envelopes(void)
+{
+	km_net_server_opts o = { .workers = 2 };
+	km_net_server *s;
+	km_net_client *a;
+	km_net_call *call = NULL;
+	km_buf qe, pe;
+	km_env q, p;
+	km_verifier *v = NULL;
+	km_identity id;
+	X509_STORE *st = NULL;
+	char *ca_pem = NULL;
+	uint8_t *raw = NULL;
+	size_t rawlen;
+	char path[4200];
+	int port = 0;
+
+	km_buf_init(&qe);
+	km_buf_init(&pe);
+	CU_ASSERT_FATAL((s = start_server(n1, &o, &port)) != NULL);
+	CU_ASSERT_FATAL((a = open_client(c1, port, "n1")) != NULL);
+	CU_ASSERT_FATAL(km_net_call_new(a, &call) == 0);
+	CU_ASSERT(km_net_call_envelopes(call, &qe, &pe) == KM_ERR_STATE);
+	CU_ASSERT(
+	    km_net_call_start(call, "hello", 5, T_TIMEOUT, NULL, NULL) == 0);
+	CU_ASSERT_FATAL(km_net_call_wait(call) == 0);
+	CU_ASSERT_FATAL(km_net_call_envelopes(call, &qe, &pe) == 0);
+	CU_ASSERT_FATAL(km_env_parse(qe.data, qe.len, 4096, &q) == 0);
+	CU_ASSERT_FATAL(km_env_parse(pe.data, pe.len, 4096, &p) == 0);
+	CU_ASSERT(q.type == KM_ENV_REQUEST && p.type == KM_ENV_REPLY);
+	CU_ASSERT(memcmp(q.nonce, p.nonce, KM_ENV_NONCE_LEN) == 0);
+	CU_ASSERT(q.body_len == 5 && memcmp(q.body, "hello", 5) == 0);
+	CU_ASSERT(p.body_len == strlen("c1|client|hello")
+	    && memcmp(p.body, "c1|client|hello", p.body_len) == 0);
+	/* both still verify: the bytes are the signed ones */
+	km_pki_path(path, sizeof(path), ca_a, "ca.crt", NULL);
+	CU_ASSERT_FATAL(km_read_file(path, &raw, &rawlen, 1 << 16) == 0);
+	CU_ASSERT_FATAL((ca_pem = calloc(1, rawlen + 1)) != NULL);
+	memcpy(ca_pem, raw, rawlen);
+	CU_ASSERT_FATAL(km_pki_store_load(ca_pem, NULL, &st) == 0);
+	CU_ASSERT_FATAL(km_verifier_new(4, &v) == 0);
+	CU_ASSERT(
+	    km_verifier_check(v, st, 1, NULL, &q, KM_ROLE_CLIENT, &id) == 0
+	    && strcmp(id.name, "c1") == 0);
+	CU_ASSERT(km_verifier_check(v, st, 1, NULL, &p, KM_ROLE_NODE, &id) == 0
+	    && strcmp(id.name, "n1") == 0);
+	/* a failed call has none (the last success's are gone too) */
+	CU_ASSERT(km_net_call_start(call, "SLEEP", 5, 100, NULL, NULL) == 0);
+	CU_ASSERT(km_net_call_wait(call) == KM_ERR_TIMEOUT);
+	CU_ASSERT(km_net_call_envelopes(call, &qe, &pe) == KM_ERR_STATE);
+	km_verifier_free(v);
+	X509_STORE_free(st);
+	free(ca_pem);
+	free(raw);
+	km_buf_free(&qe);
+	km_buf_free(&pe);
+	km_net_call_free(call);
+	km_net_client_close(a);
+	km_net_server_stop(s);
+}
+
 static void
 test_no_server(void)
 {
@@ -1736,6 +1804,7 @@ static const kmt_test tls_tests[] = {
 	{ "garbage_stream", test_garbage_stream },
 	{ "concurrent_1000", test_concurrent_1000 },
 	{ "async_fanout_cancel", test_async_fanout_cancel },
+	{ "call_envelopes", test_call_envelopes },
 	{ "no_server", test_no_server },
 	{ "coalesce_sizes", test_coalesce_sizes },
 	{ "coalesce_pair_frames", test_coalesce_pair_frames },
