@@ -305,6 +305,16 @@ out:
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* A partial request while quarantined (q->msg says why): refused, and
+ * logged, since clients should not have asked (docs/trust.md). */
+static int
+kmd_quarantine_refuse(kmd_req *q)
+{
+	km_log_warn("KMD-QUARANTINE-REFUSE", "%s from %s refused: %s",
+	    q->info->name, q->peer->name, q->msg);
+	return KM_ERR_STATE;
+}
+
 static int
 kmd_dispatch(kmd_req *q)
 {
@@ -324,10 +334,16 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_SET_PIN:
 		return kmd_do_set_pin(q);
 	case KM_MSG_RSA_PARTIAL:
+		if (kmd_trust_refuse_partial(q->st, q->msg, sizeof(q->msg))) {
+			return kmd_quarantine_refuse(q);
+		}
 		return kmd_do_rsa_partial(q->st, q->peer, q->hdr, q->in,
 		    q->out, q->op, sizeof(q->op), q->digest, q->msg,
 		    sizeof(q->msg));
 	case KM_MSG_ECDH_PARTIAL:
+		if (kmd_trust_refuse_partial(q->st, q->msg, sizeof(q->msg))) {
+			return kmd_quarantine_refuse(q);
+		}
 		return kmd_do_ecdh_partial(q->st, q->peer, q->hdr, q->in,
 		    q->out, q->op, sizeof(q->op), q->digest, q->msg,
 		    sizeof(q->msg));
@@ -358,6 +374,9 @@ kmd_dispatch(kmd_req *q)
 		    sizeof(q->msg));
 	case KM_MSG_GRAPH:
 		return kmd_do_graph(q->st, q->in, q->out, q->msg,
+		    sizeof(q->msg));
+	case KM_MSG_PROBE:
+		return kmd_do_probe(q->st, q->in, q->out, q->msg,
 		    sizeof(q->msg));
 	default:
 		return kmd_reject(q, KM_ERR_NOT_SUPPORTED,
@@ -436,7 +455,8 @@ reply:
 	 * graph reads, which touch no key: a refused one is audited, it
 	 * is evidence about its sender */
 	if (hdr.type != KM_MSG_STATUS && hdr.type != KM_MSG_CATALOG_FETCH &&
-	    ((hdr.type != KM_MSG_BEACON && hdr.type != KM_MSG_GRAPH) ||
+	    ((hdr.type != KM_MSG_BEACON && hdr.type != KM_MSG_GRAPH &&
+		 hdr.type != KM_MSG_PROBE) ||
 		r != 0)) {
 		ra = km_audit_append(st->store, 0, peer->name, hdr.key_id,
 		    q.op, q.digest, r, NULL);

@@ -1390,6 +1390,24 @@ km_p11_catalog_object_sync(km_p11_vobj *vo)
 	return CKR_OK;
 }
 
+/* The coordinator's verdicts into the ranking statistics (view_lock
+ * held): a quarantined node is left out of every plan (quorum.c). */
+static void
+km_p11_view_verdicts(void)
+{
+	const km_view_verdict *vd;
+	size_t i;
+
+	pthread_mutex_lock(&km_p11.stat_lock);
+	for (i = 0; i < km_mesh_count(km_p11.mesh) && i < KM_MESH_MAX_NODES;
+	     i++) {
+		vd = km_view_verdict_find(
+		    km_p11.view, km_mesh_name(km_p11.mesh, i));
+		km_p11.stat[i].quarantined = vd != NULL && vd->quarantined;
+	}
+	pthread_mutex_unlock(&km_p11.stat_lock);
+}
+
 CK_RV
 km_p11_view_sync(bool force)
 {
@@ -1421,6 +1439,7 @@ km_p11_view_sync(bool force)
 		pthread_mutex_unlock(&km_p11.view_lock);
 		return CKR_OK;
 	}
+	km_p11_view_verdicts();
 	cnt = km_view_count(km_p11.view);
 	if (cnt > 0 && (keys = calloc(cnt, sizeof(*keys))) == NULL) {
 		pthread_mutex_unlock(&km_p11.view_lock);

@@ -151,6 +151,7 @@ typedef struct km_p11_node_stat {
 	uint64_t last_fail_ms;
 	uint64_t bad_until_ms; /* returned a bad partial: avoid until then */
 	uint64_t calls, bad;
+	bool quarantined; /* the coordinator's verdict: never asked */
 } km_p11_node_stat;
 
 /* ---- the module ---- */

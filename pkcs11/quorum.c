@@ -119,6 +119,12 @@ km_p11_plan(km_p11_q *q, const km_p11_key *key)
 		if (key->node[i] < 0) {
 			continue;
 		}
+		/* quarantined by the coordinator: not asked at all (read
+		 * unlocked: a verdict one view sync late is harmless, the
+		 * node refuses partials itself) */
+		if (km_p11.stat[key->node[i]].quarantined) {
+			continue;
+		}
 		for (j = 0; j < q->nslots; j++) {
 			if (q->slots[j].node == (size_t)key->node[i]) {
 				break;

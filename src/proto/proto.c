@@ -40,6 +40,8 @@ static const km_msg_info km_msg_table[] = {
 	 * names its sender */
 	{ KM_MSG_BEACON, "beacon", N, 32768, false, false },
 	{ KM_MSG_GRAPH, "graph", C | A, 4096, false, false },
+	/* a throughput measurement: string of KM_PROBE_BYTES, nothing else */
+	{ KM_MSG_PROBE, "probe", N, KM_PROBE_BYTES + 1024, false, false },
 };
 
 #undef N
