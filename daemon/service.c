@@ -334,16 +334,10 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_SET_PIN:
 		return kmd_do_set_pin(q);
 	case KM_MSG_RSA_PARTIAL:
-		if (kmd_trust_refuse_partial(q->st, q->msg, sizeof(q->msg))) {
-			return kmd_quarantine_refuse(q);
-		}
 		return kmd_do_rsa_partial(q->st, q->peer, q->hdr, q->in,
 		    q->out, q->op, sizeof(q->op), q->digest, q->msg,
 		    sizeof(q->msg));
 	case KM_MSG_ECDH_PARTIAL:
-		if (kmd_trust_refuse_partial(q->st, q->msg, sizeof(q->msg))) {
-			return kmd_quarantine_refuse(q);
-		}
 		return kmd_do_ecdh_partial(q->st, q->peer, q->hdr, q->in,
 		    q->out, q->op, sizeof(q->op), q->digest, q->msg,
 		    sizeof(q->msg));
@@ -426,6 +420,14 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 		    q.info->name);
 		km_log_warn("KMD-PEER-REJECT", "%s (%s) may not send %s",
 		    peer->name, km_role_name(peer->role), q.info->name);
+		goto reply;
+	}
+	/* a quarantined node serves no partial, to anyone: refused before
+	 * the ticket is looked at (docs/trust.md, "Quarantine") */
+	if ((hdr.type == KM_MSG_RSA_PARTIAL ||
+		hdr.type == KM_MSG_ECDH_PARTIAL) &&
+	    kmd_trust_refuse_partial(st, q.msg, sizeof(q.msg))) {
+		r = kmd_quarantine_refuse(&q);
 		goto reply;
 	}
 	/* a key operation needs a user ticket: an SO ticket only manages
