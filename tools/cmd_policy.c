@@ -380,7 +380,7 @@ kmc_policy_show(int argc, char **argv)
 	}
 	printf("posture policy (catalog entry %llu)\n",
 	    (unsigned long long)at);
-	printf("allowed binaries:    %s\n", p.nbinaries ? "" : "any");
+	printf("allowed binaries:    %s\n", p.nbinaries ? "(SHA-256)" : "any");
 	for (i = 0; i < p.nbinaries; i++) {
 		km_posture_hex(p.binaries[i], 32, hex, sizeof(hex));
 		printf("  %s\n", hex);
