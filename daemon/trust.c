@@ -110,7 +110,8 @@ kmd_trust_pub(struct kmd_trust *t, const char *node, bool add)
 
 /* A verdict about @v->node took effect here (lock held). */
 static void
-kmd_trust_publish(kmd_state *st, struct kmd_trust *t, const km_trust_verdict *v)
+kmd_trust_publish(
+    kmd_state *st, struct kmd_trust *t, const km_trust_verdict *v)
 {
 	kmd_pub *p = kmd_trust_pub(t, v->node, true);
 
@@ -173,7 +174,8 @@ kmd_trust_init(kmd_state *st, char *err, size_t errlen)
 		    = i == 0 ? st->cfg.name : st->cfg.peers[i - 1].name;
 		km_trust_verdict v;
 
-		if (km_catalog_verdict_get(st->store, name, &data, &len) != 0) {
+		if (km_catalog_verdict_get(st->store, name, &data, &len)
+		    != 0) {
 			continue;
 		}
 		if (km_trust_verdict_decode(data, len, &v) == 0) {
@@ -228,8 +230,8 @@ kmd_trust_stop(kmd_state *st)
 }
 
 void
-kmd_trust_applied(kmd_state *st, uint32_t type, const uint8_t *payload,
-    size_t len)
+kmd_trust_applied(
+    kmd_state *st, uint32_t type, const uint8_t *payload, size_t len)
 {
 	struct kmd_trust *t = st->trust;
 	km_trust_verdict v;
@@ -238,8 +240,8 @@ kmd_trust_applied(kmd_state *st, uint32_t type, const uint8_t *payload,
 	if (t == NULL) {
 		return;
 	}
-	if (type == KM_CAT_POSTURE_SET && km_posture_decode(payload, len, &p)
-	    == 0) {
+	if (type == KM_CAT_POSTURE_SET
+	    && km_posture_decode(payload, len, &p) == 0) {
 		pthread_mutex_lock(&t->lock);
 		t->policy = p;
 		t->have_policy = true;
@@ -264,8 +266,8 @@ kmd_trust_applied(kmd_state *st, uint32_t type, const uint8_t *payload,
 }
 
 int
-kmd_trust_check_verdict(const km_identity *signer, const uint8_t *payload,
-    size_t len)
+kmd_trust_check_verdict(
+    const km_identity *signer, const uint8_t *payload, size_t len)
 {
 	km_trust_verdict v;
 
@@ -350,8 +352,7 @@ kmd_trust_leading(kmd_state *st)
 {
 	uint64_t id = 0;
 
-	return st->raft != NULL
-	    && km_raft_leader(st->raft, &id, NULL, 0) == 0
+	return st->raft != NULL && km_raft_leader(st->raft, &id, NULL, 0) == 0
 	    && id == st->cfg.raft_id;
 }
 

@@ -26,8 +26,8 @@
 #define KMC_POLICY_FETCH 64
 
 static int
-kmc_policy_open(const char *cmd, const char *conf, km_mesh_conf *mc,
-    km_mesh **m)
+kmc_policy_open(
+    const char *cmd, const char *conf, km_mesh_conf *mc, km_mesh **m)
 {
 	char err[512];
 	size_t i;
@@ -61,8 +61,8 @@ kmc_hexval(char c)
 
 /* A number in [lo, hi], all digits. */
 static bool
-kmc_policy_uint(const char *s, unsigned long lo, unsigned long hi,
-    uint32_t *out)
+kmc_policy_uint(
+    const char *s, unsigned long lo, unsigned long hi, uint32_t *out)
 {
 	unsigned long v;
 	char *end;
@@ -81,8 +81,8 @@ kmc_policy_uint(const char *s, unsigned long lo, unsigned long hi,
 
 /* Parses `policy set` arguments into @p; 0, or 2 after one line. */
 static int
-kmc_policy_parse(const char *cmd, int argc, char **argv, km_posture *p,
-    const char **conf)
+kmc_policy_parse(
+    const char *cmd, int argc, char **argv, km_posture *p, const char **conf)
 {
 	size_t j;
 	int i, k;
@@ -144,7 +144,8 @@ kmc_policy_parse(const char *cmd, int argc, char **argv, km_posture *p,
 			memcpy(p->binaries[p->nbinaries++], h, 32);
 		} else if (strcmp(o, "--allow-version") == 0) {
 			if (*v == '\0'
-			    || !km_beacon_text_valid(v, KM_BEACON_VERSION_MAX)) {
+			    || !km_beacon_text_valid(
+			        v, KM_BEACON_VERSION_MAX)) {
 				return kmc_usage(cmd,
 				    "--allow-version needs 1 to %u printable "
 				    "characters without quotes",
@@ -186,8 +187,8 @@ kmc_policy_parse(const char *cmd, int argc, char **argv, km_posture *p,
 				    "at most %u --allow-token-model",
 				    KM_POSTURE_MAX_MODELS);
 			}
-			snprintf(p->models[p->nmodels++],
-			    sizeof(p->models[0]), "%s", v);
+			snprintf(p->models[p->nmodels++], sizeof(p->models[0]),
+			    "%s", v);
 		} else if (strcmp(o, "--secure-boot") == 0) {
 			if (strcmp(v, "required") == 0) {
 				p->secure_boot = true;
@@ -298,7 +299,7 @@ kmc_policy_fetch(km_mesh *m, int timeout_ms, km_posture *p, bool *found,
 			r = r ? r : km_buf_put_u32(&req, KMC_POLICY_FETCH);
 			r = r ? r
 			      : km_rpc_call(km_mesh_client(m, i), &req,
-			            timeout_ms, &rep, msg, sizeof(msg));
+			          timeout_ms, &rep, msg, sizeof(msg));
 			if (r == 0
 			    && (km_buf_get_u64(&rep, &last) != 0
 			        || km_buf_get_u32(&rep, &n) != 0
@@ -311,8 +312,8 @@ kmc_policy_fetch(km_mesh *m, int timeout_ms, km_posture *p, bool *found,
 				size_t len;
 
 				memset(&e, 0, sizeof(e));
-				if (km_buf_get_string_ptr(&rep, &d, &len,
-				        KM_CATALOG_ENTRY_MAX)
+				if (km_buf_get_string_ptr(
+				        &rep, &d, &len, KM_CATALOG_ENTRY_MAX)
 				        != 0
 				    || km_catalog_entry_decode(d, len, &e)
 				        != 0) {
@@ -378,8 +379,8 @@ kmc_policy_show(int argc, char **argv)
 		printf("posture policy: none set (every node is allowed)\n");
 		return 0;
 	}
-	printf("posture policy (catalog entry %llu)\n",
-	    (unsigned long long)at);
+	printf(
+	    "posture policy (catalog entry %llu)\n", (unsigned long long)at);
 	printf("allowed binaries:    %s\n", p.nbinaries ? "(SHA-256)" : "any");
 	for (i = 0; i < p.nbinaries; i++) {
 		km_posture_hex(p.binaries[i], 32, hex, sizeof(hex));
@@ -395,8 +396,8 @@ kmc_policy_show(int argc, char **argv)
 		printf("%s%s", i ? ", " : "", p.models[i]);
 	}
 	printf("%s\n", p.nmodels ? "" : "any");
-	printf("secure boot:         %s\n",
-	    p.secure_boot ? "required" : "any");
+	printf(
+	    "secure boot:         %s\n", p.secure_boot ? "required" : "any");
 	if (p.max_age_ms != 0) {
 		printf("max beacon age:      %u ms\n", p.max_age_ms);
 	} else {

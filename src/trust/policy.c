@@ -217,8 +217,8 @@ km_posture_check(
 	}
 	if (p->nbinaries > 0) {
 		for (i = 0, found = false; i < p->nbinaries && !found; i++) {
-			found = memcmp(p->binaries[i], bc->bin_sha256, 32)
-			    == 0;
+			found
+			    = memcmp(p->binaries[i], bc->bin_sha256, 32) == 0;
 		}
 		if (!found) {
 			/* 8 bytes name it well enough in one line */

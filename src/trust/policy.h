@@ -40,9 +40,9 @@ typedef struct km_posture {
 	char versions[KM_POSTURE_MAX_VERSIONS][KM_BEACON_VERSION_MAX + 1];
 	size_t nmodels; /* 0: any token model */
 	char models[KM_POSTURE_MAX_MODELS][KM_BEACON_TOKEN_MODEL_MAX + 1];
-	bool secure_boot;        /* true: a beacon must say "on" */
-	uint32_t max_age_ms;     /* 0: the daemons' beacon_max_age_ms */
-	uint32_t refresh_s;      /* proactive refresh; 0: off (stored only) */
+	bool secure_boot;    /* true: a beacon must say "on" */
+	uint32_t max_age_ms; /* 0: the daemons' beacon_max_age_ms */
+	uint32_t refresh_s;  /* proactive refresh; 0: off (stored only) */
 } km_posture;
 
 /** km_posture_init: the empty policy, which allows everything. */

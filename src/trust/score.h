@@ -49,14 +49,14 @@ typedef enum km_trust_event {
 } km_trust_event;
 
 typedef struct km_trust_score {
-	uint32_t score;        /* 0..KM_TRUST_SCORE_MAX */
-	bool quarantined;      /* the state this node should be published in */
-	bool posture_failed;   /* the last beacon failed the policy */
-	bool behaviour_low;    /* quarantined for its score */
-	uint32_t pass_streak;  /* consecutive beacons passing the policy */
-	bool have_errors;      /* @errors holds the last beacon's counter */
+	uint32_t score;       /* 0..KM_TRUST_SCORE_MAX */
+	bool quarantined;     /* the state this node should be published in */
+	bool posture_failed;  /* the last beacon failed the policy */
+	bool behaviour_low;   /* quarantined for its score */
+	uint32_t pass_streak; /* consecutive beacons passing the policy */
+	bool have_errors;     /* @errors holds the last beacon's counter */
 	uint64_t errors;
-	uint64_t beacon_seq;   /* the last beacon scored */
+	uint64_t beacon_seq;                  /* the last beacon scored */
 	char reason[KM_TRUST_REASON_MAX + 1]; /* why, while quarantined */
 } km_trust_score;
 

@@ -128,13 +128,13 @@ test_posture_bounds(void)
 		km_buf_put_u32(&b, 0);
 		km_buf_put_u32(&b, 0);
 		km_buf_put_u32(&b, 0);
-		CU_ASSERT_EQUAL(km_posture_decode(b.data, b.len, &q),
-		    KM_ERR_BAD_FORMAT);
+		CU_ASSERT_EQUAL(
+		    km_posture_decode(b.data, b.len, &q), KM_ERR_BAD_FORMAT);
 		km_buf_reset(&b);
 		km_buf_put_u32(&b, 1);
 		km_buf_put_u32(&b, 1000);
-		CU_ASSERT_EQUAL(km_posture_decode(b.data, b.len, &q),
-		    KM_ERR_BAD_FORMAT);
+		CU_ASSERT_EQUAL(
+		    km_posture_decode(b.data, b.len, &q), KM_ERR_BAD_FORMAT);
 		km_buf_reset(&b);
 		km_buf_put_u32(&b, 1);
 		km_buf_put_u32(&b, 0);
@@ -143,8 +143,8 @@ test_posture_bounds(void)
 		km_buf_put_u32(&b, 2);
 		km_buf_put_u32(&b, 0);
 		km_buf_put_u32(&b, 0);
-		CU_ASSERT_EQUAL(km_posture_decode(b.data, b.len, &q),
-		    KM_ERR_BAD_FORMAT);
+		CU_ASSERT_EQUAL(
+		    km_posture_decode(b.data, b.len, &q), KM_ERR_BAD_FORMAT);
 	}
 	km_buf_free(&b);
 }
@@ -167,7 +167,8 @@ test_posture_check(void)
 	CU_ASSERT(km_posture_check(&p, &bc, why, sizeof(why)));
 	snprintf(bc.version, sizeof(bc.version), "0.6.9");
 	CU_ASSERT(!km_posture_check(&p, &bc, why, sizeof(why)));
-	CU_ASSERT_STRING_EQUAL(why, "version 0.6.9: not in the posture policy");
+	CU_ASSERT_STRING_EQUAL(
+	    why, "version 0.6.9: not in the posture policy");
 	beacon_of(&bc, 0xbb, 1);
 	snprintf(bc.token_model, sizeof(bc.token_model), "Luna");
 	CU_ASSERT(!km_posture_check(&p, &bc, why, sizeof(why)));
@@ -259,8 +260,8 @@ test_score_posture_hysteresis(void)
 	/* one failing beacon: quarantined at once, with the rule */
 	CU_ASSERT(km_trust_score_beacon(&s, &p, &bad));
 	CU_ASSERT(s.quarantined);
-	CU_ASSERT(strstr(s.reason, "binary sha256 1111111111111111...")
-	    == s.reason);
+	CU_ASSERT(
+	    strstr(s.reason, "binary sha256 1111111111111111...") == s.reason);
 	/* the score is about behaviour: posture does not lower it */
 	CU_ASSERT_EQUAL(s.score, KM_TRUST_SCORE_MAX);
 	/* released only after KM_TRUST_RELEASE_BEACONS good ones */
@@ -274,8 +275,8 @@ test_score_posture_hysteresis(void)
 	/* flapping (bad, good, bad, good...): never released */
 	CU_ASSERT(km_trust_score_beacon(&s, &p, &bad));
 	for (i = 0; i < 20; i++) {
-		CU_ASSERT(!km_trust_score_beacon(
-		    &s, &p, (i % 2) ? &bad : &good));
+		CU_ASSERT(
+		    !km_trust_score_beacon(&s, &p, (i % 2) ? &bad : &good));
 		CU_ASSERT(s.quarantined);
 	}
 	/* a node published quarantined (a new coordinator) stays so until
