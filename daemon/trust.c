@@ -394,6 +394,12 @@ kmd_trust_consider(kmd_state *st, struct kmd_trust *t, kmd_scored *s)
 		s->pending = false;
 		return;
 	}
+	/* a node may quarantine itself but not lift its own quarantine
+	 * (kmd_trust_check_verdict): the next coordinator does that */
+	if (!s->s.quarantined && strcmp(s->node, st->cfg.name) == 0) {
+		s->pending = false;
+		return;
+	}
 	memset(v, 0, sizeof(*v));
 	snprintf(v->node, sizeof(v->node), "%s", s->node);
 	snprintf(v->coordinator, sizeof(v->coordinator), "%s", st->cfg.name);

@@ -375,6 +375,59 @@ test_score_due(void)
 	CU_ASSERT(!km_trust_score_due(&s, KM_TRUST_QUARANTINED, 85, "b"));
 }
 
+/* The DOT drawing: score and reason on a node, bandwidth on an edge. */
+static void
+test_dot_labels(void)
+{
+	km_trust_view *v = calloc(1, sizeof(*v));
+	km_buf dot;
+
+	CU_ASSERT_FATAL(v != NULL);
+	snprintf(v->observer, sizeof(v->observer), "node1");
+	v->nnodes = 2;
+	snprintf(v->nodes[0].name, sizeof(v->nodes[0].name), "node1");
+	v->nodes[0].state = KM_TRUST_UP;
+	v->nodes[0].score = 100;
+	v->nodes[0].have = true;
+	beacon_of(&v->nodes[0].beacon, 0xaa, 1);
+	snprintf(
+	    v->nodes[0].beacon.node, sizeof(v->nodes[0].beacon.node), "node1");
+	v->nodes[0].beacon.npeers = 1;
+	snprintf(v->nodes[0].beacon.peers[0].name,
+	    sizeof(v->nodes[0].beacon.peers[0].name), "node2");
+	v->nodes[0].beacon.peers[0].rtt_us = 1234;
+	v->nodes[0].beacon.peers[0].bw_kbps = 262144;
+	snprintf(v->nodes[1].name, sizeof(v->nodes[1].name), "node2");
+	v->nodes[1].state = KM_TRUST_QUARANTINED;
+	v->nodes[1].score = 55;
+	snprintf(v->nodes[1].reason, sizeof(v->nodes[1].reason),
+	    "version 0.6.9: not in the posture policy");
+	v->nodes[1].age_ms = KM_TRUST_AGE_NONE;
+	km_buf_init(&dot);
+	CU_ASSERT_FATAL(km_trust_view_dot(v, &dot) == 0);
+	km_buf_put_u8(&dot, 0);
+	CU_ASSERT(
+	    strstr((char *)dot.data,
+	        "\"node1\" -> \"node2\" [label=\"262 Mbit/s\\n1.23 ms\"]")
+	    != NULL);
+	CU_ASSERT(
+	    strstr((char *)dot.data,
+	        "\"node2\" [fillcolor=orange, label=\"node2\\nquarantined, "
+	        "score 55")
+	    != NULL);
+	CU_ASSERT(strstr((char *)dot.data,
+	              "\\nversion 0.6.9: not in the posture policy\"]")
+	    != NULL);
+	km_buf_free(&dot);
+	v->nodes[0].beacon.peers[0].bw_kbps = 512;
+	km_buf_init(&dot);
+	CU_ASSERT_FATAL(km_trust_view_dot(v, &dot) == 0);
+	km_buf_put_u8(&dot, 0);
+	CU_ASSERT(strstr((char *)dot.data, "512 kbit/s\\n1.23 ms") != NULL);
+	km_buf_free(&dot);
+	free(v);
+}
+
 static const kmt_test score_tests[] = {
 	{ "posture_round_trip", test_posture_round_trip },
 	{ "posture_bounds", test_posture_bounds },
@@ -383,6 +436,7 @@ static const kmt_test score_tests[] = {
 	{ "score_posture_hysteresis", test_score_posture_hysteresis },
 	{ "score_behaviour", test_score_behaviour },
 	{ "score_due", test_score_due },
+	{ "dot_labels", test_dot_labels },
 	KMT_END,
 };
 
