@@ -14,8 +14,10 @@
  * Each daemon verifies what it receives (certificate, signature, the
  * sender is the node named, freshness, replay) and keeps the latest
  * beacon per node in memory: the trust graph, answered to clients and
- * admins by the graph request.  Nothing here changes who is asked for a
- * partial: scoring and quarantine are issue #7 items 3-5.
+ * admins by the graph request.  Each accepted beacon also goes to the
+ * coordinator's scoring (trust.c), and the graph reply carries the
+ * published verdicts.  Every 30 s each peer also gets a bandwidth probe,
+ * reported in the beacons' bw_kbps.
  */
 #include "config.h"
 
@@ -43,6 +45,10 @@
 #include "util/util.h"
 
 #define KMD_BEACON_CALL_MAX_MS 1000
+/* the bandwidth probe (docs/trust.md, "Bandwidth"): each peer every 30 s,
+ * at most one peer per beacon round, never waiting long for it */
+#define KMD_PROBE_EVERY_MS  30000u
+#define KMD_PROBE_CALL_MAX_MS 1000
 
 struct kmd_beacon {
 	pthread_t thread;
@@ -57,6 +63,9 @@ struct kmd_beacon {
 	uint8_t conf_sha256[32];
 	char kernel[KM_BEACON_KERNEL_MAX + 1];
 	uint32_t rtt_us[KMD_MAX_PEERS]; /* last measured, per cfg peer */
+	uint32_t bw_kbps[KMD_MAX_PEERS]; /* last probe, per cfg peer; 0 none */
+	uint64_t probe_at_ms[KMD_MAX_PEERS]; /* next probe (monotonic) */
+	uint8_t *probe; /* KM_PROBE_BYTES of zeros */
 };
 
 static uint64_t
@@ -232,8 +241,89 @@ kmd_beacon_make(kmd_state *st, struct kmd_beacon *kb, km_beacon *bc)
 		snprintf(
 		    p->name, sizeof(p->name), "%s", st->cfg.peers[i].name);
 		p->rtt_us = kb->rtt_us[i];
-		p->bw_kbps = 0; /* XXX throughput is not measured yet */
+		p->bw_kbps = kb->bw_kbps[i];
 	}
+}
+
+/*
+ * The bandwidth probe: one peer whose turn has come gets KM_PROBE_BYTES in
+ * a probe request and answers with the count.  Throughput is the bytes
+ * over the whole exchange (request, signature checks, reply), in kbit/s:
+ * a lower bound of the link's, enough to rank holders and to see a slow
+ * link.  One probe per round at most, so a beacon is never late by more
+ * than one call; a peer that is down keeps its last value until it is
+ * probed again (0 when never measured).
+ */
+static void
+kmd_probe_round(kmd_state *st, struct kmd_beacon *kb)
+{
+	char msg[KM_PROTO_MESSAGE_MAX + 1];
+	uint64_t now = kmd_mono_us() / 1000, t0, us;
+	uint32_t got = 0;
+	km_buf req, rep;
+	unsigned i;
+	int r, timeout;
+
+	for (i = 0; i < st->cfg.npeers; i++) {
+		if (kb->probe_at_ms[i] <= now) {
+			break;
+		}
+	}
+	if (i == st->cfg.npeers || kb->probe == NULL) {
+		return;
+	}
+	kb->probe_at_ms[i] = now + KMD_PROBE_EVERY_MS;
+	if (st->peer_clients[i] == NULL
+	    || !km_net_client_connected(st->peer_clients[i])) {
+		return;
+	}
+	km_buf_init(&req);
+	km_buf_init(&rep);
+	timeout = (int)(st->cfg.beacon_interval_ms / 2);
+	if (timeout > KMD_PROBE_CALL_MAX_MS) {
+		timeout = KMD_PROBE_CALL_MAX_MS;
+	}
+	if (km_rpc_request(&req, KM_MSG_PROBE, NULL, 0, NULL) != 0
+	    || km_buf_put_string(&req, kb->probe, KM_PROBE_BYTES) != 0) {
+		goto out;
+	}
+	t0 = kmd_mono_us();
+	r = km_rpc_call(
+	    st->peer_clients[i], &req, timeout, &rep, msg, sizeof(msg));
+	us = kmd_mono_us() - t0;
+	if (r != 0 || km_buf_get_u32(&rep, &got) != 0
+	    || km_buf_remaining(&rep) != 0 || got != KM_PROBE_BYTES) {
+		if (r != 0 && r != KM_ERR_TIMEOUT && r != KM_ERR_CONN) {
+			km_log_warn_r(r, "KMD-PROBE", "%s refused our probe: %s",
+			    st->cfg.peers[i].name, msg);
+		}
+		goto out;
+	}
+	/* bits per microsecond are Mbit/s: x 1000 for kbit/s */
+	us = us > 0 ? us : 1;
+	{
+		uint64_t kbps = (uint64_t)KM_PROBE_BYTES * 8u * 1000u / us;
+		kb->bw_kbps[i] = kbps == 0 ? 1
+		    : (kbps > UINT32_MAX ? UINT32_MAX : (uint32_t)kbps);
+	}
+out:
+	km_buf_free(&req);
+	km_buf_free(&rep);
+}
+
+int
+kmd_do_probe(kmd_state *st, km_buf *in, km_buf *out, char *msg, size_t msglen)
+{
+	const uint8_t *p;
+	size_t n;
+
+	(void)st;
+	if (km_buf_get_string_ptr(in, &p, &n, KM_PROBE_BYTES) != 0
+	    || km_buf_remaining(in) != 0 || n != KM_PROBE_BYTES) {
+		snprintf(msg, msglen, "malformed probe request");
+		return KM_ERR_BAD_FORMAT;
+	}
+	return km_buf_put_u32(out, (uint32_t)n);
 }
 
 /* One round: make, sign, keep our own, push to every connected peer. */
@@ -257,11 +347,15 @@ kmd_beacon_round(kmd_state *st, struct kmd_beacon *kb)
 		goto out;
 	}
 	pthread_mutex_lock(&kb->lock);
+	kb->graph.max_age_ms = kmd_trust_max_age(st);
 	r = km_trust_graph_update(&kb->graph, &bc, bc.time_ms);
 	pthread_mutex_unlock(&kb->lock);
 	if (r != 0) {
 		km_log_warn_r(r, "KMD-BEACON-SELF", "own beacon %llu not kept",
 		    (unsigned long long)bc.seq);
+	} else {
+		/* the coordinator judges itself too */
+		kmd_trust_on_beacon(st, &bc);
 	}
 	if ((r = km_rpc_request(&req, KM_MSG_BEACON, NULL, 0, NULL)) != 0
 	    || (r = km_buf_put_string(&req, signed_bc.data, signed_bc.len))
@@ -294,6 +388,7 @@ kmd_beacon_round(kmd_state *st, struct kmd_beacon *kb)
 			    msg);
 		}
 	}
+	kmd_probe_round(st, kb);
 out:
 	km_buf_free(&rep);
 	km_buf_free(&req);
@@ -339,6 +434,15 @@ kmd_beacon_start(kmd_state *st, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot list node %s in the trust graph",
 		    st->cfg.name);
 		return r;
+	}
+	/* the first probes a few seconds after start, staggered */
+	if ((kb->probe = calloc(1, KM_PROBE_BYTES)) == NULL) {
+		snprintf(err, errlen, "out of memory for the bandwidth probe");
+		return KM_ERR_ALLOC;
+	}
+	for (i = 0; i < st->cfg.npeers; i++) {
+		kb->probe_at_ms[i] = kmd_mono_us() / 1000
+		    + (uint64_t)st->cfg.beacon_interval_ms * (i + 1);
 	}
 	for (i = 0; i < st->cfg.npeers; i++) {
 		kb->rtt_us[i] = KM_BEACON_RTT_NONE;
@@ -399,6 +503,7 @@ kmd_beacon_stop(kmd_state *st)
 	}
 	pthread_mutex_destroy(&kb->lock);
 	free(kb->cert_der);
+	free(kb->probe);
 	free(kb);
 	st->beacon = NULL;
 }
@@ -439,8 +544,14 @@ kmd_do_beacon(kmd_state *st, const km_identity *peer, km_buf *in, km_buf *out,
 		return KM_ERR_AUTH;
 	}
 	pthread_mutex_lock(&kb->lock);
+	kb->graph.max_age_ms = kmd_trust_max_age(st);
 	r = km_trust_graph_update(&kb->graph, &bc, km_now_ms());
 	pthread_mutex_unlock(&kb->lock);
+	if (r == 0) {
+		/* on the coordinator: scored on arrival, so a failed policy
+		 * turns into a verdict within one period */
+		kmd_trust_on_beacon(st, &bc);
+	}
 	if (r != 0) {
 		snprintf(msg, msglen, "beacon %llu of %s refused: %s",
 		    (unsigned long long)bc.seq, bc.node,
@@ -468,6 +579,8 @@ kmd_do_graph(kmd_state *st, km_buf *in, km_buf *out, char *msg, size_t msglen)
 		return KM_ERR_STATE;
 	}
 	pthread_mutex_lock(&kb->lock);
+	kb->graph.max_age_ms = kmd_trust_max_age(st);
+	kmd_trust_overlay(st, &kb->graph);
 	r = km_trust_graph_encode(out, st->cfg.name, &kb->graph, km_now_ms());
 	pthread_mutex_unlock(&kb->lock);
 	if (r != 0) {

@@ -58,6 +58,20 @@ kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
 	X509_STORE_up_ref(store);
 	pthread_mutex_unlock(&st->lock);
 	memset(&id, 0, sizeof(id));
+	if (e->type == KM_CAT_TRUST_VERDICT) {
+		/* the coordinator's verdict, signed by a member node
+		 * (docs/trust.md): chain and role only, like objects, so
+		 * a node revoked since does not stall a replay */
+		r = km_pki_verify_signed_replay(store, e->signer,
+		    e->signer_len, KM_ROLE_NODE, tbs, tbs_len, e->sig,
+		    e->sig_len, &id);
+		X509_STORE_free(store);
+		if (r == 0) {
+			r = kmd_trust_check_verdict(&id, e->payload,
+			    e->payload_len);
+		}
+		return r;
+	}
 	if (km_catalog_type_is_object(e->type)) {
 		/* the signer's standing (CRL, dates) was checked by the node
 		 * that sequenced the entry: a later revocation must not stall
@@ -233,6 +247,11 @@ kmd_catalog_apply_bytes_x(kmd_state *st, const uint8_t *data, size_t len,
 		km_log_info("KMD-CATALOG-APPLY", "applied catalog entry %llu "
 						 "(type %u, outcome %d)",
 		    (unsigned long long)e.seq, e.type, *result);
+		if (*result == 0 && (e.type == KM_CAT_POSTURE_SET ||
+					e.type == KM_CAT_TRUST_VERDICT)) {
+			kmd_trust_applied(st, e.type, e.payload,
+			    e.payload_len);
+		}
 	}
 out:
 	pthread_mutex_unlock(&st->catalog_lock);
@@ -636,6 +655,24 @@ kmd_raft_append(kmd_state *st, const km_identity *peer, const uint8_t *data,
 		r = 0;
 	}
 	return r;
+}
+
+int
+kmd_catalog_propose(kmd_state *st, const uint8_t *data, size_t len,
+    int *result, char *msg, size_t msglen)
+{
+	km_identity self;
+
+	*result = 0;
+	if (st->raft == NULL) {
+		snprintf(msg, msglen, "the catalog is not on Raft");
+		return KM_ERR_NOT_SUPPORTED;
+	}
+	/* as a node: proposed here if we lead, never forwarded */
+	memset(&self, 0, sizeof(self));
+	snprintf(self.name, sizeof(self.name), "%s", st->cfg.name);
+	self.role = KM_ROLE_NODE;
+	return kmd_raft_append(st, &self, data, len, result, msg, msglen);
 }
 
 int

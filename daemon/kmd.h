@@ -84,6 +84,7 @@ struct km_net_creds;
 struct km_net_client;
 struct kmd_token;
 struct kmd_beacon;
+struct kmd_trust;
 
 /* The running daemon. */
 typedef struct kmd_state {
@@ -113,6 +114,7 @@ typedef struct kmd_state {
 	uint64_t inflight;	    /* requests being handled (lock) */
 	struct kmd_beacon *beacon; /* beacon.c: the thread and the graph */
 	struct km_raft *raft; /* the catalog's Raft log, or NULL (no [raft]) */
+	struct kmd_trust *trust; /* trust.c: policy, verdicts, scores */
 } kmd_state;
 
 /* Operation kinds of an rsa-partial request. */
@@ -204,6 +206,47 @@ int kmd_do_beacon(kmd_state *st, const km_identity *peer, km_buf *in,
     km_buf *out, char *msg, size_t msglen);
 int kmd_do_graph(kmd_state *st, km_buf *in, km_buf *out, char *msg,
     size_t msglen);
+int kmd_do_probe(kmd_state *st, km_buf *in, km_buf *out, char *msg,
+    size_t msglen);
+
+/*
+ * trust.c: the posture policy, verdicts and quarantine (docs/trust.md).
+ */
+struct km_beacon;
+struct km_trust_graph;
+/* Loads the policy and verdicts from the store and starts the proposer
+ * thread; after the store is open, before Raft starts. */
+int kmd_trust_init(kmd_state *st, char *err, size_t errlen);
+void kmd_trust_stop(kmd_state *st);
+/* A POSTURE_SET or TRUST_VERDICT entry was applied (catalog.c). */
+void kmd_trust_applied(kmd_state *st, uint32_t type, const uint8_t *payload,
+    size_t len);
+/* The apply-time rule for a verdict's signer (catalog.c): 0 or
+ * KM_ERR_AUTH. */
+int kmd_trust_check_verdict(const km_identity *signer,
+    const uint8_t *payload, size_t len);
+/* A fresh, verified beacon was accepted (beacon.c): the coordinator
+ * scores it and proposes a verdict when one is due. */
+void kmd_trust_on_beacon(kmd_state *st, const struct km_beacon *bc);
+/**
+ * kmd_trust_note:
+ * @node: the node observed
+ * @ev: a km_trust_event (KM_TRUST_EV_BAD_PARTIAL, ..._TIMEOUT)
+ *
+ * For the evidence and eviction code, on the coordinator, once it has
+ * checked the evidence: lowers @node's score, which may quarantine it.
+ * Returns: 0, KM_ERR_NOT_LEADER (ask the leader), KM_ERR_INVALID_ARG.
+ */
+int kmd_trust_note(kmd_state *st, const char *node, int ev);
+/* true (and @msg says why) when this node is quarantined. */
+bool kmd_trust_refuse_partial(kmd_state *st, char *msg, size_t msglen);
+/* The maximum beacon age: the posture policy's, else the config's. */
+uint32_t kmd_trust_max_age(kmd_state *st);
+/* Copies the published verdicts into @g (its lock held). */
+void kmd_trust_overlay(kmd_state *st, struct km_trust_graph *g);
+/* catalog.c: a node's own entry (a verdict) into the Raft log. */
+int kmd_catalog_propose(kmd_state *st, const uint8_t *data, size_t len,
+    int *result, char *msg, size_t msglen);
 
 /* fault.c: fault injection, compiled in only with --enable-test-hooks */
 void kmd_fault_init(kmd_state *st);

@@ -403,6 +403,9 @@ main(int argc, char **argv)
 		goto fail;
 	}
 	kmd_fault_init(st);
+	if ((r = kmd_trust_init(st, err, sizeof(err))) != 0) {
+		goto fail;
+	}
 	if ((r = kmd_open_raft(st, err, sizeof(err))) != 0) {
 		goto fail;
 	}
@@ -474,6 +477,7 @@ main(int argc, char **argv)
 		pthread_join(sync, NULL);
 	}
 	kmd_beacon_stop(st);
+	kmd_trust_stop(st);
 	km_net_server_stop(st->server);
 	kmd_raft_stop(st);
 	for (i = 0; i < (int)st->cfg.npeers; i++) {

@@ -308,6 +308,16 @@ out:
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* A partial request while quarantined (q->msg says why): refused, and
+ * logged, since clients should not have asked (docs/trust.md). */
+static int
+kmd_quarantine_refuse(kmd_req *q)
+{
+	km_log_warn("KMD-QUARANTINE-REFUSE", "%s from %s refused: %s",
+	    q->info->name, q->peer->name, q->msg);
+	return KM_ERR_STATE;
+}
+
 static int
 kmd_dispatch(kmd_req *q)
 {
@@ -365,6 +375,9 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_EVIDENCE:
 		return kmd_do_evidence(q->st, q->peer, q->in, q->out, q->digest,
 		    q->msg, sizeof(q->msg));
+	case KM_MSG_PROBE:
+		return kmd_do_probe(q->st, q->in, q->out, q->msg,
+		    sizeof(q->msg));
 	default:
 		return kmd_reject(q, KM_ERR_NOT_SUPPORTED,
 		    "request type %s is not served by this version",
@@ -415,6 +428,14 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 		    peer->name, km_role_name(peer->role), q.info->name);
 		goto reply;
 	}
+	/* a quarantined node serves no partial, to anyone: refused before
+	 * the ticket is looked at (docs/trust.md, "Quarantine") */
+	if ((hdr.type == KM_MSG_RSA_PARTIAL ||
+		hdr.type == KM_MSG_ECDH_PARTIAL) &&
+	    kmd_trust_refuse_partial(st, q.msg, sizeof(q.msg))) {
+		r = kmd_quarantine_refuse(&q);
+		goto reply;
+	}
 	/* a key operation needs a user ticket: an SO ticket only manages
 	 * PINs (PKCS#11 §5.6: the SO has no access to private objects) */
 	if (q.info->needs_ticket && hdr.type != KM_MSG_LOGOUT &&
@@ -456,7 +477,8 @@ reply:
 	 * graph reads, which touch no key: a refused one is audited, it
 	 * is evidence about its sender */
 	if (hdr.type != KM_MSG_STATUS && hdr.type != KM_MSG_CATALOG_FETCH &&
-	    ((hdr.type != KM_MSG_BEACON && hdr.type != KM_MSG_GRAPH) ||
+	    ((hdr.type != KM_MSG_BEACON && hdr.type != KM_MSG_GRAPH &&
+		 hdr.type != KM_MSG_PROBE) ||
 		r != 0)) {
 		ra = km_audit_append(st->store, 0, peer->name, hdr.key_id,
 		    q.op, q.digest, r, NULL);

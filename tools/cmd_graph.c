@@ -127,10 +127,12 @@ kmc_status_graph(km_mesh *m, int timeout_ms)
 		return r;
 	}
 	printf("trust graph as seen by %s (no beacon for %u ms: "
-	       "unreachable)\n",
+	       "unreachable; quarantine and score: the coordinator's "
+	       "verdicts)\n",
 	    v->observer, v->max_age_ms);
-	printf("%-12s %-11s %-8s %-9s %-28s %-6s %s\n", "NODE", "STATE",
-	    "BEACON", "VERSION", "TOKEN MODEL/SERIAL", "LOAD", "RTT MS");
+	printf("%-12s %-11s %-5s %-8s %-9s %-28s %-6s %-40s %s\n", "NODE",
+	    "STATE", "SCORE", "BEACON", "VERSION", "TOKEN MODEL/SERIAL",
+	    "LOAD", "RTT MS", "REASON");
 	for (i = 0; i < v->nnodes; i++) {
 		const km_trust_view_node *n = &v->nodes[i];
 
@@ -149,9 +151,10 @@ kmc_status_graph(km_mesh *m, int timeout_ms)
 			snprintf(load, sizeof(load), "-");
 		}
 		kmc_graph_rtts(n, rtts, sizeof(rtts));
-		printf("%-12s %-11s %-8s %-9s %-28s %-6s %s\n", n->name,
-		    km_trust_state_name(n->state), age,
-		    n->have ? n->beacon.version : "-", token, load, rtts);
+		printf("%-12s %-11s %-5u %-8s %-9s %-28s %-6s %-40s %s\n",
+		    n->name, km_trust_state_name(n->state), n->score, age,
+		    n->have ? n->beacon.version : "-", token, load, rtts,
+		    n->reason[0] ? n->reason : "-");
 	}
 	free(v);
 	return 0;

@@ -34,6 +34,7 @@ extern const kmc_command kmc_pki_commands[];
 extern const kmc_command kmc_key_commands[];
 extern const kmc_command kmc_dev_commands[];
 extern const kmc_command kmc_graph_commands[];
+extern const kmc_command kmc_policy_commands[];
 
 struct km_mesh;
 /*

@@ -7,6 +7,7 @@
 #include "mesh/rpc.h"
 #include "mesh/view.h"
 #include "pki/pki.h"
+#include "trust/policy.h"
 #include "util/err.h"
 
 #define KM_VIEW_FETCH 64
@@ -40,6 +41,10 @@ struct km_view {
 	 */
 	km_view_signer signers[KM_VIEW_SIGNERS];
 	size_t nsigners;
+	/* the coordinator's verdicts (TRUST_VERDICT), the last per node:
+	 * a quarantined node is not asked (docs/trust.md) */
+	km_view_verdict verdicts[KM_MESH_MAX_NODES];
+	size_t nverdicts;
 };
 
 static int
@@ -226,6 +231,48 @@ km_view_apply_object(km_view *v, const km_catalog_payload *p, uint64_t seq)
 	return 0;
 }
 
+/* Keeps the last verdict per node; a full table drops the new node's
+ * (it is then asked like any other: verdicts are advisory). */
+static void
+km_view_apply_verdict(km_view *v, const km_catalog_payload *p)
+{
+	km_trust_verdict tv;
+	km_view_verdict *d = NULL;
+	size_t i;
+
+	if (km_trust_verdict_decode(p->trust, p->trust_len, &tv) != 0) {
+		return;
+	}
+	for (i = 0; i < v->nverdicts; i++) {
+		if (strcmp(v->verdicts[i].node, tv.node) == 0) {
+			d = &v->verdicts[i];
+		}
+	}
+	if (d == NULL) {
+		if (v->nverdicts == KM_MESH_MAX_NODES) {
+			return;
+		}
+		d = &v->verdicts[v->nverdicts++];
+	}
+	memcpy(d->node, tv.node, sizeof(d->node));
+	d->quarantined = tv.state == KM_TRUST_QUARANTINED;
+	d->score = tv.score;
+	memcpy(d->reason, tv.reason, sizeof(d->reason));
+}
+
+const km_view_verdict *
+km_view_verdict_find(const km_view *v, const char *node)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && i < v->nverdicts; i++) {
+		if (strcmp(v->verdicts[i].node, node) == 0) {
+			return &v->verdicts[i];
+		}
+	}
+	return NULL;
+}
+
 /*
  * The same transitions as the daemons' state machine (store/catalog.c),
  * restricted to what a client needs.  An entry that does not apply is
@@ -250,6 +297,9 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 	case KM_CAT_OBJECT_PUT:
 	case KM_CAT_OBJECT_DELETE:
 		r = km_view_apply_object(v, &p, e->seq);
+		break;
+	case KM_CAT_TRUST_VERDICT:
+		km_view_apply_verdict(v, &p);
 		break;
 	case KM_CAT_KEY_ATTRS:
 		if (k != NULL && k->state != KM_KEY_DESTROYED) {
@@ -435,7 +485,8 @@ km_view_verify(km_view *v, const km_catalog_entry *e)
 {
 	/* as the daemons: object entries by chain and role only, so a
 	 * client revoked since does not stall the view */
-	bool replay = km_catalog_type_is_object(e->type);
+	bool replay = km_catalog_type_is_object(e->type) ||
+	    e->type == KM_CAT_TRUST_VERDICT;
 	const km_view_signer *known;
 	km_identity id;
 	km_buf tbs;
@@ -463,10 +514,14 @@ km_view_verify(km_view *v, const km_catalog_entry *e)
 	}
 out:
 	km_buf_free(&tbs);
-	/* the daemons' rule (daemon/catalog.c): admins sign anything,
-	 * enrolled clients only objects */
-	if (r == 0 && id.role != KM_ROLE_ADMIN &&
-	    !(id.role == KM_ROLE_CLIENT && replay)) {
+	/* the daemons' rule (daemon/catalog.c): admins sign anything but
+	 * verdicts, enrolled clients only objects, member nodes only
+	 * verdicts (the coordinator's, advisory) */
+	if (r == 0 &&
+	    !(id.role == KM_ROLE_ADMIN && e->type != KM_CAT_TRUST_VERDICT) &&
+	    !(id.role == KM_ROLE_CLIENT &&
+		km_catalog_type_is_object(e->type)) &&
+	    !(id.role == KM_ROLE_NODE && e->type == KM_CAT_TRUST_VERDICT)) {
 		r = KM_ERR_AUTH;
 	}
 	return r;

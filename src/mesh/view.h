@@ -17,6 +17,7 @@
 
 #include "mesh/client.h"
 #include "store/catalog.h"
+#include "trust/graph.h"
 
 /* A live key as the view knows it. */
 typedef struct km_view_key {
@@ -67,6 +68,18 @@ typedef struct km_view_object {
 } km_view_object;
 
 typedef struct km_view km_view;
+
+/* The coordinator's last verdict about a node (KM_CAT_TRUST_VERDICT). */
+typedef struct km_view_verdict {
+	char node[KM_NAME_MAX + 1];
+	bool quarantined; /* do not ask it for partials */
+	uint32_t score;   /* 0..100 */
+	char reason[KM_TRUST_REASON_MAX + 1];
+} km_view_verdict;
+
+/** km_view_verdict_find: the verdict about @node, or NULL (none: up). */
+const km_view_verdict *km_view_verdict_find(
+    const km_view *v, const char *node);
 
 /** km_view_new: an empty view checking signatures against @m's CA. */
 int km_view_new(km_mesh *m, km_view **out);

@@ -43,6 +43,8 @@ static const km_msg_info km_msg_table[] = {
 	/* a client reports a bad partial; a node forwards it to the leader
 	 * (one evidence blob, trust/evidence.h KM_EVIDENCE_MAX) */
 	{ KM_MSG_EVIDENCE, "evidence", N | C, 139264, false, false },
+	/* a throughput measurement: string of KM_PROBE_BYTES, nothing else */
+	{ KM_MSG_PROBE, "probe", N, KM_PROBE_BYTES + 1024, false, false },
 };
 
 #undef N

@@ -59,7 +59,11 @@ typedef enum km_msg_type {
 	KM_MSG_BEACON = 40,
 	KM_MSG_GRAPH = 41,
 	KM_MSG_EVIDENCE = 42, /* evidence of a bad partial (trust/evidence.h) */
+	KM_MSG_PROBE = 44, /* bandwidth probe between nodes (docs/trust.md) */
 } km_msg_type;
+
+/* The bandwidth probe's payload: this many bytes, answered by a count. */
+#define KM_PROBE_BYTES (64u * 1024)
 
 /* Role bits for km_msg_info.roles (see km_role in pki/pki.h). */
 #define KM_MSG_FROM_NODE (1u << 1)

@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,11 +17,20 @@
 
 #include "store/catalog.h"
 #include "store/store-int.h"
+#include "trust/policy.h"
 #include "util/err.h"
 #include "util/log.h"
 
 #define KM_CATALOG_FORMAT 1
 static const char km_catalog_tbs_ctx[] = "keymesh-catalog-entry-v1";
+
+/*
+ * The posture policy and the verdicts live in the policies table under
+ * scopes no key id can take (names start with a letter): "@posture" and
+ * "@verdict:NODE", the last one applied of each.
+ */
+#define KM_CAT_SCOPE_POSTURE "@posture"
+#define KM_CAT_SCOPE_VERDICT "@verdict:"
 
 /* ---- entries ----------------------------------------------------------- */
 
@@ -268,6 +278,7 @@ km_catalog_payload_free(km_catalog_payload *p)
 	free(p->obj_label);
 	free(p->value);
 	free(p->attrs);
+	free(p->trust);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -424,6 +435,24 @@ km_policy_bytes_ok(const uint8_t *p, size_t len)
 	return true;
 }
 
+/* POSTURE_SET and TRUST_VERDICT: the trust codec's strict decoding; a
+ * verdict's @node must be the node it names. */
+static bool
+km_trust_payload_ok(const km_catalog_payload *p)
+{
+	km_posture pol;
+	km_trust_verdict v;
+
+	if (p->trust == NULL || p->trust_len == 0) {
+		return false;
+	}
+	if (p->type == KM_CAT_POSTURE_SET) {
+		return km_posture_decode(p->trust, p->trust_len, &pol) == 0;
+	}
+	return km_trust_verdict_decode(p->trust, p->trust_len, &v) == 0
+	    && strcmp(v.node, p->node) == 0;
+}
+
 /* Checks a payload's fields for its type: shared by encoder and decoder,
  * so nothing is encoded that the decoder would refuse. */
 static bool
@@ -472,6 +501,9 @@ km_payload_ok(const km_catalog_payload *p)
 	case KM_CAT_KEY_ATTRS:
 		return km_name_valid(p->key_id)
 		    && p->app_id_len <= KM_CATALOG_APP_ID_MAX;
+	case KM_CAT_POSTURE_SET:
+	case KM_CAT_TRUST_VERDICT:
+		return km_trust_payload_ok(p);
 	default:
 		return false;
 	}
@@ -552,6 +584,10 @@ km_catalog_payload_encode(const km_catalog_payload *p, km_buf *out)
 		(void)km_buf_put_cstring(out, p->key_id);
 		(void)km_buf_put_string(out, p->app_id, p->app_id_len);
 		break;
+	case KM_CAT_POSTURE_SET:
+	case KM_CAT_TRUST_VERDICT:
+		(void)km_buf_put_raw(out, p->trust, p->trust_len);
+		break;
 	default:
 		return KM_ERR_INVALID_ARG;
 	}
@@ -613,6 +649,31 @@ km_get_holders(km_buf *b, km_catalog_payload *p)
 		(void)km_buf_get_u32(b, &p->holders[i].index);
 		km_get_name(b, p->holders[i].node, false);
 	}
+}
+
+/* POSTURE_SET, TRUST_VERDICT: copies the rest of @b into @n->trust and,
+ * for a verdict, its subject into @n->node. */
+static int
+km_catalog_trust_take(km_buf *b, km_catalog_payload *n)
+{
+	km_trust_verdict v;
+	size_t len = km_buf_remaining(b);
+
+	if (len == 0 || len > KM_POSTURE_MAX_LEN) {
+		return len == 0 ? KM_ERR_BAD_FORMAT : KM_ERR_TOO_LARGE;
+	}
+	if (km_dup_bytes(b->data + b->off, len, &n->trust) != 0) {
+		return KM_ERR_ALLOC;
+	}
+	n->trust_len = len;
+	b->off += len;
+	if (n->type == KM_CAT_TRUST_VERDICT) {
+		if (km_trust_verdict_decode(n->trust, len, &v) != 0) {
+			return KM_ERR_BAD_FORMAT;
+		}
+		memcpy(n->node, v.node, sizeof(n->node));
+	}
+	return 0;
 }
 
 int
@@ -695,6 +756,14 @@ km_catalog_payload_decode(
 		km_get_name(&b, n.key_id, false);
 		km_get_bytes(
 		    &b, &n.app_id, &n.app_id_len, KM_CATALOG_APP_ID_MAX);
+		break;
+	case KM_CAT_POSTURE_SET:
+	case KM_CAT_TRUST_VERDICT:
+		/* the whole payload is the trust codec's */
+		r = km_catalog_trust_take(&b, &n);
+		if (r != 0) {
+			goto out;
+		}
 		break;
 	default:
 		r = KM_ERR_BAD_FORMAT;
@@ -1168,6 +1237,39 @@ km_catalog_policy_get(
 	return r;
 }
 
+int
+km_catalog_posture_get(km_store *s, uint8_t **data, size_t *len)
+{
+	int r;
+
+	if (s == NULL || data == NULL || len == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	r = km_cat_blob_get_locked(s, KM_STMT_CAT_POLICY_GET,
+	    KM_CAT_SCOPE_POSTURE, 0, NULL, data, len);
+	km_store_unlock(s);
+	return r;
+}
+
+int
+km_catalog_verdict_get(
+    km_store *s, const char *node, uint8_t **data, size_t *len)
+{
+	char scope[sizeof(KM_CAT_SCOPE_VERDICT) + KM_NAME_MAX + 1];
+	int r;
+
+	if (s == NULL || !km_name_valid(node) || data == NULL || len == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	snprintf(scope, sizeof(scope), "%s%s", KM_CAT_SCOPE_VERDICT, node);
+	km_store_lock(s);
+	r = km_cat_blob_get_locked(
+	    s, KM_STMT_CAT_POLICY_GET, scope, 0, NULL, data, len);
+	km_store_unlock(s);
+	return r;
+}
+
 /* ---- objects ------------------------------------------------------------ */
 
 void
@@ -1506,6 +1608,29 @@ km_cat_key_create(km_store *s, const km_catalog_payload *p, uint64_t seq)
 	return km_cat_insert_holders(s, p);
 }
 
+
+static int
+km_cat_trust_set(km_store *s, const km_catalog_payload *p, int64_t sq)
+{
+	char scope[sizeof(KM_CAT_SCOPE_VERDICT) + KM_NAME_MAX + 1];
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (p->type == KM_CAT_POSTURE_SET) {
+		snprintf(scope, sizeof(scope), "%s", KM_CAT_SCOPE_POSTURE);
+	} else {
+		snprintf(scope, sizeof(scope), "%s%s", KM_CAT_SCOPE_VERDICT,
+		    p->node);
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_POLICY_SET, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, scope, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 2, p->trust, (int)p->trust_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, sq);
+	return km_store_exec_stmt(s, st, "trust set");
+}
+
 static int
 km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 {
@@ -1563,6 +1688,10 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 		    st, 2, p->policy, (int)p->policy_len, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, sq);
 		return km_store_exec_stmt(s, st, "policy set");
+	}
+
+	if (p->type == KM_CAT_POSTURE_SET || p->type == KM_CAT_TRUST_VERDICT) {
+		return km_cat_trust_set(s, p, sq);
 	}
 
 	/* The rest act on an existing key. */

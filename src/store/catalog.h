@@ -57,6 +57,10 @@ typedef enum km_catalog_type {
 	KM_CAT_OBJECT_PUT = 10,    /* a certificate, public key or data */
 	KM_CAT_OBJECT_DELETE = 11, /* the object goes (a tombstone stays) */
 	KM_CAT_KEY_ATTRS = 12,     /* a key's application CKA_ID */
+	/* the posture policy, whole (an admin; src/trust/policy.h) */
+	KM_CAT_POSTURE_SET = 13,
+	/* the coordinator's verdict on one node (a member node) */
+	KM_CAT_TRUST_VERDICT = 14,
 } km_catalog_type;
 
 /* What an object is (OBJECT_PUT). */
@@ -139,6 +143,11 @@ typedef struct km_catalog_payload {
 	size_t value_len;
 	uint8_t *attrs; /* OBJECT_PUT: km_catalog_attrs_encode() */
 	size_t attrs_len;
+	/* POSTURE_SET, TRUST_VERDICT: the whole payload, as encoded by
+	 * km_posture_encode() / km_trust_verdict_encode(); for a verdict,
+	 * @node is the node it is about */
+	uint8_t *trust;
+	size_t trust_len;
 } km_catalog_payload;
 
 /* An object as the catalog holds it (km_catalog_object_get). */
@@ -375,6 +384,29 @@ int km_catalog_member_get(km_store *s, const char *node, uint32_t *role,
  */
 int km_catalog_policy_get(
     km_store *s, const char *key_id, uint8_t **policy, size_t *len);
+
+/**
+ * km_catalog_posture_get:
+ * @s: the store
+ * @data, @len: receive a malloc'd copy of the posture policy of the last
+ *     applied POSTURE_SET (km_posture_decode)
+ *
+ * Returns: 0, KM_ERR_NOT_FOUND (never set: everything is allowed),
+ * KM_ERR_ALLOC, KM_ERR_IO.
+ */
+int km_catalog_posture_get(km_store *s, uint8_t **data, size_t *len);
+
+/**
+ * km_catalog_verdict_get:
+ * @s: the store
+ * @node: a node's name
+ * @data, @len: receive a malloc'd copy of the last verdict applied about
+ *     @node (km_trust_verdict_decode)
+ *
+ * Returns: 0, KM_ERR_NOT_FOUND, KM_ERR_ALLOC, KM_ERR_IO.
+ */
+int km_catalog_verdict_get(
+    km_store *s, const char *node, uint8_t **data, size_t *len);
 
 /** km_catalog_policy_encode: "uint32 n, uint32 mech*, uint32 m, string
  * client*"; refuses invalid names and over KM_CATALOG_POLICY_MAX_ITEMS. */

@@ -341,18 +341,20 @@ km_trust_view_dot(const km_trust_view *v, km_buf *out)
 			snprintf(age, sizeof(age), "never");
 		}
 		if ((r = km_trust_dotf(out,
-		         "\t\"%s\" [fillcolor=%s, label=\"%s\\n%s\\n"
-		         "%s %s\\nbeacon %s\"];\n",
+		         "\t\"%s\" [fillcolor=%s, label=\"%s\\n%s, score "
+		         "%u\\n%s %s\\nbeacon %s%s%s\"];\n",
 		         n->name, km_trust_state_colour(n->state), n->name,
-		         km_trust_state_name(n->state),
+		         km_trust_state_name(n->state), n->score,
 		         n->have ? n->beacon.version : "",
-		         n->have ? n->beacon.token_model : "", age))
+		         n->have ? n->beacon.token_model : "", age,
+		         n->reason[0] ? "\\n" : "", n->reason))
 		    != 0) {
 			return r;
 		}
 	}
 	for (i = 0; i < v->nnodes; i++) {
 		const km_trust_view_node *n = &v->nodes[i];
+		char bw[32];
 
 		if (!n->have) {
 			continue;
@@ -363,10 +365,20 @@ km_trust_view_dot(const km_trust_view *v, km_buf *out)
 			if (p->rtt_us == KM_BEACON_RTT_NONE) {
 				continue;
 			}
+			/* bandwidth first when measured, so the label
+			 * still ends with the RTT */
+			bw[0] = '\0';
+			if (p->bw_kbps >= 1000) {
+				snprintf(bw, sizeof(bw), "%u Mbit/s\\n",
+				    p->bw_kbps / 1000);
+			} else if (p->bw_kbps > 0) {
+				snprintf(bw, sizeof(bw), "%u kbit/s\\n",
+				    p->bw_kbps);
+			}
 			if ((r = km_trust_dotf(out,
-			         "\t\"%s\" -> \"%s\" [label=\"%u.%02u "
+			         "\t\"%s\" -> \"%s\" [label=\"%s%u.%02u "
 			         "ms\"];\n",
-			         n->name, p->name, p->rtt_us / 1000,
+			         n->name, p->name, bw, p->rtt_us / 1000,
 			         (p->rtt_us % 1000) / 10))
 			    != 0) {
 				return r;

@@ -1,7 +1,7 @@
 /*
  * Fuzz target: the trust beacon and trust graph decoders (src/trust).
  *
- * Selector byte % 3:
+ * Selector byte % 5:
  *   0  a beacon body (km_beacon_decode): strict, so what decodes encodes
  *      back to exactly the input; every text is printable and in bounds,
  *      peers are valid, distinct names other than the node;
@@ -10,8 +10,12 @@
  *      and the signature check see the fuzzer's bytes; whatever passes
  *      names its signer, and a refusal leaves the output zeroed;
  *   2  a GRAPH reply (km_trust_view_decode): names distinct, each beacon
- *      names its node, a never-heard node is unreachable with no age; the
- *      DOT drawing of any accepted view ends with "}\n".
+ *      names its node, a never-heard node is not up and has no age; the
+ *      DOT drawing of any accepted view ends with "}\n";
+ *   3  a posture policy (km_posture_decode): what decodes encodes back to
+ *      exactly the input, every list a set within its bound;
+ *   4  a trust verdict (km_trust_verdict_decode): the same round trip,
+ *      state up or quarantined, a quarantine with a reason.
  */
 #include "config.h"
 
@@ -23,6 +27,7 @@
 #include "pki/pki.h"
 #include "trust/beacon.h"
 #include "trust/graph.h"
+#include "trust/policy.h"
 #include "util/buf.h"
 #include "util/util.h"
 
@@ -88,7 +93,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1) {
 		return 0;
 	}
-	switch (data[0] % 3) {
+	switch (data[0] % 5) {
 	case 0:
 		if (km_beacon_decode(data + 1, size - 1, &bc) == 0) {
 			KM_FUZZ_ACCEPTED("beacon body");
@@ -111,6 +116,39 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			KM_FUZZ_ASSERT(memcmp(&bc, &zero, sizeof(bc)) == 0);
 		}
 		break;
+	case 3: {
+		static km_posture pol;
+
+		if (km_posture_decode(data + 1, size - 1, &pol) == 0) {
+			KM_FUZZ_ACCEPTED("posture policy");
+			KM_FUZZ_ASSERT(pol.nbinaries <= KM_POSTURE_MAX_BINARIES
+			    && pol.nversions <= KM_POSTURE_MAX_VERSIONS
+			    && pol.nmodels <= KM_POSTURE_MAX_MODELS);
+			km_buf_init(&out);
+			KM_FUZZ_ASSERT(km_posture_encode(&pol, &out) == 0);
+			KM_FUZZ_ASSERT(km_fuzz_same(
+			    out.data, out.len, data + 1, size - 1));
+			km_buf_free(&out);
+		}
+		break;
+	}
+	case 4: {
+		km_trust_verdict v;
+
+		if (km_trust_verdict_decode(data + 1, size - 1, &v) == 0) {
+			KM_FUZZ_ACCEPTED("trust verdict");
+			KM_FUZZ_ASSERT(v.state == KM_TRUST_UP
+			    || (v.state == KM_TRUST_QUARANTINED
+			        && v.reason[0] != '\0'));
+			KM_FUZZ_ASSERT(v.score <= KM_TRUST_SCORE_MAX);
+			km_buf_init(&out);
+			KM_FUZZ_ASSERT(km_trust_verdict_encode(&v, &out) == 0);
+			KM_FUZZ_ASSERT(km_fuzz_same(
+			    out.data, out.len, data + 1, size - 1));
+			km_buf_free(&out);
+		}
+		break;
+	}
 	default:
 		km_buf_init_view(&b, data + 1, size - 1);
 		if (km_trust_view_decode(&b, &view) == 0) {
@@ -126,8 +164,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					    strcmp(n->beacon.node, n->name)
 					    == 0);
 				} else {
+					/* never up; a verdict may say
+					 * quarantined or evicted */
 					KM_FUZZ_ASSERT(
-					    n->state == KM_TRUST_UNREACHABLE
+					    n->state != KM_TRUST_UP
 					    && n->age_ms == KM_TRUST_AGE_NONE);
 				}
 			}

@@ -4,7 +4,7 @@
 # ("Trust beacons").  Run by hand from the source tree:
 #   python3 tests/fuzz/gen-beacon-corpus.py
 # The first byte of each seed is the target's selector (0 body, 1 signed
-# beacon, 2 graph reply).
+# beacon, 2 graph reply, 3 posture policy, 4 trust verdict).
 import base64, os, struct, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -42,6 +42,25 @@ def view(nodes):
         v += u32(100 if state == 1 else 40) + string(reason)
     return v
 
+def posture(bins=(b"\x6d" * 32,), versions=("0.1.0",), models=("SoftHSM v2",),
+            secure=0, age=8000, refresh=86400, version=1):
+    p = u32(version) + u32(len(bins))
+    for h in bins:
+        p += string(h)
+    p += u32(len(versions))
+    for v in versions:
+        p += string(v)
+    p += u32(len(models))
+    for m in models:
+        p += string(m)
+    return p + u32(secure) + u32(age) + u32(refresh)
+
+def verdict(node="node2", coord="node3", state=2, score=100,
+            reason="binary sha256 04a6a3771679ac52...: not in the posture policy",
+            seq=1765000000123):
+    return (string(node) + string(coord) + u32(state) + u32(score) +
+            string(reason) + u64(seq))
+
 seeds = {
     "body-valid": b"\x00" + body(),
     "body-no-peers": b"\x00" + body(peers=()),
@@ -62,6 +81,17 @@ seeds = {
         ("node4", 2, 300, body(node="node4", peers=(("node1", 700),)))]),
     "view-mismatch": b"\x02" + view([("node2", 1, 5, body())]),
     "view-never-up": b"\x02" + view([("node3", 1, 0xffffffffffffffff, b"")]),
+    "posture-valid": b"\x03" + posture(),
+    "posture-empty": b"\x03" + posture(bins=(), versions=(), models=(),
+                                      age=0, refresh=0),
+    "posture-dup-binary": b"\x03" + posture(bins=(b"\x01" * 32,) * 2),
+    "posture-short-hash": b"\x03" + posture(bins=(b"\x01" * 31,)),
+    "posture-trailing": b"\x03" + posture() + b"\x00",
+    "posture-age-low": b"\x03" + posture(age=10),
+    "verdict-quarantined": b"\x04" + verdict(),
+    "verdict-up": b"\x04" + verdict(state=1, score=85, reason=""),
+    "verdict-no-reason": b"\x04" + verdict(reason=""),
+    "verdict-evicted": b"\x04" + verdict(state=3),
     "empty": b"",
 }
 os.makedirs(out, exist_ok=True)

@@ -6,7 +6,11 @@
  * looks to the daemon.
  *
  *   send-raw-request -c CADIR -n NAME -u URL -p PEER [-w MS]
- *       [-T TYPE [-k KEYID] [-e EPOCH]] [-x HEX] [-r NRANDOM] [-f FILE]
+ *       [-T TYPE [-k KEYID] [-e EPOCH] [-t]] [-x HEX] [-r NRANDOM] [-f FILE]
+ *
+ * -t puts a login ticket of 32 zero bytes in the header (not a valid one:
+ * for requests refused before the ticket is checked, e.g. by a
+ * quarantined node, test-quarantine.sh).
  *
  * The body is, in this order: a well-formed request header of message type
  * TYPE (-T), the bytes of HEX (-x), NRANDOM random bytes (-r) and the
@@ -20,6 +24,7 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +43,8 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: send-raw-request -c CADIR -n NAME -u URL -p PEER [-w MS]\n"
-	    "    [-T TYPE [-k KEYID] [-e EPOCH]] [-x HEX] [-r N] [-f FILE]\n");
+	    "    [-T TYPE [-k KEYID] [-e EPOCH] [-t]] [-x HEX] [-r N] "
+	    "[-f FILE]\n");
 	exit(2);
 }
 
@@ -57,9 +63,13 @@ main(int argc, char **argv)
 	uint8_t *d = NULL;
 	size_t len = 0;
 	int c, r, timeout = 5000, rc = 2;
+	bool ticket = false;
 
-	while ((c = getopt(argc, argv, "c:n:u:p:w:T:k:e:x:r:f:")) != -1) {
+	while ((c = getopt(argc, argv, "c:n:u:p:w:T:k:e:x:r:f:t")) != -1) {
 		switch (c) {
+		case 't':
+			ticket = true;
+			break;
 		case 'c':
 			ca = optarg;
 			break;
@@ -108,6 +118,7 @@ main(int argc, char **argv)
 		h.type = (uint32_t)type;
 		h.epoch = (uint32_t)epoch;
 		snprintf(h.key_id, sizeof(h.key_id), "%s", key_id);
+		h.has_ticket = ticket;
 		if ((r = km_req_encode_hdr(&body, &h)) != 0) {
 			fprintf(stderr, "send-raw-request: header: %s\n",
 			    km_strerror(r));

@@ -116,11 +116,11 @@ check "keymesh status exits 0 and still says $nodes of $nodes nodes up" \
 check "... then shows the trust graph table" \
 	grep -q '^trust graph as seen by node' "$out"
 check "... with every node up, its token and RTTs to its peers" \
-	test "$(grep -cE '^node[0-9]+ +up +[0-9]+\.[0-9]s +[^ ]+ +SoftHSM v2/' \
+	test "$(grep -cE '^node[0-9]+ +up +[0-9]+ +[0-9]+\.[0-9]s +[^ ]+ +SoftHSM v2/' \
 		"$out")" -eq $nodes
 check "... each row with 4 measured peers" \
 	test "$(grep -E '^node[0-9]+ +up ' "$out" |
-		grep -cE '(node[0-9]+ [0-9]+\.[0-9]+(, |$)){4}')" -eq $nodes
+		grep -cE '(node[0-9]+ [0-9]+\.[0-9]+(, | |$)){4}')" -eq $nodes
 
 # ---- keymesh graph
 "$keymesh" graph --format dot >"$dir/g.dot" 2>"$err"

@@ -25,6 +25,7 @@
 #include "kmt.h"
 #include "store/audit.h"
 #include "store/catalog.h"
+#include "trust/policy.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -582,6 +583,91 @@ test_policy(void)
 
 /* ---- catalog apply -------------------------------------------------------
  */
+
+/* POSTURE_SET and TRUST_VERDICT (docs/trust.md): strict payloads, the
+ * last one kept, a malformed one consumed without effect. */
+static void
+test_apply_trust(void)
+{
+	char path[4096];
+	km_store *s = fresh_store(path, sizeof(path));
+	km_catalog_payload p, d;
+	km_posture pol, got;
+	km_trust_verdict v, gv;
+	km_buf pb, vb;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int res = -1;
+
+	CU_ASSERT_FATAL(s != NULL);
+	km_buf_init(&pb);
+	km_buf_init(&vb);
+	CU_ASSERT(km_catalog_posture_get(s, &data, &len) == KM_ERR_NOT_FOUND);
+	km_posture_init(&pol);
+	pol.nbinaries = 1;
+	memset(pol.binaries[0], 0x6d, 32);
+	pol.refresh_s = 3600;
+	CU_ASSERT_FATAL(km_posture_encode(&pol, &pb) == 0);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_POSTURE_SET;
+	p.trust = pb.data;
+	p.trust_len = pb.len;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT_FATAL(km_catalog_posture_get(s, &data, &len) == 0);
+	CU_ASSERT(km_posture_decode(data, len, &got) == 0);
+	CU_ASSERT(got.nbinaries == 1 && got.refresh_s == 3600);
+	free(data);
+	/* a verdict: @node is the subject, checked against the payload */
+	memset(&v, 0, sizeof(v));
+	snprintf(v.node, sizeof(v.node), "node2");
+	snprintf(v.coordinator, sizeof(v.coordinator), "node3");
+	v.state = KM_TRUST_QUARANTINED;
+	v.score = 100;
+	snprintf(v.reason, sizeof(v.reason), "version x: not allowed");
+	CU_ASSERT_FATAL(km_trust_verdict_encode(&v, &vb) == 0);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_TRUST_VERDICT;
+	p.trust = vb.data;
+	p.trust_len = vb.len;
+	snprintf(p.node, sizeof(p.node), "node1");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == KM_ERR_INVALID_ARG);
+	snprintf(p.node, sizeof(p.node), "node2");
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT_FATAL(km_catalog_verdict_get(s, "node2", &data, &len) == 0);
+	CU_ASSERT(km_trust_verdict_decode(data, len, &gv) == 0);
+	CU_ASSERT(gv.state == KM_TRUST_QUARANTINED);
+	free(data);
+	CU_ASSERT(km_catalog_verdict_get(s, "node1", &data, &len)
+	    == KM_ERR_NOT_FOUND);
+	/* the payload codec: decodes back with its subject; a trailing byte
+	 * or an empty payload is refused */
+	CU_ASSERT(km_catalog_payload_decode(KM_CAT_TRUST_VERDICT, vb.data,
+	              vb.len, &d)
+	    == 0);
+	CU_ASSERT_STRING_EQUAL(d.node, "node2");
+	km_catalog_payload_free(&d);
+	km_buf_put_u8(&vb, 0);
+	CU_ASSERT(km_catalog_payload_decode(
+	              KM_CAT_TRUST_VERDICT, vb.data, vb.len, &d)
+	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_catalog_payload_decode(KM_CAT_POSTURE_SET, NULL, 0, &d)
+	    == KM_ERR_BAD_FORMAT);
+	/* up again: replaces the quarantine */
+	v.state = KM_TRUST_UP;
+	v.reason[0] = '\0';
+	km_buf_reset(&vb);
+	CU_ASSERT_FATAL(km_trust_verdict_encode(&v, &vb) == 0);
+	p.trust = vb.data;
+	p.trust_len = vb.len;
+	CU_ASSERT(apply_at(s, 0, &p, &res) == 0 && res == 0);
+	CU_ASSERT_FATAL(km_catalog_verdict_get(s, "node2", &data, &len) == 0);
+	CU_ASSERT(km_trust_verdict_decode(data, len, &gv) == 0
+	    && gv.state == KM_TRUST_UP);
+	free(data);
+	km_buf_free(&pb);
+	km_buf_free(&vb);
+	km_store_close(s);
+}
 
 static void
 test_apply_order_and_signature(void)
@@ -1560,6 +1646,7 @@ test_threads(void)
 
 static const kmt_test store_tests[] = {
 	{ "open_schema", test_open_schema },
+	{ "apply_trust", test_apply_trust },
 	{ "open_garbage", test_open_garbage },
 	{ "share_two_phase", test_share_two_phase },
 	{ "failure_leaves_state", test_failure_leaves_state },
