@@ -35,6 +35,7 @@
 #include "store/catalog.h"
 #include "store/store.h"
 #include "trust/evidence.h"
+#include "trust/score.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -231,7 +232,10 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 	    peer->name);
 	role = kmd_raft_role(st, leader, sizeof(leader));
 	if (st->raft == NULL || strcmp(role, "leader") == 0) {
-		/* the coordinator (or a mesh without Raft): act on it */
+		/* the coordinator (or a mesh without Raft): the node's trust
+		 * score drops at once (a verdict may quarantine it before the
+		 * votes are in), then the eviction by votes */
+		(void)kmd_trust_note(st, info.accused, KM_TRUST_EV_BAD_PARTIAL);
 		er = kmd_evict_on_evidence(
 		    st, &info, ev, len, why, sizeof(why));
 		if (er == 0) {
