@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/evict.h"
 #include "daemon/kmd.h"
 #include "proto/proto.h"
 #include "store/audit.h"
@@ -358,6 +359,9 @@ kmd_dispatch(kmd_req *q)
 		    sizeof(q->msg));
 	case KM_MSG_GRAPH:
 		return kmd_do_graph(q->st, q->in, q->out, q->msg,
+		    sizeof(q->msg));
+	case KM_MSG_EVICT_VOTE:
+		return kmd_do_evict_vote(q->st, q->peer, q->in, q->out, q->msg,
 		    sizeof(q->msg));
 	default:
 		return kmd_reject(q, KM_ERR_NOT_SUPPORTED,

@@ -40,6 +40,9 @@ static const km_msg_info km_msg_table[] = {
 	 * names its sender */
 	{ KM_MSG_BEACON, "beacon", N, 32768, false, false },
 	{ KM_MSG_GRAPH, "graph", C | A, 4096, false, false },
+	/* evict-vote: the coordinator asks a member to check evidence and
+	 * sign an eviction vote (docs/eviction.md) */
+	{ KM_MSG_EVICT_VOTE, "evict-vote", N, 65536, false, false },
 };
 
 #undef N

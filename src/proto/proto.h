@@ -58,6 +58,7 @@ typedef enum km_msg_type {
 	KM_MSG_CATALOG_FETCH = 31,
 	KM_MSG_BEACON = 40,
 	KM_MSG_GRAPH = 41,
+	KM_MSG_EVICT_VOTE = 43, /* coordinator asks a member's eviction vote */
 } km_msg_type;
 
 /* Role bits for km_msg_info.roles (see km_role in pki/pki.h). */
