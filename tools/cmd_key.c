@@ -159,6 +159,9 @@ kmc_status(int argc, char **argv)
 	kmc_status_coordinator(&co);
 	printf("%zu of %zu nodes up\n", up, km_mesh_count(m));
 	if (up > 0) {
+		(void)kmc_evict_report(m, (int)mc.timeout_ms);
+	}
+	if (up > 0) {
 		/* additive: the node lines above stay as they were */
 		(void)kmc_status_graph(m, (int)mc.timeout_ms);
 	}
@@ -417,6 +420,7 @@ kmc_key_list(int argc, char **argv)
 		    kn, keys[j].epoch, kmc_state_name(keys[j].state));
 	}
 	free(keys);
+	(void)kmc_evict_report(m, (int)mc.timeout_ms);
 	km_mesh_close(m);
 	return 0;
 }

@@ -23,6 +23,7 @@ static const kmc_command *const kmc_tables[] = {
 	kmc_key_commands,
 	kmc_dev_commands,
 	kmc_graph_commands,
+	kmc_node_commands,
 	NULL,
 };
 
