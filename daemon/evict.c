@@ -60,9 +60,15 @@ static char kmd_evict_running[KM_NAME_MAX + 1]; /* a vote under way */
 /* keys reported below their threshold, as "key@epoch", once each */
 static char kmd_evict_below_keys[KMD_EVICT_BELOW_MAX][2 * KM_NAME_MAX + 16];
 static unsigned kmd_evict_nbelow;
-static _Atomic bool kmd_evict_due = true;
-static _Atomic bool kmd_evict_raft_refresh;
+static _Atomic uint64_t kmd_evict_raft_refresh_ms; /* 0: none due */
 static _Atomic uint64_t kmd_evict_next_ms;
+static _Atomic bool kmd_evict_self; /* this node is evicted */
+
+/* After an EVICT: the followers apply it before the leader starts the
+ * re-share (each party checks the eviction in its own catalog), and the
+ * accused gets the entry before its Raft links are cut (so it knows). */
+#define KMD_EVICT_SETTLE_MS 1500
+#define KMD_EVICT_CUT_MS    3000
 
 int
 kmd_evict_own_cert(kmd_state *st, const uint8_t **der, size_t *len)
@@ -138,6 +144,7 @@ kmd_evict_start(kmd_state *st)
 	}
 	for (i = 0; i < nev; i++) {
 		if (strcmp(ev[i].node, st->cfg.name) == 0) {
+			atomic_store(&kmd_evict_self, true);
 			km_log_error("KMD-EVICTED",
 			    "THIS NODE (%s) IS EVICTED from the mesh "
 			    "(catalog entry %llu: %s): every member refuses "
@@ -202,9 +209,6 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 	int r;
 
 	if (e->type != KM_CAT_EVICT) {
-		if (e->type == KM_CAT_RESHARE_COMMIT) {
-			atomic_store(&kmd_evict_due, true);
-		}
 		return;
 	}
 	memset(&p, 0, sizeof(p));
@@ -222,6 +226,7 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 	    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes,
 	    p.reason);
 	if (strcmp(p.node, st->cfg.name) == 0) {
+		atomic_store(&kmd_evict_self, true);
 		km_log_error("KMD-EVICTED",
 		    "THIS NODE (%s) IS EVICTED from the mesh (catalog entry "
 		    "%llu: %s): every member refuses it from now on and its "
@@ -229,9 +234,16 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 		    st->cfg.name, (unsigned long long)e->seq, p.reason);
 	}
 	kmd_beacon_mark_evicted(st, p.node, p.reason);
-	atomic_store(&kmd_evict_raft_refresh, true);
-	atomic_store(&kmd_evict_due, true);
+	atomic_store(&kmd_evict_raft_refresh_ms, km_now_ms() + KMD_EVICT_CUT_MS);
+	atomic_store(&kmd_evict_next_ms, km_now_ms() + KMD_EVICT_SETTLE_MS);
 	km_catalog_payload_free(&p);
+}
+
+bool
+kmd_evict_is_self(kmd_state *st)
+{
+	(void)st;
+	return atomic_load(&kmd_evict_self);
 }
 
 unsigned
@@ -404,6 +416,31 @@ kmd_evict_finish_key(kmd_state *st, const km_catalog_key *k,
 
 static void kmd_evict_test_accuse(kmd_state *st);
 
+/* Drops every Raft connection and checks each peer again: the deny-list
+ * refuses the evicted node's (raft.h km_raft_set_crl). */
+static void
+kmd_evict_cut_raft(kmd_state *st)
+{
+	uint8_t *crl = NULL;
+	size_t crllen = 0;
+	char *pem;
+
+	if (st->raft == NULL || st->cfg.crl[0] == '\0'
+	    || km_read_file(st->cfg.crl, &crl, &crllen, 1u << 20) != 0) {
+		return;
+	}
+	if ((pem = realloc(crl, crllen + 1)) == NULL) {
+		free(crl);
+		return;
+	}
+	pem[crllen] = '\0';
+	if (km_raft_set_crl(st->raft, pem) == 0) {
+		km_log_info("KMD-EVICT", "Raft links re-checked: evicted "
+		    "nodes are cut off");
+	}
+	free(pem);
+}
+
 void
 kmd_evict_tick(kmd_state *st)
 {
@@ -411,36 +448,22 @@ kmd_evict_tick(kmd_state *st)
 	km_catalog_evicted *ev = NULL;
 	km_catalog_key *keys = NULL;
 	size_t nev = 0, nkeys = 0, np, i;
-	uint64_t now = km_now_ms();
+	uint64_t now = km_now_ms(), cut;
 	int r;
 
-	if (!atomic_load(&kmd_evict_due)
-	    && now < atomic_load(&kmd_evict_next_ms)) {
+	cut = atomic_load(&kmd_evict_raft_refresh_ms);
+	if (cut != 0 && now >= cut
+	    && atomic_compare_exchange_strong(
+	        &kmd_evict_raft_refresh_ms, &cut, 0)) {
+		kmd_evict_cut_raft(st);
+	}
+	if (now < atomic_load(&kmd_evict_next_ms)) {
 		return;
 	}
-	atomic_store(&kmd_evict_due, false);
 	atomic_store(&kmd_evict_next_ms, now + KMD_EVICT_TICK_MS);
 	kmd_evict_test_accuse(st);
 	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0 || nev == 0) {
 		goto out;
-	}
-	if (atomic_exchange(&kmd_evict_raft_refresh, false)
-	    && st->raft != NULL && st->cfg.crl[0] != '\0') {
-		/* drop every Raft connection and check each peer again:
-		 * the deny-list refuses the evicted node's (raft.h) */
-		uint8_t *crl = NULL;
-		size_t crllen = 0;
-
-		if (km_read_file(st->cfg.crl, &crl, &crllen, 1u << 20) == 0) {
-			char *pem = realloc(crl, crllen + 1);
-
-			if (pem != NULL) {
-				pem[crllen] = '\0';
-				crl = (uint8_t *)pem;
-				(void)km_raft_set_crl(st->raft, pem);
-			}
-		}
-		free(crl);
 	}
 	for (i = 0; i < nev; i++) {
 		/* the graph is rebuilt at start; keep the verdict there */
@@ -463,10 +486,8 @@ kmd_evict_tick(kmd_state *st)
 		}
 		if (keys[i].state == KM_KEY_ACTIVE) {
 			kmd_evict_reshare_key(st, &keys[i], plan, np);
-			atomic_store(&kmd_evict_due, true);
 		} else if (keys[i].state == KM_KEY_RESHARING) {
 			kmd_evict_finish_key(st, &keys[i], plan, np);
-			atomic_store(&kmd_evict_due, true);
 		}
 	}
 out:

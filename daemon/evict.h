@@ -49,6 +49,9 @@ int kmd_evict_start(kmd_state *st);
  */
 void kmd_evict_tick(kmd_state *st);
 
+/** kmd_evict_is_self: whether the catalog evicted this very node. */
+bool kmd_evict_is_self(kmd_state *st);
+
 /** kmd_evict_below: the number of keys reported below their threshold. */
 unsigned kmd_evict_below(kmd_state *st);
 

@@ -413,6 +413,17 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 		    peer->name, km_role_name(peer->role), q.info->name);
 		goto reply;
 	}
+	/* an evicted node serves no catalog and takes part in nothing: its
+	 * catalog is stale; partials (verified by every client) and logins
+	 * only, for a key left below its threshold (docs/eviction.md) */
+	if (kmd_evict_is_self(st) && hdr.type != KM_MSG_STATUS &&
+	    hdr.type != KM_MSG_RSA_PARTIAL && hdr.type != KM_MSG_ECDH_PARTIAL &&
+	    hdr.type != KM_MSG_LOGIN && hdr.type != KM_MSG_LOGIN_AS &&
+	    hdr.type != KM_MSG_LOGOUT) {
+		r = kmd_reject(&q, KM_ERR_REVOKED,
+		    "%s is evicted from the mesh", st->cfg.name);
+		goto reply;
+	}
 	/* a key operation needs a user ticket: an SO ticket only manages
 	 * PINs (PKCS#11 §5.6: the SO has no access to private objects) */
 	if (q.info->needs_ticket && hdr.type != KM_MSG_LOGOUT &&

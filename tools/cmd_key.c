@@ -394,11 +394,31 @@ kmc_key_list(int argc, char **argv)
 	if ((r = kmc_open("key list", v[0], KM_ROLE_ADMIN, &mc, &m)) != 0) {
 		return r;
 	}
-	for (i = 0; i < km_mesh_count(m); i++) {
-		if (km_mesh_status(m, i, (int)mc.timeout_ms, &st, &keys,
-			&nkeys) == 0) {
-			break;
+	/* the freshest catalog: a node that is down a while, or evicted
+	 * and cut off, answers with an older one */
+	{
+		uint64_t best = 0;
+		bool any = false;
+
+		for (i = 0; i < km_mesh_count(m); i++) {
+			km_key_info *k = NULL;
+			size_t nk = 0;
+
+			if (km_mesh_status(m, i, (int)mc.timeout_ms, &st, &k,
+			        &nk) != 0) {
+				continue;
+			}
+			if (!any || st.catalog_seq > best) {
+				free(keys);
+				keys = k;
+				nkeys = nk;
+				best = st.catalog_seq;
+				any = true;
+			} else {
+				free(k);
+			}
 		}
+		i = any ? 0 : km_mesh_count(m);
 	}
 	if (i == km_mesh_count(m)) {
 		km_mesh_close(m);
