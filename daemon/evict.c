@@ -54,7 +54,7 @@
 #define KMD_EVICT_BELOW_MAX 64   /* keys reported below threshold */
 
 static pthread_mutex_t kmd_evict_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t *kmd_evict_cert;   /* this node's certificate, DER */
+static uint8_t *kmd_evict_cert; /* this node's certificate, DER */
 static size_t kmd_evict_cert_len;
 static char kmd_evict_running[KM_NAME_MAX + 1]; /* a vote under way */
 /* keys reported below their threshold, as "key@epoch", once each */
@@ -101,8 +101,8 @@ kmd_evict_own_cert(kmd_state *st, const uint8_t **der, size_t *len)
 
 /* The catalog's evicted nodes become the process's deny-list. */
 static int
-kmd_evict_deny_refresh(kmd_state *st, km_catalog_evicted **evout,
-    size_t *nevout)
+kmd_evict_deny_refresh(
+    kmd_state *st, km_catalog_evicted **evout, size_t *nevout)
 {
 	km_catalog_evicted *ev = NULL;
 	const char **names = NULL;
@@ -223,8 +223,7 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 	km_log_info("KMD-EVICT",
 	    "entry %llu committed: node %s evicted (%s%zu vote(s)): %s",
 	    (unsigned long long)e->seq, p.node,
-	    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes,
-	    p.reason);
+	    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes, p.reason);
 	if (strcmp(p.node, st->cfg.name) == 0) {
 		atomic_store(&kmd_evict_self, true);
 		km_log_error("KMD-EVICTED",
@@ -234,7 +233,8 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 		    st->cfg.name, (unsigned long long)e->seq, p.reason);
 	}
 	kmd_beacon_mark_evicted(st, p.node, p.reason);
-	atomic_store(&kmd_evict_raft_refresh_ms, km_now_ms() + KMD_EVICT_CUT_MS);
+	atomic_store(
+	    &kmd_evict_raft_refresh_ms, km_now_ms() + KMD_EVICT_CUT_MS);
 	atomic_store(&kmd_evict_next_ms, km_now_ms() + KMD_EVICT_SETTLE_MS);
 	km_catalog_payload_free(&p);
 }
@@ -275,8 +275,7 @@ kmd_evict_leading(kmd_state *st)
  * loudly and once per key and epoch.  Every node does (it is catalog
  * state); the key stays as it was. */
 static void
-kmd_evict_report_below(
-    kmd_state *st, const km_catalog_key *k, size_t left)
+kmd_evict_report_below(kmd_state *st, const km_catalog_key *k, size_t left)
 {
 	char tag[sizeof(kmd_evict_below_keys[0])];
 	unsigned i;
@@ -315,7 +314,8 @@ kmd_evict_append(kmd_state *st, km_catalog_payload *p, const char *what)
 		    km_strerror(result));
 	}
 	if (r != 0) {
-		km_log_warn_r(r, "KMD-EVICT-APPEND", "%s of key %s not "
+		km_log_warn_r(r, "KMD-EVICT-APPEND",
+		    "%s of key %s not "
 		    "appended: %s",
 		    what, p->key_id, msg);
 	}
@@ -435,7 +435,8 @@ kmd_evict_cut_raft(kmd_state *st)
 	}
 	pem[crllen] = '\0';
 	if (km_raft_set_crl(st->raft, pem) == 0) {
-		km_log_info("KMD-EVICT", "Raft links re-checked: evicted "
+		km_log_info("KMD-EVICT",
+		    "Raft links re-checked: evicted "
 		    "nodes are cut off");
 	}
 	free(pem);
@@ -495,7 +496,8 @@ out:
 	free(ev);
 }
 
-/* ---- the vote round ------------------------------------------------------ */
+/* ---- the vote round ------------------------------------------------------
+ */
 
 /*
  * WARNING: test builds only (--enable-test-hooks).  With
@@ -521,7 +523,8 @@ kmd_evict_evidence_check(kmd_state *st, const uint8_t *ev, size_t len,
 			snprintf(why, whylen, "bad test evidence");
 			return KM_ERR_BAD_FORMAT;
 		}
-		(void)EVP_Digest(ev, len, info->hash, NULL, EVP_sha256(), NULL);
+		(void)EVP_Digest(
+		    ev, len, info->hash, NULL, EVP_sha256(), NULL);
 		snprintf(info->what, sizeof(info->what),
 		    "test evidence (a test build's hook)");
 		return 0;
@@ -604,7 +607,8 @@ kmd_do_evict_vote(kmd_state *st, const km_identity *peer, km_buf *in,
 		    "no vote to evict %s (asked by %s): the evidence does "
 		    "not hold here: %s",
 		    accused, peer->name, why[0] ? why : "it accuses another");
-		snprintf(msg, msglen, "evidence against %s does not hold on "
+		snprintf(msg, msglen,
+		    "evidence against %s does not hold on "
 		    "%s: %s",
 		    accused, st->cfg.name, why[0] ? why : "another node");
 		return r;
@@ -617,9 +621,8 @@ kmd_do_evict_vote(kmd_state *st, const km_identity *peer, km_buf *in,
 	r = r ? r : km_buf_put_string(out, v.stmt, v.stmt_len);
 	r = r ? r : km_buf_put_string(out, v.sig, v.sig_len);
 	km_evict_vote_clear(&v);
-	km_log_info("KMD-EVICT-VOTE",
-	    "voted to evict %s (asked by %s): %s", accused, peer->name,
-	    info.what);
+	km_log_info("KMD-EVICT-VOTE", "voted to evict %s (asked by %s): %s",
+	    accused, peer->name, info.what);
 	return r;
 }
 
@@ -657,7 +660,8 @@ kmd_evict_check_reply(kmd_state *st, const char *member, km_buf *rep,
 		return r != 0 ? r : KM_ERR_AUTH;
 	}
 	memset(out, 0, sizeof(*out));
-	if ((out->cert = malloc(cl)) == NULL || (out->stmt = malloc(sl)) == NULL
+	if ((out->cert = malloc(cl)) == NULL
+	    || (out->stmt = malloc(sl)) == NULL
 	    || (out->sig = malloc(gl)) == NULL) {
 		km_evict_vote_clear(out);
 		return KM_ERR_ALLOC;
@@ -684,10 +688,11 @@ kmd_evict_reason(char *dst, size_t dstlen, const char *what)
 {
 	size_t i, n = 0;
 
-	for (i = 0; what[i] != '\0' && n + 1 < dstlen
-	     && n < KM_CATALOG_REASON_MAX;
+	for (i = 0;
+	     what[i] != '\0' && n + 1 < dstlen && n < KM_CATALOG_REASON_MAX;
 	     i++) {
-		dst[n++] = (what[i] >= 0x20 && what[i] <= 0x7e) ? what[i] : ' ';
+		dst[n++]
+		    = (what[i] >= 0x20 && what[i] <= 0x7e) ? what[i] : ' ';
 	}
 	dst[n] = '\0';
 }
@@ -708,8 +713,8 @@ kmd_evict_gather(kmd_evict_job *job)
 	if ((votes = calloc(st->cfg.npeers + 1, sizeof(*votes))) == NULL) {
 		goto out;
 	}
-	if ((r = kmd_evict_own_vote(st, accused, nohash, job->info.hash,
-	         &votes[nv]))
+	if ((r = kmd_evict_own_vote(
+	         st, accused, nohash, job->info.hash, &votes[nv]))
 	    != 0) {
 		km_log_warn_r(r, "KMD-EVICT", "cannot sign our own vote");
 		goto out;
@@ -757,7 +762,8 @@ kmd_evict_gather(kmd_evict_job *job)
 	km_log_info("KMD-EVICT", "votes got to evict %s: %zu, %u needed",
 	    accused, nv, k);
 	if (nv < k) {
-		km_log_warn("KMD-EVICT", "%s is not evicted: %zu vote(s) of "
+		km_log_warn("KMD-EVICT",
+		    "%s is not evicted: %zu vote(s) of "
 		    "the %u needed",
 		    accused, nv, k);
 		goto out;
@@ -773,7 +779,8 @@ kmd_evict_gather(kmd_evict_job *job)
 
 		r = kmd_catalog_append_own(st, &p, &result, msg, sizeof(msg));
 		if (r == 0 && result == 0) {
-			km_log_info("KMD-EVICT", "eviction of %s committed "
+			km_log_info("KMD-EVICT",
+			    "eviction of %s committed "
 			    "with %zu votes",
 			    accused, nv);
 		} else {
@@ -813,7 +820,8 @@ kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
 		return KM_ERR_INVALID_ARG;
 	}
 	if (strcmp(info->accused, st->cfg.name) == 0) {
-		snprintf(why, whylen, "%s does not gather votes against "
+		snprintf(why, whylen,
+		    "%s does not gather votes against "
 		    "itself",
 		    st->cfg.name);
 		return KM_ERR_AUTH;
@@ -831,8 +839,8 @@ kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
 		    same ? info->accused : "another node");
 		return same ? 0 : KM_ERR_BUSY;
 	}
-	snprintf(kmd_evict_running, sizeof(kmd_evict_running), "%s",
-	    info->accused);
+	snprintf(
+	    kmd_evict_running, sizeof(kmd_evict_running), "%s", info->accused);
 	pthread_mutex_unlock(&kmd_evict_lock);
 	if ((job = calloc(1, sizeof(*job))) == NULL
 	    || (job->ev = malloc(len)) == NULL) {

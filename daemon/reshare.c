@@ -401,8 +401,7 @@ kmd_rs_check(kmd_state *st, const km_req_hdr *h, const kmd_rs_params *p,
 					break;
 				}
 			}
-			if (j < i
-			    || kmd_rs_old_owner(k, p->quorum[i]) == NULL
+			if (j < i || kmd_rs_old_owner(k, p->quorum[i]) == NULL
 			    || kmd_rs_evicted(
 			        st, kmd_rs_old_owner(k, p->quorum[i]))) {
 				r = kmd_fail(msg, msglen, KM_ERR_INVALID_ARG,

@@ -42,11 +42,11 @@ kmc_node_evict(int argc, char **argv)
 		return r;
 	}
 	if (!km_name_valid(node)) {
-		return kmc_fail("node evict", "'%s' is not a valid node name",
-		    node);
+		return kmc_fail(
+		    "node evict", "'%s' is not a valid node name", node);
 	}
-	if ((r = km_mesh_conf_load(km_mesh_conf_path(v[0]), &mc, err,
-	         sizeof(err)))
+	if ((r = km_mesh_conf_load(
+	         km_mesh_conf_path(v[0]), &mc, err, sizeof(err)))
 	        != 0
 	    || (r = km_mesh_open(&mc, KM_ROLE_ADMIN, &m, err, sizeof(err)))
 	        != 0) {

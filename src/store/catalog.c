@@ -478,9 +478,8 @@ km_cat_evict_ok(const km_catalog_payload *p)
 		if (v->cert == NULL || v->cert_len == 0
 		    || v->cert_len > KM_CATALOG_CERT_MAX || v->stmt == NULL
 		    || v->stmt_len == 0
-		    || v->stmt_len > KM_CATALOG_VOTE_STMT_MAX
-		    || v->sig == NULL || v->sig_len == 0
-		    || v->sig_len > KM_CATALOG_SIG_MAX) {
+		    || v->stmt_len > KM_CATALOG_VOTE_STMT_MAX || v->sig == NULL
+		    || v->sig_len == 0 || v->sig_len > KM_CATALOG_SIG_MAX) {
 			return false;
 		}
 	}
@@ -499,9 +498,12 @@ km_cat_evict_put(km_buf *b, const km_catalog_payload *p)
 	(void)km_buf_put_cstring(b, p->reason);
 	(void)km_buf_put_u32(b, (uint32_t)p->nvotes);
 	for (i = 0; i < p->nvotes; i++) {
-		(void)km_buf_put_string(b, p->votes[i].cert, p->votes[i].cert_len);
-		(void)km_buf_put_string(b, p->votes[i].stmt, p->votes[i].stmt_len);
-		(void)km_buf_put_string(b, p->votes[i].sig, p->votes[i].sig_len);
+		(void)km_buf_put_string(
+		    b, p->votes[i].cert, p->votes[i].cert_len);
+		(void)km_buf_put_string(
+		    b, p->votes[i].stmt, p->votes[i].stmt_len);
+		(void)km_buf_put_string(
+		    b, p->votes[i].sig, p->votes[i].sig_len);
 	}
 }
 
@@ -516,8 +518,7 @@ km_cat_evict_get(km_buf *b, km_catalog_payload *p)
 	uint32_t n, i;
 
 	if (km_buf_get_string_ptr(b, &h, &hlen, 32) != 0 || hlen != 32
-	    || km_buf_get_string_ptr(b, &r, &rlen, KM_CATALOG_REASON_MAX)
-	        != 0
+	    || km_buf_get_string_ptr(b, &r, &rlen, KM_CATALOG_REASON_MAX) != 0
 	    || km_buf_get_u32(b, &n) != 0) {
 		b->failed = true;
 		return;
@@ -1601,8 +1602,8 @@ out:
 }
 
 static int km_cat_bind_exec(km_store *s, km_stmt_id id, const char *what,
-    const char *key, int64_t a, int64_t b, const uint8_t *blob,
-    size_t bloblen, int64_t c);
+    const char *key, int64_t a, int64_t b, const uint8_t *blob, size_t bloblen,
+    int64_t c);
 
 /*
  * EVICT: the node joins the evicted table (for good: names are not

@@ -158,8 +158,7 @@ km_evict_quorum(km_store *s, uint32_t *k, uint32_t *members)
 }
 
 static bool
-km_evict_is_evicted(
-    const char *node, const km_catalog_evicted *ev, size_t nev)
+km_evict_is_evicted(const char *node, const km_catalog_evicted *ev, size_t nev)
 {
 	size_t i;
 
@@ -239,7 +238,7 @@ km_evict_check_votes(km_store *s, X509_STORE *x509,
     size_t whylen)
 {
 	km_catalog_node_name *names = NULL;
-	char (*voters)[KM_NAME_MAX + 1] = NULL;
+	char(*voters)[KM_NAME_MAX + 1] = NULL;
 	uint8_t evidence[32];
 	uint32_t k = 0, maxt = 0;
 	size_t n = 0, i, j;
@@ -249,7 +248,8 @@ km_evict_check_votes(km_store *s, X509_STORE *x509,
 
 	if ((r = km_evict_quorum(s, &k, NULL)) != 0
 	    || (r = km_catalog_mesh_nodes(s, &names, &n, &maxt)) != 0) {
-		return km_evict_fail(why, whylen, r, "cannot read the catalog");
+		return km_evict_fail(
+		    why, whylen, r, "cannot read the catalog");
 	}
 	if (strcmp(signer->name, p->node) == 0
 	    || !km_evict_is_member(signer->name, names, n)) {
@@ -330,8 +330,8 @@ out:
 
 /* RESHARE_BEGIN / COMMIT / ABORT by a node: only an eviction's re-share. */
 static int
-km_evict_check_reshare(km_store *s, const km_catalog_payload *p, char *why,
-    size_t whylen)
+km_evict_check_reshare(
+    km_store *s, const km_catalog_payload *p, char *why, size_t whylen)
 {
 	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
 	km_catalog_evicted *ev = NULL;
@@ -350,8 +350,7 @@ km_evict_check_reshare(km_store *s, const km_catalog_payload *p, char *why,
 	}
 	if ((r = km_evict_plan(&k, ev, nev, plan, &np)) != 0) {
 		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
-		    "key %s: no eviction calls for a re-share (%s)",
-		    p->key_id,
+		    "key %s: no eviction calls for a re-share (%s)", p->key_id,
 		    r == KM_ERR_QUORUM ? "too few holders would remain"
 		                       : "it holds no evicted node's index");
 		goto out;
@@ -402,8 +401,7 @@ km_evict_authorise(km_store *s, X509_STORE *x509, const km_catalog_entry *e,
 	    && e->type != KM_CAT_RESHARE_COMMIT
 	    && e->type != KM_CAT_RESHARE_ABORT) {
 		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
-		    "a node may not sign a catalog entry of type %u",
-		    e->type);
+		    "a node may not sign a catalog entry of type %u", e->type);
 		goto out;
 	}
 	if ((r = km_catalog_entry_tbs(e, &tbs)) != 0) {
@@ -418,8 +416,8 @@ km_evict_authorise(km_store *s, X509_STORE *x509, const km_catalog_entry *e,
 		goto out;
 	}
 	if ((r = km_catalog_evicted_get(s, id.name, NULL)) == 0) {
-		r = km_evict_fail(why, whylen, KM_ERR_REVOKED,
-		    "%s is evicted", id.name);
+		r = km_evict_fail(
+		    why, whylen, KM_ERR_REVOKED, "%s is evicted", id.name);
 		goto out;
 	}
 	if ((r = km_catalog_payload_decode(

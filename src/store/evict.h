@@ -62,8 +62,8 @@ int km_evict_stmt_decode(const uint8_t *p, size_t len, km_evict_stmt *v);
  *
  * Returns: 0, KM_ERR_INVALID_ARG, KM_ERR_ALLOC, KM_ERR_CRYPTO.
  */
-int km_evict_vote_sign(EVP_PKEY *key, const uint8_t *cert_der,
-    size_t cert_len, const km_evict_stmt *v, km_catalog_vote *out);
+int km_evict_vote_sign(EVP_PKEY *key, const uint8_t *cert_der, size_t cert_len,
+    const km_evict_stmt *v, km_catalog_vote *out);
 
 /** km_evict_vote_clear: frees one vote's buffers and zeroes it. */
 void km_evict_vote_clear(km_catalog_vote *v);
@@ -121,7 +121,6 @@ int km_evict_plan(const km_catalog_key *k, const km_catalog_evicted *evicted,
  * KM_ERR_BAD_FORMAT with @why otherwise.
  */
 int km_evict_authorise(km_store *s, X509_STORE *x509,
-    const km_catalog_entry *e, km_identity *signer, char *why,
-    size_t whylen);
+    const km_catalog_entry *e, km_identity *signer, char *why, size_t whylen);
 
 #endif /* KM_STORE_EVICT_H */

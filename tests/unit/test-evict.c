@@ -98,8 +98,7 @@ typedef struct t_ctx {
 } t_ctx;
 
 static int
-t_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
-    size_t len)
+t_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs, size_t len)
 {
 	t_ctx *c = arg;
 	int r;
@@ -141,14 +140,12 @@ t_apply(const km_catalog_payload *p, const char *signer, int *result,
 	e.signer = id.der;
 	e.signer_len = id.len;
 	if ((r = km_catalog_entry_tbs(&e, &tbs)) != 0
-	    || (r = km_pki_sign(id.key, tbs.data, tbs.len, &e.sig,
-	            &e.sig_len))
+	    || (r = km_pki_sign(id.key, tbs.data, tbs.len, &e.sig, &e.sig_len))
 	        != 0) {
 		goto out;
 	}
-	c.node_ok = km_evict_authorise(t_store, t_x509, &e, NULL, why,
-	                whylen)
-	    == 0;
+	c.node_ok
+	    = km_evict_authorise(t_store, t_x509, &e, NULL, why, whylen) == 0;
 	r = km_catalog_apply(t_store, &e, t_verify, &c, result);
 out:
 	free(e.sig);
@@ -169,8 +166,8 @@ static km_catalog_holder t_holders5[5] = {
 static int
 t_init(void)
 {
-	static const char *const nodes[] = { "node1", "node2", "node3",
-		"node4", "node5", "node6" };
+	static const char *const nodes[]
+	    = { "node1", "node2", "node3", "node4", "node5", "node6" };
 	km_catalog_payload p;
 	char *ca, *crl, sdir[4200];
 	int result = 0;
@@ -263,7 +260,8 @@ t_vote(const char *voter, const char *accused, uint8_t cert, uint8_t ev,
 
 	CU_ASSERT_FATAL(t_id_load(voter, &id) == 0);
 	t_stmt(&s, accused, cert, ev);
-	CU_ASSERT_FATAL(km_evict_vote_sign(id.key, id.der, id.len, &s, v) == 0);
+	CU_ASSERT_FATAL(
+	    km_evict_vote_sign(id.key, id.der, id.len, &s, v) == 0);
 	t_id_free(&id);
 }
 
@@ -303,14 +301,14 @@ test_stmt_codec(void)
 	CU_ASSERT(memcmp(d.evidence_sha256, s.evidence_sha256, 32) == 0);
 	CU_ASSERT(d.time_ms == s.time_ms);
 	/* truncated, trailing byte, another context string */
-	CU_ASSERT(km_evict_stmt_decode(b.data, b.len - 1, &d)
-	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(
+	    km_evict_stmt_decode(b.data, b.len - 1, &d) == KM_ERR_BAD_FORMAT);
 	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
-	CU_ASSERT(km_evict_stmt_decode(b.data, b.len, &d)
-	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(
+	    km_evict_stmt_decode(b.data, b.len, &d) == KM_ERR_BAD_FORMAT);
 	b.data[4 + 8] ^= 1; /* inside "keymesh-evict-vote-v1" */
-	CU_ASSERT(km_evict_stmt_decode(b.data, b.len - 1, &d)
-	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(
+	    km_evict_stmt_decode(b.data, b.len - 1, &d) == KM_ERR_BAD_FORMAT);
 	km_buf_free(&b);
 	snprintf(s.accused, sizeof(s.accused), "bad name");
 	km_buf_init(&b);
@@ -342,8 +340,8 @@ test_evict_codec(void)
 	CU_ASSERT(d.votes[1].stmt_len == v[1].stmt_len
 	    && memcmp(d.votes[1].stmt, v[1].stmt, v[1].stmt_len) == 0);
 	km_catalog_payload_free(&d);
-	CU_ASSERT(km_catalog_payload_decode(KM_CAT_EVICT, b.data, b.len - 1,
-	              &d)
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_EVICT, b.data, b.len - 1, &d)
 	    == KM_ERR_BAD_FORMAT);
 	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
 	CU_ASSERT(km_catalog_payload_decode(KM_CAT_EVICT, b.data, b.len, &d)
@@ -388,8 +386,8 @@ t_refused(const char *signer, km_catalog_vote *v, size_t n, uint8_t cert,
 	CU_ASSERT(km_catalog_evicted_get(t_store, "node5", NULL)
 	    == KM_ERR_NOT_FOUND);
 	if (strstr(why, want) == NULL) {
-		fprintf(stderr, "\n  refused for '%s', wanted '%s'\n", why,
-		    want);
+		fprintf(
+		    stderr, "\n  refused for '%s', wanted '%s'\n", why, want);
 		CU_FAIL("refusal reason");
 	}
 }
@@ -506,26 +504,26 @@ test_evict_by_votes(void)
 
 		CU_ASSERT_FATAL(t_id_load("node5", &n5) == 0);
 		CU_ASSERT_FATAL(t_id_load("node1", &n1) == 0);
-		CU_ASSERT(km_pki_verify_signed(t_x509, n5.der, n5.len,
-		              KM_ROLE_NODE, "x", 1, (const uint8_t *)"s", 1,
-		              &id)
+		CU_ASSERT(
+		    km_pki_verify_signed(t_x509, n5.der, n5.len, KM_ROLE_NODE,
+		        "x", 1, (const uint8_t *)"s", 1, &id)
 		    == KM_ERR_VERIFY); /* a valid cert, a bad signature */
 		CU_ASSERT(km_pki_deny_set(deny, 1) == 0);
-		CU_ASSERT(km_pki_verify_signed(t_x509, n5.der, n5.len,
-		              KM_ROLE_NODE, "x", 1, (const uint8_t *)"s", 1,
-		              &id)
+		CU_ASSERT(
+		    km_pki_verify_signed(t_x509, n5.der, n5.len, KM_ROLE_NODE,
+		        "x", 1, (const uint8_t *)"s", 1, &id)
 		    == KM_ERR_REVOKED);
-		CU_ASSERT(km_pki_verify_signed(t_x509, n1.der, n1.len,
-		              KM_ROLE_NODE, "x", 1, (const uint8_t *)"s", 1,
-		              &id)
+		CU_ASSERT(
+		    km_pki_verify_signed(t_x509, n1.der, n1.len, KM_ROLE_NODE,
+		        "x", 1, (const uint8_t *)"s", 1, &id)
 		    == KM_ERR_VERIFY);
-		CU_ASSERT(km_pki_denied(&(km_identity) {
-		    .name = "node5", .role = KM_ROLE_NODE }));
+		CU_ASSERT(km_pki_denied(
+		    &(km_identity) { .name = "node5", .role = KM_ROLE_NODE }));
 		CU_ASSERT(!km_pki_denied(&(km_identity) {
 		    .name = "node5", .role = KM_ROLE_CLIENT }));
 		CU_ASSERT(km_pki_deny_set(NULL, 0) == 0);
-		CU_ASSERT(!km_pki_denied(&(km_identity) {
-		    .name = "node5", .role = KM_ROLE_NODE }));
+		CU_ASSERT(!km_pki_denied(
+		    &(km_identity) { .name = "node5", .role = KM_ROLE_NODE }));
 		t_id_free(&n5);
 		t_id_free(&n1);
 	}
@@ -580,8 +578,8 @@ test_reshare_authority(void)
 		c.type = KM_CAT_RESHARE_COMMIT;
 		snprintf(c.key_id, sizeof(c.key_id), "k1");
 		c.epoch = 2;
-		CU_ASSERT(t_apply(&c, "node2", &result, why, sizeof(why))
-		    != 0);
+		CU_ASSERT(
+		    t_apply(&c, "node2", &result, why, sizeof(why)) != 0);
 	}
 	/* exactly the eviction's re-share: accepted, then committed */
 	CU_ASSERT(t_apply(&p, "node2", &result, why, sizeof(why)) == 0);
@@ -595,8 +593,8 @@ test_reshare_authority(void)
 	km_catalog_key_free(&k);
 	memset(&k, 0, sizeof(k));
 	CU_ASSERT_FATAL(km_catalog_key_get(t_store, "k1", &k) == 0);
-	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE
-	    && k.nholders == 4 && k.threshold == 3);
+	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE && k.nholders == 4
+	    && k.threshold == 3);
 	/* nothing left to re-share: a node's BEGIN is refused again */
 	CU_ASSERT(km_evict_plan(&k, ev, nev, plan, &np) == KM_ERR_NOT_FOUND);
 	memset(&p, 0, sizeof(p));
@@ -627,8 +625,11 @@ static void
 test_plan(void)
 {
 	km_catalog_holder h[5] = {
-		{ 1, "node1" }, { 2, "node1" }, { 3, "node2" },
-		{ 4, "node3" }, { 5, "node3" },
+		{ 1, "node1" },
+		{ 2, "node1" },
+		{ 3, "node2" },
+		{ 4, "node3" },
+		{ 5, "node3" },
 	};
 	km_catalog_holder out[KM_CATALOG_MAX_HOLDERS];
 	km_catalog_evicted ev[1];
