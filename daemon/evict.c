@@ -416,6 +416,32 @@ kmd_evict_finish_key(kmd_state *st, const km_catalog_key *k,
 
 static void kmd_evict_test_accuse(kmd_state *st);
 
+/* The leader takes an evicted node out of the Raft configuration, so that
+ * it no longer counts in the majority (raft.h km_raft_remove_voter).
+ * Removed already: NOT_FOUND, silently. */
+static void
+kmd_evict_remove_voter(kmd_state *st, const char *node)
+{
+	unsigned i;
+	int r;
+
+	for (i = 0; i < st->cfg.nraft; i++) {
+		if (strcmp(st->cfg.raft[i].name, node) != 0
+		    || st->cfg.raft[i].id == st->cfg.raft_id) {
+			continue;
+		}
+		r = km_raft_remove_voter(st->raft, st->cfg.raft[i].id, 3000);
+		if (r == 0) {
+			km_log_info("KMD-EVICT", "%s (Raft id %llu) removed "
+			                         "from the Raft voters",
+			    node, (unsigned long long)st->cfg.raft[i].id);
+		} else if (r != KM_ERR_NOT_FOUND) {
+			km_log_warn_r(r, "KMD-EVICT",
+			    "%s not removed from the Raft voters yet", node);
+		}
+	}
+}
+
 /* Drops every Raft connection and checks each peer again: the deny-list
  * refuses the evicted node's (raft.h km_raft_set_crl). */
 static void
@@ -469,6 +495,9 @@ kmd_evict_tick(kmd_state *st)
 	for (i = 0; i < nev; i++) {
 		/* the graph is rebuilt at start; keep the verdict there */
 		kmd_beacon_mark_evicted(st, ev[i].node, ev[i].reason);
+		if (kmd_evict_leading(st)) {
+			kmd_evict_remove_voter(st, ev[i].node);
+		}
 	}
 	if (km_catalog_key_list(st->store, &keys, &nkeys) != 0) {
 		goto out;

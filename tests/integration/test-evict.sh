@@ -21,7 +21,9 @@
 #     others refuse it in the TLS handshake (KM-TLS-EVICTED);
 #   - `keymesh node evict` by an admin: one-line errors (unknown node,
 #     already evicted, no name, a bad reason), then a second eviction
-#     re-shares the keys again, to 3 of 3.
+#     re-shares the keys again, to 3 of 3;
+#   - both evicted nodes leave the Raft voters: with them gone and one
+#     more node killed, the two others still elect a coordinator.
 #
 # Run by `make check` with KM_BUILDDIR set, or by hand from a build
 # directory:  KM_BUILDDIR=$PWD tests/integration/test-evict.sh
@@ -309,6 +311,26 @@ check "... rsa1 goes to 3 of 3 at epoch 3" wait_key rsa1 "3/3 3 active" 60000
 check "... ec1 too" wait_key ec1 "3/3 3 active" 30000
 check "RSA signing verifies at epoch 3" sign_ok
 check "ECDH equals OpenSSL's at epoch 3" ecdh_ok
+
+# ---- the evicted nodes leave the Raft majority
+
+c4=$(coordinator)
+check "the coordinator removed both evicted nodes from the Raft voters" \
+	eval "cat '$mesh'/node*/keymeshd.log | grep -q \
+	'$acc (Raft id [0-9]*) removed from the Raft voters' && \
+	cat '$mesh'/node*/keymeshd.log | grep -q \
+	'$acc2 (Raft id [0-9]*) removed from the Raft voters'"
+# 5 configured, 2 evicted: kill -9 one more and 2 of the 3 voters elect
+"$keymesh" dev kill --dir "$mesh" --node "$c4" >/dev/null 2>&1
+c5=$(wait_coordinator "$c4" 20000)
+check "kill -9 of the coordinator with two nodes evicted: another is \
+elected ($c5)" test -n "$c5"
+"$keymesh" dev start --dir "$mesh" --node "$c4" >/dev/null 2>&1
+until=$(($(now_ms) + 20000))
+while [ "$(now_ms)" -lt $until ] && ! sign_ok; do
+	sleep 0.5
+done
+check "... and once it is back, the 3-of-3 key signs again" sign_ok
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
