@@ -33,6 +33,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "daemon/evict.h"
 #include "daemon/kmd.h"
 #include "daemon/token.h"
 #include "mesh/rpc.h"
@@ -587,4 +588,32 @@ kmd_do_graph(kmd_state *st, km_buf *in, km_buf *out, char *msg, size_t msglen)
 		snprintf(msg, msglen, "cannot encode the trust graph");
 	}
 	return r;
+}
+
+/*
+ * An evicted node's verdict in the graph (daemon/evict.c calls this after
+ * each EVICT it applies, and again on every pass, since the graph is made
+ * at start): evicted, score 0, with the catalog's reason.  Idempotent.
+ */
+void
+kmd_beacon_mark_evicted(kmd_state *st, const char *node, const char *reason)
+{
+	struct kmd_beacon *kb = st->beacon;
+	size_t i;
+
+	if (kb == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&kb->lock);
+	for (i = 0; i < kb->graph.nnodes; i++) {
+		km_trust_node *n = &kb->graph.nodes[i];
+
+		if (strcmp(n->name, node) == 0) {
+			n->verdict = KM_TRUST_EVICTED;
+			n->score = 0;
+			snprintf(n->reason, sizeof(n->reason), "evicted: %s",
+			    reason[0] != '\0' ? reason : "by the catalog");
+		}
+	}
+	pthread_mutex_unlock(&kb->lock);
 }

@@ -11,6 +11,10 @@
  *
  * Who may sign what (docs/storage.md §5, "Authority"):
  *   - key, member and policy entries: an admin only;
+ *   - EVICT: an admin, or a member node with k members' signed votes;
+ *     RESHARE_BEGIN/COMMIT/ABORT: also a member node, but only for the
+ *     re-share an applied eviction calls for (store/evict.h
+ *     km_evict_authorise, docs/eviction.md);
  *   - OBJECT_PUT / OBJECT_DELETE (certificates, public keys, data): an
  *     admin, or any client certificate of the mesh CA that is not revoked.
  *     These are public data an application stores for every client of the
@@ -29,12 +33,14 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "daemon/evict.h"
 #include "daemon/kmd.h"
 #include "mesh/rpc.h"
 #include "proto/proto.h"
 #include "pki/pki.h"
 #include "raft/raft.h"
 #include "store/catalog.h"
+#include "store/evict.h"
 #include "store/store.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -43,12 +49,22 @@
 #define KMD_FETCH_MAX 64
 #define KMD_SYNC_TIMEOUT_MS 1000
 
-/* An admin of this mesh signs every entry; a client only objects. */
+/* What the apply path knows before km_catalog_apply() calls back: the
+ * node-signed authority is checked first (it reads the catalog, which the
+ * callback cannot: the store is locked then). */
+typedef struct kmd_verify_ctx {
+	kmd_state *st;
+	bool node_ok; /* km_evict_authorise() passed */
+} kmd_verify_ctx;
+
+/* An admin of this mesh signs every entry; a client only objects; a
+ * member node only what km_evict_authorise() allowed. */
 static int
 kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
     size_t tbs_len)
 {
-	kmd_state *st = arg;
+	kmd_verify_ctx *ctx = arg;
+	kmd_state *st = ctx->st;
 	X509_STORE *store;
 	km_identity id;
 	int r;
@@ -84,6 +100,9 @@ kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
 		    KM_ROLE_ADMIN, tbs, tbs_len, e->sig, e->sig_len, &id);
 	}
 	X509_STORE_free(store);
+	if (r != 0 && ctx->node_ok) {
+		return 0;
+	}
 	if (r != 0) {
 		return r;
 	}
@@ -204,6 +223,7 @@ kmd_catalog_apply_bytes_x(kmd_state *st, const uint8_t *data, size_t len,
     bool apply, int *result)
 {
 	km_catalog_entry e, have;
+	kmd_verify_ctx vctx;
 	km_buf a, b;
 	uint64_t last = 0;
 	int r;
@@ -242,7 +262,9 @@ kmd_catalog_apply_bytes_x(kmd_state *st, const uint8_t *data, size_t len,
 		r = KM_ERR_STALE; /* a gap: the caller syncs first */
 		goto out;
 	}
-	r = km_catalog_apply(st->store, &e, kmd_catalog_verify, st, result);
+	vctx.st = st;
+	vctx.node_ok = kmd_evict_precheck(st, &e);
+	r = km_catalog_apply(st->store, &e, kmd_catalog_verify, &vctx, result);
 	if (r == 0) {
 		km_log_info("KMD-CATALOG-APPLY", "applied catalog entry %llu "
 						 "(type %u, outcome %d)",
@@ -251,6 +273,9 @@ kmd_catalog_apply_bytes_x(kmd_state *st, const uint8_t *data, size_t len,
 					e.type == KM_CAT_TRUST_VERDICT)) {
 			kmd_trust_applied(st, e.type, e.payload,
 			    e.payload_len);
+		}
+		if (*result == 0) {
+			kmd_evict_applied(st, &e);
 		}
 	}
 out:
@@ -774,4 +799,85 @@ kmd_do_catalog_fetch(kmd_state *st, km_buf *in, km_buf *out, char *msg,
 	r |= km_buf_put_raw(out, entries.data, entries.len);
 	km_buf_free(&entries);
 	return r != 0 ? KM_ERR_ALLOC : 0;
+}
+
+/*
+ * An entry this node signs itself (an eviction by votes, or the re-share
+ * an eviction calls for): signed with the node's identity key at the next
+ * seq and put into the Raft log like any other append; a lost race for
+ * the seq signs again.  Worth only what km_evict_authorise() grants it at
+ * apply, on every node.
+ */
+int
+kmd_catalog_append_own(kmd_state *st, const km_catalog_payload *p,
+    int *result, char *msg, size_t msglen)
+{
+	km_catalog_entry e;
+	km_identity me;
+	km_buf payload, tbs, enc;
+	const uint8_t *der;
+	size_t derlen;
+	uint64_t last = 0;
+	int r = KM_ERR_STALE, attempt;
+
+	*result = 0;
+	msg[0] = '\0';
+	if (st->raft == NULL) {
+		snprintf(msg, msglen, "the catalog is not on Raft here");
+		return KM_ERR_NOT_SUPPORTED;
+	}
+	if ((r = kmd_evict_own_cert(st, &der, &derlen)) != 0) {
+		snprintf(msg, msglen, "cannot read this node's certificate");
+		return r;
+	}
+	memset(&me, 0, sizeof(me));
+	snprintf(me.name, sizeof(me.name), "%s", st->cfg.name);
+	me.role = KM_ROLE_NONE; /* our own: forward it to the leader */
+	km_buf_init(&payload);
+	km_buf_init(&tbs);
+	km_buf_init(&enc);
+	if ((r = km_catalog_payload_encode(p, &payload)) != 0) {
+		snprintf(msg, msglen, "invalid catalog entry");
+		goto out;
+	}
+	for (attempt = 0; attempt < 8 && !st->stopping; attempt++) {
+		memset(&e, 0, sizeof(e));
+		km_buf_reset(&tbs);
+		km_buf_reset(&enc);
+		if ((r = km_catalog_last_seq(st->store, &last, NULL)) != 0) {
+			goto out;
+		}
+		e.seq = last + 1;
+		e.type = p->type;
+		e.payload = payload.data;
+		e.payload_len = payload.len;
+		e.signer = (uint8_t *)der;
+		e.signer_len = derlen;
+		if ((r = km_catalog_entry_tbs(&e, &tbs)) != 0
+		    || (r = km_pki_sign(st->idkey, tbs.data, tbs.len, &e.sig,
+		            &e.sig_len))
+		        != 0) {
+			goto out;
+		}
+		r = km_catalog_entry_encode(&e, &enc);
+		free(e.sig);
+		if (r != 0) {
+			goto out;
+		}
+		r = kmd_raft_append(
+		    st, &me, enc.data, enc.len, result, msg, msglen);
+		if (r != KM_ERR_STALE) {
+			break;
+		}
+		/* someone else took that seq: catch up and sign again */
+		kmd_sleep_ms(100 + 100 * (unsigned)attempt);
+	}
+out:
+	km_buf_free(&payload);
+	km_buf_free(&tbs);
+	km_buf_free(&enc);
+	if (r != 0 && msg[0] == '\0') {
+		snprintf(msg, msglen, "%s", km_strerror(r));
+	}
+	return r;
 }

@@ -29,6 +29,7 @@
 
 #include <openssl/pem.h>
 
+#include "daemon/evict.h"
 #include "daemon/kmd.h"
 #include "daemon/token.h"
 #include "net/net.h"
@@ -229,6 +230,8 @@ kmd_sync_thread(void *arg)
 		if (ticks % 20 == 0) {
 			(void)kmd_catalog_sync(st);
 		}
+		/* the leader re-shares evicted nodes' keys (evict.c) */
+		kmd_evict_tick(st);
 		ticks++;
 		usleep(100 * 1000);
 	}
@@ -403,6 +406,11 @@ main(int argc, char **argv)
 		goto fail;
 	}
 	kmd_fault_init(st);
+	if ((r = kmd_evict_start(st)) != 0) {
+		snprintf(err, sizeof(err), "cannot read the evicted nodes: %s",
+		    km_strerror(r));
+		goto fail;
+	}
 	if ((r = kmd_trust_init(st, err, sizeof(err))) != 0) {
 		goto fail;
 	}

@@ -27,7 +27,10 @@
  * new indices it holds all of.  So the admin first sends every daemon an
  * "authorise" round naming the key, the epochs, the new threshold and the
  * new holders, and a daemon deals or accepts shares only for exactly what
- * an admin authorised in the last KMD_RS_AUTH_TTL_MS.  Only
+ * an admin authorised in the last KMD_RS_AUTH_TTL_MS, or for exactly the
+ * re-share that an eviction applied in the catalog calls for (the key's
+ * holders less the evicted node's indices, the same threshold:
+ * store/evict.h km_evict_plan, docs/eviction.md).  Only
  * the commit makes the new shares usable, and it deletes the old ones in
  * the same transaction on every holder (store/catalog.h).  The protocol
  * and why the order is crash-safe: docs/resharing.md.
@@ -64,6 +67,7 @@
 #include "crypto/ec_reshare.h"
 #include "crypto/rsa.h"
 #include "crypto/shamir.h"
+#include "daemon/evict.h"
 #include "daemon/kmd.h"
 #include "mesh/rpc.h"
 #include "net/net.h"
@@ -71,6 +75,7 @@
 #include "pki/seal.h"
 #include "proto/proto.h"
 #include "store/catalog.h"
+#include "store/evict.h"
 #include "store/store.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -292,6 +297,40 @@ kmd_rs_old_owner(const km_catalog_key *k, uint32_t idx)
 }
 
 /*
+ * Authorised by an eviction in the catalog: @p is exactly the re-share
+ * km_evict_plan() gives for @k from this node's own catalog.
+ */
+static bool
+kmd_rs_evict_authorised(
+    kmd_state *st, const km_catalog_key *k, const kmd_rs_params *p)
+{
+	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
+	km_catalog_evicted *ev = NULL;
+	size_t nev = 0, np = 0, i;
+	bool ok;
+
+	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0) {
+		return false;
+	}
+	ok = km_evict_plan(k, ev, nev, plan, &np) == 0
+	    && p->new_k == k->threshold && p->new_n == np;
+	for (i = 0; ok && i < np; i++) {
+		ok = p->holders[i].index == plan[i].index
+		    && strcmp(p->holders[i].node, plan[i].node) == 0;
+	}
+	free(ev);
+	return ok;
+}
+
+/* An evicted node never deals: its share is what the re-share retires. */
+static bool
+kmd_rs_evicted(kmd_state *st, const char *node)
+{
+	return node != NULL
+	    && km_catalog_evicted_get(st->store, node, NULL) == 0;
+}
+
+/*
  * Every party's own check before it acts: the key exists, is active at
  * the header's epoch, the new epoch is the next one, the new sharing is
  * one this key type supports, and the quorum is k distinct current
@@ -342,7 +381,8 @@ kmd_rs_check(kmd_state *st, const km_req_hdr *h, const kmd_rs_params *p,
 		    "key %s has a type that cannot be re-shared", h->key_id);
 		goto out;
 	}
-	if (check_quorum && !kmd_rs_authorised(h, p)) {
+	if (check_quorum && !kmd_rs_authorised(h, p)
+	    && !kmd_rs_evict_authorised(st, k, p)) {
 		r = kmd_fail(msg, msglen, KM_ERR_AUTH,
 		    "no admin authorised this re-share of %s on %s", h->key_id,
 		    st->cfg.name);
@@ -361,8 +401,9 @@ kmd_rs_check(kmd_state *st, const km_req_hdr *h, const kmd_rs_params *p,
 					break;
 				}
 			}
-			if (j < i
-			    || kmd_rs_old_owner(k, p->quorum[i]) == NULL) {
+			if (j < i || kmd_rs_old_owner(k, p->quorum[i]) == NULL
+			    || kmd_rs_evicted(
+			        st, kmd_rs_old_owner(k, p->quorum[i]))) {
 				r = kmd_fail(msg, msglen, KM_ERR_INVALID_ARG,
 				    "bad dealing quorum for %s", h->key_id);
 				goto out;
@@ -1197,7 +1238,8 @@ kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in, km_buf *out,
 	/* the dealing quorum: k old indices on nodes we can reach now, a
 	 * node with several indices dealing for each (weighted shares) */
 	for (i = 0; i < k.nholders && p.q < k.threshold; i++) {
-		if (kmd_rs_alive(st, k.holders[i].node)) {
+		if (kmd_rs_alive(st, k.holders[i].node)
+		    && !kmd_rs_evicted(st, k.holders[i].node)) {
 			p.quorum[p.q++] = k.holders[i].index;
 		}
 	}
@@ -1408,5 +1450,41 @@ done:
 		km_buf_free(&rep[i]);
 	}
 	km_catalog_key_free(&k);
+	return r;
+}
+
+/*
+ * The re-share an eviction calls for, coordinated by this node (the Raft
+ * leader, daemon/evict.c) without an admin: every party checks on its own
+ * that it is exactly km_evict_plan()'s (kmd_rs_evict_authorised).
+ * @pub receives "string new public data" for RESHARE_BEGIN.
+ */
+int
+kmd_reshare_evicted(kmd_state *st, const km_catalog_key *k,
+    const km_catalog_holder *plan, size_t n, km_buf *pub, char *msg,
+    size_t msglen)
+{
+	kmd_rs_params p;
+	km_req_hdr h;
+	km_buf in;
+	int r;
+
+	if (n == 0 || n > KMD_RS_MAX) {
+		return KM_ERR_INVALID_ARG;
+	}
+	memset(&p, 0, sizeof(p));
+	memset(&h, 0, sizeof(h));
+	snprintf(h.key_id, sizeof(h.key_id), "%s", k->key_id);
+	h.epoch = k->epoch;
+	p.new_epoch = k->epoch + 1;
+	p.new_k = k->threshold;
+	p.new_n = (uint32_t)n;
+	memcpy(p.holders, plan, n * sizeof(*plan));
+	km_buf_init(&in);
+	if ((r = kmd_rs_put_holders(&in, &p)) == 0) {
+		in.off = 0;
+		r = kmd_rs_coordinate(st, &h, &in, pub, msg, msglen);
+	}
+	km_buf_free(&in);
 	return r;
 }

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "daemon/evidence.h"
+#include "daemon/evict.h"
 #include "daemon/kmd.h"
 #include "proto/proto.h"
 #include "store/audit.h"
@@ -378,6 +379,9 @@ kmd_dispatch(kmd_req *q)
 	case KM_MSG_PROBE:
 		return kmd_do_probe(q->st, q->in, q->out, q->msg,
 		    sizeof(q->msg));
+	case KM_MSG_EVICT_VOTE:
+		return kmd_do_evict_vote(q->st, q->peer, q->in, q->out, q->msg,
+		    sizeof(q->msg));
 	default:
 		return kmd_reject(q, KM_ERR_NOT_SUPPORTED,
 		    "request type %s is not served by this version",
@@ -434,6 +438,17 @@ kmd_service_handle(void *arg, const km_identity *peer, const uint8_t *req,
 		hdr.type == KM_MSG_ECDH_PARTIAL) &&
 	    kmd_trust_refuse_partial(st, q.msg, sizeof(q.msg))) {
 		r = kmd_quarantine_refuse(&q);
+		goto reply;
+	}
+	/* an evicted node serves no catalog and takes part in nothing: its
+	 * catalog is stale; partials (verified by every client) and logins
+	 * only, for a key left below its threshold (docs/eviction.md) */
+	if (kmd_evict_is_self(st) && hdr.type != KM_MSG_STATUS &&
+	    hdr.type != KM_MSG_RSA_PARTIAL && hdr.type != KM_MSG_ECDH_PARTIAL &&
+	    hdr.type != KM_MSG_LOGIN && hdr.type != KM_MSG_LOGIN_AS &&
+	    hdr.type != KM_MSG_LOGOUT) {
+		r = kmd_reject(&q, KM_ERR_REVOKED,
+		    "%s is evicted from the mesh", st->cfg.name);
 		goto reply;
 	}
 	/* a key operation needs a user ticket: an SO ticket only manages

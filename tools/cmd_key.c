@@ -159,6 +159,9 @@ kmc_status(int argc, char **argv)
 	kmc_status_coordinator(&co);
 	printf("%zu of %zu nodes up\n", up, km_mesh_count(m));
 	if (up > 0) {
+		(void)kmc_evict_report(m, (int)mc.timeout_ms);
+	}
+	if (up > 0) {
 		/* additive: the node lines above stay as they were */
 		(void)kmc_status_graph(m, (int)mc.timeout_ms);
 	}
@@ -391,11 +394,31 @@ kmc_key_list(int argc, char **argv)
 	if ((r = kmc_open("key list", v[0], KM_ROLE_ADMIN, &mc, &m)) != 0) {
 		return r;
 	}
-	for (i = 0; i < km_mesh_count(m); i++) {
-		if (km_mesh_status(m, i, (int)mc.timeout_ms, &st, &keys,
-			&nkeys) == 0) {
-			break;
+	/* the freshest catalog: a node that is down a while, or evicted
+	 * and cut off, answers with an older one */
+	{
+		uint64_t best = 0;
+		bool any = false;
+
+		for (i = 0; i < km_mesh_count(m); i++) {
+			km_key_info *k = NULL;
+			size_t nk = 0;
+
+			if (km_mesh_status(m, i, (int)mc.timeout_ms, &st, &k,
+			        &nk) != 0) {
+				continue;
+			}
+			if (!any || st.catalog_seq > best) {
+				free(keys);
+				keys = k;
+				nkeys = nk;
+				best = st.catalog_seq;
+				any = true;
+			} else {
+				free(k);
+			}
 		}
+		i = any ? 0 : km_mesh_count(m);
 	}
 	if (i == km_mesh_count(m)) {
 		km_mesh_close(m);
@@ -417,6 +440,7 @@ kmc_key_list(int argc, char **argv)
 		    kn, keys[j].epoch, kmc_state_name(keys[j].state));
 	}
 	free(keys);
+	(void)kmc_evict_report(m, (int)mc.timeout_ms);
 	km_mesh_close(m);
 	return 0;
 }

@@ -24,6 +24,7 @@ static const kmc_command *const kmc_tables[] = {
 	kmc_dev_commands,
 	kmc_graph_commands,
 	kmc_policy_commands,
+	kmc_node_commands,
 	NULL,
 };
 

@@ -35,6 +35,7 @@ extern const kmc_command kmc_key_commands[];
 extern const kmc_command kmc_dev_commands[];
 extern const kmc_command kmc_graph_commands[];
 extern const kmc_command kmc_policy_commands[];
+extern const kmc_command kmc_node_commands[];
 
 struct km_mesh;
 /*
@@ -42,5 +43,12 @@ struct km_mesh;
  * (cmd_graph.c); "unavailable" with the reason when no node serves it.
  */
 int kmc_status_graph(struct km_mesh *m, int timeout_ms);
+
+/*
+ * kmc_evict_report: prints "evicted: NODE" lines and the keys that still
+ * hold an evicted node's index, "BELOW-THRESHOLD" when they cannot be
+ * re-shared (cmd_node.c).
+ */
+int kmc_evict_report(struct km_mesh *m, int timeout_ms);
 
 #endif /* KM_TOOLS_KEYMESH_H */

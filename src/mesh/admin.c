@@ -1151,3 +1151,97 @@ km_mesh_pin_init(km_mesh *m, const char *partition, uint32_t user,
 	}
 	return *failed == 0 ? 0 : KM_ERR_QUORUM;
 }
+
+/* ---- eviction by an admin (docs/eviction.md) ---------------------------- */
+
+int
+km_mesh_node_evict(km_mesh *m, const char *node, const char *reason,
+    km_mesh_evict_warn_fn warn, void *arg, char *err, size_t errlen)
+{
+	km_catalog_payload p;
+	km_view *v = NULL;
+	size_t applied = 0, i, j, left = 0;
+	bool known = false;
+	char line[300];
+	int r;
+
+	if (!km_name_valid(node)) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "'%s' is not a valid node name", node);
+	}
+	if (reason == NULL) {
+		reason = "";
+	}
+	for (i = 0; reason[i] != '\0'; i++) {
+		if (reason[i] < 0x20 || reason[i] > 0x7e
+		    || i >= KM_CATALOG_REASON_MAX) {
+			return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+			    "the reason must be one line of at most %d "
+			    "printable characters",
+			    KM_CATALOG_REASON_MAX);
+		}
+	}
+	for (i = 0; i < km_mesh_count(m); i++) {
+		known = known || strcmp(km_mesh_name(m, i), node) == 0;
+	}
+	if (!known) {
+		return km_fail(err, errlen, KM_ERR_NOT_FOUND,
+		    "'%s' is not a node of this mesh", node);
+	}
+	if ((r = km_view_new(m, &v)) != 0
+	    || (r = km_view_refresh(v, KM_ADMIN_TIMEOUT_MS, NULL)) != 0) {
+		r = km_fail(err, errlen, r, "cannot read the catalog: %s",
+		    km_strerror(r));
+		goto out;
+	}
+	if (km_view_evicted(v, node)) {
+		r = km_fail(err, errlen, KM_ERR_EXISTS,
+		    "node %s is evicted already", node);
+		goto out;
+	}
+	for (i = 0; i < km_mesh_count(m); i++) {
+		left += strcmp(km_mesh_name(m, i), node) != 0
+		    && !km_view_evicted(v, km_mesh_name(m, i));
+	}
+	if (left < 2) {
+		r = km_fail(err, errlen, KM_ERR_STATE,
+		    "evicting %s would leave %zu member(s); a mesh needs at "
+		    "least 2",
+		    node, left);
+		goto out;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_EVICT;
+	snprintf(p.node, sizeof(p.node), "%s", node);
+	snprintf(p.reason, sizeof(p.reason), "%s",
+	    reason[0] != '\0' ? reason : "an admin's decision");
+	if ((r = km_mesh_append(m, &p, &applied, err, errlen)) != 0) {
+		goto out;
+	}
+	/* what the coordinator will not be able to re-share */
+	for (i = 0; warn != NULL && i < km_view_count(v); i++) {
+		const km_view_key *k = km_view_at(v, i);
+		size_t keep = 0, drop = 0;
+
+		for (j = 0; j < k->nholders; j++) {
+			if (strcmp(k->holders[j].node, node) == 0
+			    || km_view_evicted(v, k->holders[j].node)) {
+				drop++;
+			} else {
+				keep++;
+			}
+		}
+		if (drop > 0 && keep < k->threshold) {
+			snprintf(line, sizeof(line),
+			    "key %s (%s) cannot be re-shared without %s: %zu "
+			    "holders left, threshold %u; it stays at epoch %u",
+			    k->label, k->key_id, node, keep, k->threshold,
+			    k->epoch);
+			warn(arg, line);
+		}
+	}
+	r = 0;
+out:
+	km_view_free(v);
+	return r;
+}

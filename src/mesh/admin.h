@@ -153,6 +153,26 @@ int km_mesh_key_destroy(km_mesh *m, const char *label_or_id, char *err,
  * threshold or members), KM_ERR_STATE, KM_ERR_QUORUM, or what the
  * coordinator reported; @err holds one line.
  */
+/* A warning line from km_mesh_node_evict (a key below its threshold). */
+typedef void (*km_mesh_evict_warn_fn)(void *arg, const char *line);
+
+/**
+ * km_mesh_node_evict:
+ * @m: the mesh (admin identity)
+ * @node: a node of this mesh
+ * @reason: one printable line (may be NULL)
+ * @warn: called for each key that cannot be re-shared without @node
+ *
+ * Appends an admin-signed EVICT (docs/eviction.md): every node refuses
+ * @node from then on and the coordinator re-shares its keys.  Refuses an
+ * unknown node, one already evicted, and an eviction that would leave
+ * fewer than two members.
+ *
+ * Returns: 0, or a KM_ERR_* with one line in @err.
+ */
+int km_mesh_node_evict(km_mesh *m, const char *node, const char *reason,
+    km_mesh_evict_warn_fn warn, void *arg, char *err, size_t errlen);
+
 int km_mesh_key_reshare(km_mesh *m, const char *label_or_id,
     uint32_t new_threshold, const char *const *members, size_t nmembers,
     km_mesh_progress_fn progress, void *arg, uint32_t *new_epoch, char *err,

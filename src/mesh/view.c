@@ -8,6 +8,7 @@
 #include "mesh/view.h"
 #include "pki/pki.h"
 #include "trust/policy.h"
+#include "store/evict.h"
 #include "util/err.h"
 
 #define KM_VIEW_FETCH 64
@@ -45,6 +46,9 @@ struct km_view {
 	 * a quarantined node is not asked (docs/trust.md) */
 	km_view_verdict verdicts[KM_MESH_MAX_NODES];
 	size_t nverdicts;
+	/* evicted nodes (EVICT entries), by name, in log order */
+	char (*evicted)[KM_NAME_MAX + 1];
+	size_t nevicted;
 };
 
 static int
@@ -133,6 +137,7 @@ km_view_free(km_view *v)
 		EVP_PKEY_free(v->signers[i].pub);
 	}
 	X509_STORE_free(v->store);
+	free(v->evicted);
 	free(v);
 }
 
@@ -429,11 +434,50 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 			k->updated_seq = e->seq;
 		}
 		break;
+	case KM_CAT_EVICT:
+		if (!km_view_evicted(v, p.node)) {
+			char(*ne)[KM_NAME_MAX + 1] = realloc(
+			    v->evicted, (v->nevicted + 1) * sizeof(*ne));
+
+			if (ne == NULL) {
+				r = KM_ERR_ALLOC;
+				break;
+			}
+			v->evicted = ne;
+			snprintf(v->evicted[v->nevicted++], KM_NAME_MAX + 1,
+			    "%s", p.node);
+		}
+		break;
 	default:
 		break;
 	}
 	km_catalog_payload_free(&p);
 	return r;
+}
+
+bool
+km_view_evicted(const km_view *v, const char *node)
+{
+	size_t i;
+
+	for (i = 0; i < v->nevicted; i++) {
+		if (strcmp(v->evicted[i], node) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+size_t
+km_view_evicted_count(const km_view *v)
+{
+	return v->nevicted;
+}
+
+const char *
+km_view_evicted_at(const km_view *v, size_t i)
+{
+	return i < v->nevicted ? v->evicted[i] : NULL;
 }
 
 /* A signer this view has checked the way @replay says, or NULL. */
@@ -480,6 +524,68 @@ km_view_signer_add(km_view *v, const km_catalog_entry *e, bool replay,
 	s->pub = pub;
 }
 
+/* Entries a member node may sign (store/evict.h): an EVICT with votes,
+ * and the re-share entries an eviction calls for. */
+static bool
+km_view_node_type(uint32_t type)
+{
+	return type == KM_CAT_EVICT || type == KM_CAT_RESHARE_BEGIN
+	    || type == KM_CAT_RESHARE_COMMIT || type == KM_CAT_RESHARE_ABORT;
+}
+
+/*
+ * A node-signed entry in the view.  The daemons check its full authority
+ * at apply (km_evict_authorise: k votes of current members, or exactly the
+ * re-share an eviction calls for), which needs the catalog's member and
+ * key tables; the view checks what it can alone: an EVICT carries at
+ * least two valid votes of distinct nodes other than the accused and the
+ * same statement.  XXX the vote count against k is the daemons' check
+ * only.  Whatever a view accepts, a client never returns a wrong result:
+ * every combined result is verified with the public key.
+ */
+static int
+km_view_node_entry(km_view *v, const km_catalog_entry *e)
+{
+	km_catalog_payload p;
+	km_identity id, prev[KM_CATALOG_VOTES_MAX];
+	km_evict_stmt vs;
+	size_t i, j;
+	int r;
+
+	if (e->type != KM_CAT_EVICT) {
+		return 0;
+	}
+	memset(&p, 0, sizeof(p));
+	if ((r = km_catalog_payload_decode(
+	         e->type, e->payload, e->payload_len, &p))
+	    != 0) {
+		return r;
+	}
+	r = p.nvotes >= 2 ? 0 : KM_ERR_AUTH;
+	for (i = 0; r == 0 && i < p.nvotes; i++) {
+		r = km_evict_stmt_decode(
+		    p.votes[i].stmt, p.votes[i].stmt_len, &vs);
+		r = r ? r
+		      : km_pki_verify_signed_replay(v->store, p.votes[i].cert,
+		          p.votes[i].cert_len, KM_ROLE_NODE, p.votes[i].stmt,
+		          p.votes[i].stmt_len, p.votes[i].sig,
+		          p.votes[i].sig_len, &id);
+		if (r == 0
+		    && (strcmp(id.name, p.node) == 0
+		        || strcmp(vs.accused, p.node) != 0)) {
+			r = KM_ERR_AUTH;
+		}
+		for (j = 0; r == 0 && j < i; j++) {
+			if (strcmp(prev[j].name, id.name) == 0) {
+				r = KM_ERR_AUTH;
+			}
+		}
+		prev[i] = id;
+	}
+	km_catalog_payload_free(&p);
+	return r;
+}
+
 static int
 km_view_verify(km_view *v, const km_catalog_entry *e)
 {
@@ -507,6 +613,7 @@ km_view_verify(km_view *v, const km_catalog_entry *e)
 			 e->signer_len, KM_ROLE_NONE, tbs.data, tbs.len,
 			 e->sig, e->sig_len, &id)
 		   : km_pki_verify_signed(v->store, e->signer, e->signer_len,
+			 km_view_node_type(e->type) ? KM_ROLE_NONE :
 			 KM_ROLE_ADMIN, tbs.data, tbs.len, e->sig, e->sig_len,
 			 &id);
 	if (r == 0) {
@@ -515,9 +622,12 @@ km_view_verify(km_view *v, const km_catalog_entry *e)
 out:
 	km_buf_free(&tbs);
 	/* the daemons' rule (daemon/catalog.c): admins sign anything but
-	 * verdicts, enrolled clients only objects, member nodes only
-	 * verdicts (the coordinator's, advisory) */
-	if (r == 0 &&
+	 * verdicts, enrolled clients only objects, member nodes verdicts
+	 * (the coordinator's, advisory) and the entries an eviction makes
+	 * (checked further by km_view_node_entry) */
+	if (r == 0 && id.role == KM_ROLE_NODE && km_view_node_type(e->type)) {
+		r = km_view_node_entry(v, e);
+	} else if (r == 0 &&
 	    !(id.role == KM_ROLE_ADMIN && e->type != KM_CAT_TRUST_VERDICT) &&
 	    !(id.role == KM_ROLE_CLIENT &&
 		km_catalog_type_is_object(e->type)) &&

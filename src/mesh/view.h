@@ -107,6 +107,12 @@ const km_view_key *km_view_find(const km_view *v, const char *key_id);
 /** km_view_find_label: by label, or NULL. */
 const km_view_key *km_view_find_label(const km_view *v, const char *label);
 
+/** km_view_evicted: whether the catalog evicted @node (EVICT). */
+bool km_view_evicted(const km_view *v, const char *node);
+/** km_view_evicted_count / km_view_evicted_at: the evicted nodes. */
+size_t km_view_evicted_count(const km_view *v);
+const char *km_view_evicted_at(const km_view *v, size_t i);
+
 /** km_view_object_count / km_view_object_at: the live objects. */
 size_t km_view_object_count(const km_view *v);
 const km_view_object *km_view_object_at(const km_view *v, size_t i);

@@ -284,6 +284,11 @@ km_verifier_check(km_verifier *v, X509_STORE *store, uint64_t gen,
 	if ((r = km_verifier_cert(v, store, gen, e, id, &pkey)) != 0) {
 		return r;
 	}
+	if (km_pki_denied(id)) {
+		/* evicted since it was cached (pki.h km_pki_deny_set) */
+		r = KM_ERR_REVOKED;
+		goto out;
+	}
 	if (role != KM_ROLE_NONE && id->role != role) {
 		r = KM_ERR_AUTH;
 		goto out;

@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "net/tls.h"
+#include "pki/pki.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -342,6 +343,37 @@ km_tls_coalesce_stats(uint64_t *gathered, uint64_t *direct)
 
 /* ---- config ops -------------------------------------------------------- */
 
+/*
+ * OpenSSL's chain check, then the catalog's deny-list: a node the catalog
+ * evicted is refused in the handshake, whatever its certificate's dates
+ * and the CRL file say (pki.h km_pki_deny_set, docs/eviction.md).  One
+ * log line per 10 s at most: a refused node keeps redialling.
+ */
+static int
+km_tls_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+	static _Atomic uint64_t last_ms;
+	X509 *cert;
+	uint64_t now, prev;
+
+	if (ok != 1 || X509_STORE_CTX_get_error_depth(ctx) != 0) {
+		return ok;
+	}
+	cert = X509_STORE_CTX_get_current_cert(ctx);
+	if (!km_pki_denied_cert(cert)) {
+		return ok;
+	}
+	X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REVOKED);
+	now = km_now_ms();
+	prev = atomic_load(&last_ms);
+	if (now - prev >= 10000
+	    && atomic_compare_exchange_strong(&last_ms, &prev, now)) {
+		km_log_warn("KM-TLS-EVICTED",
+		    "TLS peer refused: its node is evicted from the mesh");
+	}
+	return 0;
+}
+
 static int
 km_tls_cfg_init(nng_tls_engine_config *cfg, nng_tls_mode mode)
 {
@@ -360,8 +392,9 @@ km_tls_cfg_init(nng_tls_engine_config *cfg, nng_tls_mode mode)
 		return NNG_ENOTSUP;
 	}
 	/* Mutual authentication, always (DESIGN.md §1.6). */
-	SSL_CTX_set_verify(
-	    ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(ctx,
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+	    km_tls_verify_cb);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);

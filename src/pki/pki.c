@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -822,6 +823,69 @@ out:
 	return r;
 }
 
+/* ---- the deny-list of evicted nodes ------------------------------------ */
+
+static pthread_mutex_t km_pki_deny_lock = PTHREAD_MUTEX_INITIALIZER;
+static char (*km_pki_deny_names)[KM_NAME_MAX + 1];
+static size_t km_pki_deny_n;
+
+int
+km_pki_deny_set(const char *const *names, size_t n)
+{
+	char (*v)[KM_NAME_MAX + 1] = NULL, (*old)[KM_NAME_MAX + 1];
+	size_t i;
+
+	if (names == NULL && n > 0) {
+		return KM_ERR_INVALID_ARG;
+	}
+	for (i = 0; i < n; i++) {
+		if (!km_name_valid(names[i])) {
+			return KM_ERR_INVALID_ARG;
+		}
+	}
+	if (n > 0 && (v = calloc(n, sizeof(*v))) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(v[i], sizeof(v[i]), "%s", names[i]);
+	}
+	pthread_mutex_lock(&km_pki_deny_lock);
+	old = km_pki_deny_names;
+	km_pki_deny_names = v;
+	km_pki_deny_n = n;
+	pthread_mutex_unlock(&km_pki_deny_lock);
+	free(old);
+	return 0;
+}
+
+bool
+km_pki_denied(const km_identity *id)
+{
+	bool denied = false;
+	size_t i;
+
+	if (id == NULL || id->role != KM_ROLE_NODE) {
+		return false;
+	}
+	pthread_mutex_lock(&km_pki_deny_lock);
+	for (i = 0; i < km_pki_deny_n && !denied; i++) {
+		denied = strcmp(km_pki_deny_names[i], id->name) == 0;
+	}
+	pthread_mutex_unlock(&km_pki_deny_lock);
+	return denied;
+}
+
+bool
+km_pki_denied_cert(X509 *cert)
+{
+	km_identity id;
+
+	if (cert == NULL || km_pki_identity(cert, &id) != 0) {
+		return false;
+	}
+	return km_pki_denied(&id);
+}
+
 static int
 km_pki_verify_flags(X509_STORE *store, X509 *cert, km_role role,
     km_identity *id, bool replay)
@@ -864,6 +928,11 @@ km_pki_verify_flags(X509_STORE *store, X509 *cert, km_role role,
 	}
 	if (role != KM_ROLE_NONE && tmp.role != role) {
 		r = KM_ERR_AUTH;
+		goto out;
+	}
+	if (!replay && km_pki_denied(&tmp)) {
+		/* evicted by the catalog (km_pki_deny_set) */
+		r = KM_ERR_REVOKED;
 		goto out;
 	}
 	if (id != NULL) {

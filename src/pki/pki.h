@@ -204,4 +204,32 @@ int km_pki_verify_signed_replay(X509_STORE *store, const uint8_t *cert_der,
     size_t cert_len, km_role role, const void *data, size_t len,
     const uint8_t *sig, size_t siglen, km_identity *id);
 
+/**
+ * km_pki_deny_set:
+ * @names: node names to refuse (evicted by the catalog), or NULL
+ * @n: how many
+ *
+ * Replaces the process's deny-list.  From then on km_pki_verify() and
+ * km_pki_verify_signed() (not the _replay variant) refuse a node
+ * certificate whose identity name is on it with KM_ERR_REVOKED, and so
+ * does every TLS handshake of src/net/tls.c and src/raft/transport.c,
+ * and every request envelope: the one place an evicted node is refused
+ * (docs/eviction.md).  The daemon sets it from the catalog at start and
+ * after each EVICT it applies.  Process-wide, like the TLS engine.
+ *
+ * Returns: 0, KM_ERR_INVALID_ARG (a bad name), KM_ERR_ALLOC.
+ */
+int km_pki_deny_set(const char *const *names, size_t n);
+
+/**
+ * km_pki_denied:
+ * @id: a verified identity
+ *
+ * Returns: true when @id is a node on the deny-list.
+ */
+bool km_pki_denied(const km_identity *id);
+
+/** km_pki_denied_cert: as km_pki_denied, from a certificate. */
+bool km_pki_denied_cert(X509 *cert);
+
 #endif /* KM_PKI_PKI_H */

@@ -45,6 +45,9 @@ static const km_msg_info km_msg_table[] = {
 	{ KM_MSG_EVIDENCE, "evidence", N | C, 139264, false, false },
 	/* a throughput measurement: string of KM_PROBE_BYTES, nothing else */
 	{ KM_MSG_PROBE, "probe", N, KM_PROBE_BYTES + 1024, false, false },
+	/* evict-vote: the coordinator asks a member to check evidence and
+	 * sign an eviction vote (docs/eviction.md) */
+	{ KM_MSG_EVICT_VOTE, "evict-vote", N, 65536, false, false },
 };
 
 #undef N

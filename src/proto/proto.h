@@ -60,6 +60,7 @@ typedef enum km_msg_type {
 	KM_MSG_GRAPH = 41,
 	KM_MSG_EVIDENCE = 42, /* evidence of a bad partial (trust/evidence.h) */
 	KM_MSG_PROBE = 44, /* bandwidth probe between nodes (docs/trust.md) */
+	KM_MSG_EVICT_VOTE = 43, /* coordinator asks a member's eviction vote */
 } km_msg_type;
 
 /* The bandwidth probe's payload: this many bytes, answered by a count. */

@@ -59,6 +59,7 @@ static const uint8_t km_raft_entry_magic[4] = { 'K', 'M', 'E', 1 };
 typedef struct km_raft_prop km_raft_prop;
 
 static void km_raft_switch_store(km_raft *r, bool stopping);
+static void km_raft_start_remove(km_raft *r, bool stopping);
 
 struct km_raft_prop {
 	struct raft_apply req;
@@ -93,6 +94,12 @@ struct km_raft {
 	X509_STORE *new_store; /* km_raft_set_crl() to the loop */
 	int store_rc;
 	bool store_done;
+	/* km_raft_remove_voter() to the loop, one at a time (crl_mu) */
+	uint64_t remove_id;   /* 0: none asked */
+	bool remove_started;  /* raft_remove() accepted it */
+	bool remove_done;
+	int remove_rc;
+	struct raft_change change;
 
 	/* Loop thread only. */
 	uv_loop_t loop;
@@ -132,6 +139,7 @@ km_raft_err(int rv)
 	case RAFT_NOTFOUND:
 		return KM_ERR_NOT_FOUND;
 	case RAFT_BUSY:
+	case RAFT_CANTCHANGE:
 		return KM_ERR_BUSY;
 	case RAFT_MALFORMED:
 	case RAFT_CORRUPT:
@@ -452,11 +460,66 @@ km_raft_wake(uv_async_t *a)
 		}
 	}
 	km_raft_switch_store(r, stopping);
+	km_raft_start_remove(r, stopping);
 	if (stopping && !r->closing) {
 		km_raft_refresh(r);
 		r->closing = true;
 		raft_close(&r->raft, km_raft_closed);
 	}
+}
+
+static void
+km_raft_remove_done(struct raft_change *req, int status)
+{
+	km_raft *r = req->data;
+
+	pthread_mutex_lock(&r->mu);
+	r->remove_rc = km_raft_err(status);
+	r->remove_done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* A removal from km_raft_remove_voter(): ask libraft, on the loop. */
+static void
+km_raft_start_remove(km_raft *r, bool stopping)
+{
+	uint64_t id;
+	unsigned i;
+	bool found = false;
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	id = r->remove_started || r->remove_done ? 0 : r->remove_id;
+	pthread_mutex_unlock(&r->mu);
+	if (id == 0) {
+		return;
+	}
+	for (i = 0; i < r->raft.configuration.n; i++) {
+		found = found || r->raft.configuration.servers[i].id == id;
+	}
+	if (stopping || r->closing) {
+		rc = KM_ERR_CLOSED;
+	} else if (raft_state(&r->raft) != RAFT_LEADER) {
+		rc = KM_ERR_NOT_LEADER;
+	} else if (!found) {
+		rc = KM_ERR_NOT_FOUND;
+	} else {
+		r->change.data = r;
+		rc = km_raft_err(
+		    raft_remove(&r->raft, &r->change, id, km_raft_remove_done));
+		if (rc == 0) {
+			pthread_mutex_lock(&r->mu);
+			r->remove_started = true;
+			pthread_mutex_unlock(&r->mu);
+			return;
+		}
+	}
+	pthread_mutex_lock(&r->mu);
+	r->remove_rc = rc;
+	r->remove_done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->mu);
 }
 
 /* A CRL from km_raft_set_crl(): hand its store to the transport. */
@@ -882,6 +945,49 @@ km_raft_set_crl(km_raft *r, const char *crl_pem)
 		pthread_cond_wait(&r->cond, &r->mu);
 	}
 	rc = r->store_rc;
+	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->crl_mu);
+	return rc;
+}
+
+int
+km_raft_remove_voter(km_raft *r, uint64_t id, unsigned timeout_ms)
+{
+	struct timespec deadline;
+	int rc;
+
+	if (r == NULL || id == 0 || id == r->cfg.id) {
+		return KM_ERR_INVALID_ARG;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->crl_mu); /* one change at a time */
+	pthread_mutex_lock(&r->mu);
+	if (r->stopping
+	    || (r->remove_id != 0 && !r->remove_done)) {
+		/* stopping, or an earlier change still in flight: its
+		 * callback will land in r->change */
+		rc = r->stopping ? KM_ERR_CLOSED : KM_ERR_BUSY;
+		pthread_mutex_unlock(&r->mu);
+		pthread_mutex_unlock(&r->crl_mu);
+		return rc;
+	}
+	r->remove_id = id;
+	r->remove_started = false;
+	r->remove_done = false;
+	uv_async_send(&r->async);
+	while (!r->remove_done) {
+		if (pthread_cond_timedwait(&r->cond, &r->mu, &deadline)
+		    == ETIMEDOUT) {
+			break;
+		}
+	}
+	rc = r->remove_done ? r->remove_rc : KM_ERR_TIMEOUT;
 	pthread_mutex_unlock(&r->mu);
 	pthread_mutex_unlock(&r->crl_mu);
 	return rc;

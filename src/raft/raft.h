@@ -137,6 +137,25 @@ int km_raft_propose(km_raft *r, const void *data, size_t len,
  */
 int km_raft_set_crl(km_raft *r, const char *crl_pem);
 
+/**
+ * km_raft_remove_voter:
+ * @r: a running server
+ * @id: a member's Raft id, not this server's
+ * @timeout_ms: how long to wait for the change to commit
+ *
+ * On the leader: removes @id from the Raft configuration (raft_remove), so
+ * that it no longer counts in the majority.  For an evicted node
+ * (docs/eviction.md): it is refused by the transport already, and would
+ * otherwise keep a seat it can never fill.  The member table of the
+ * transport is not changed.
+ *
+ * Returns: 0 once committed, KM_ERR_NOT_FOUND (not in the configuration,
+ * e.g. removed already), KM_ERR_NOT_LEADER, KM_ERR_BUSY (another change
+ * is under way), KM_ERR_TIMEOUT, KM_ERR_INVALID_ARG (this server),
+ * KM_ERR_CLOSED.
+ */
+int km_raft_remove_voter(km_raft *r, uint64_t id, unsigned timeout_ms);
+
 /* What km_raft_info() reports. */
 typedef struct km_raft_info {
 	int state;          /* KM_RAFT_FOLLOWER, ... */

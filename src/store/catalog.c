@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "store/catalog.h"
+#include "store/evict.h"
 #include "store/store-int.h"
 #include "trust/policy.h"
 #include "util/err.h"
@@ -279,6 +280,7 @@ km_catalog_payload_free(km_catalog_payload *p)
 	free(p->value);
 	free(p->attrs);
 	free(p->trust);
+	km_catalog_votes_free(p->votes, p->nvotes);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -453,6 +455,128 @@ km_trust_payload_ok(const km_catalog_payload *p)
 	    && strcmp(v.node, p->node) == 0;
 }
 
+/* ---- EVICT (docs/eviction.md) ------------------------------------------ */
+
+void
+km_catalog_votes_free(km_catalog_vote *v, size_t n)
+{
+	size_t i;
+
+	if (v == NULL) {
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		free(v[i].cert);
+		free(v[i].stmt);
+		free(v[i].sig);
+	}
+	free(v);
+}
+
+/* A one-line reason: printable ASCII only, so it is safe in a log line
+ * and a status table. */
+static bool
+km_cat_reason_ok(const char *r)
+{
+	size_t i, n = strlen(r);
+
+	if (n > KM_CATALOG_REASON_MAX) {
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (r[i] < 0x20 || r[i] > 0x7e) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+km_cat_evict_ok(const km_catalog_payload *p)
+{
+	size_t i;
+
+	if (!km_name_valid(p->node) || !km_cat_reason_ok(p->reason)
+	    || p->nvotes > KM_CATALOG_VOTES_MAX
+	    || (p->nvotes > 0 && p->votes == NULL)) {
+		return false;
+	}
+	for (i = 0; i < p->nvotes; i++) {
+		const km_catalog_vote *v = &p->votes[i];
+
+		if (v->cert == NULL || v->cert_len == 0
+		    || v->cert_len > KM_CATALOG_CERT_MAX || v->stmt == NULL
+		    || v->stmt_len == 0
+		    || v->stmt_len > KM_CATALOG_VOTE_STMT_MAX || v->sig == NULL
+		    || v->sig_len == 0 || v->sig_len > KM_CATALOG_SIG_MAX) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* string node, string cert_sha256 (32 bytes), string reason,
+ * uint32 n, n x (string cert, string statement, string signature) */
+static void
+km_cat_evict_put(km_buf *b, const km_catalog_payload *p)
+{
+	size_t i;
+
+	(void)km_buf_put_cstring(b, p->node);
+	(void)km_buf_put_string(b, p->cert_sha256, 32);
+	(void)km_buf_put_cstring(b, p->reason);
+	(void)km_buf_put_u32(b, (uint32_t)p->nvotes);
+	for (i = 0; i < p->nvotes; i++) {
+		(void)km_buf_put_string(
+		    b, p->votes[i].cert, p->votes[i].cert_len);
+		(void)km_buf_put_string(
+		    b, p->votes[i].stmt, p->votes[i].stmt_len);
+		(void)km_buf_put_string(
+		    b, p->votes[i].sig, p->votes[i].sig_len);
+	}
+}
+
+static void km_get_bytes(km_buf *b, uint8_t **dst, size_t *len, size_t max);
+
+/* After the node name (read by the caller). */
+static void
+km_cat_evict_get(km_buf *b, km_catalog_payload *p)
+{
+	const uint8_t *h, *r;
+	size_t hlen, rlen;
+	uint32_t n, i;
+
+	if (km_buf_get_string_ptr(b, &h, &hlen, 32) != 0 || hlen != 32
+	    || km_buf_get_string_ptr(b, &r, &rlen, KM_CATALOG_REASON_MAX) != 0
+	    || km_buf_get_u32(b, &n) != 0) {
+		b->failed = true;
+		return;
+	}
+	memcpy(p->cert_sha256, h, 32);
+	memcpy(p->reason, r, rlen);
+	p->reason[rlen] = '\0';
+	if (strlen(p->reason) != rlen || n > KM_CATALOG_VOTES_MAX) {
+		b->failed = true;
+		return;
+	}
+	if (n == 0) {
+		return;
+	}
+	if ((p->votes = calloc(n, sizeof(*p->votes))) == NULL) {
+		b->failed = true;
+		return;
+	}
+	p->nvotes = n;
+	for (i = 0; i < n && !km_buf_failed(b); i++) {
+		km_get_bytes(b, &p->votes[i].cert, &p->votes[i].cert_len,
+		    KM_CATALOG_CERT_MAX);
+		km_get_bytes(b, &p->votes[i].stmt, &p->votes[i].stmt_len,
+		    KM_CATALOG_VOTE_STMT_MAX);
+		km_get_bytes(b, &p->votes[i].sig, &p->votes[i].sig_len,
+		    KM_CATALOG_SIG_MAX);
+	}
+}
+
 /* Checks a payload's fields for its type: shared by encoder and decoder,
  * so nothing is encoded that the decoder would refuse. */
 static bool
@@ -504,6 +628,8 @@ km_payload_ok(const km_catalog_payload *p)
 	case KM_CAT_POSTURE_SET:
 	case KM_CAT_TRUST_VERDICT:
 		return km_trust_payload_ok(p);
+	case KM_CAT_EVICT:
+		return km_cat_evict_ok(p);
 	default:
 		return false;
 	}
@@ -587,6 +713,9 @@ km_catalog_payload_encode(const km_catalog_payload *p, km_buf *out)
 	case KM_CAT_POSTURE_SET:
 	case KM_CAT_TRUST_VERDICT:
 		(void)km_buf_put_raw(out, p->trust, p->trust_len);
+		break;
+	case KM_CAT_EVICT:
+		km_cat_evict_put(out, p);
 		break;
 	default:
 		return KM_ERR_INVALID_ARG;
@@ -764,6 +893,10 @@ km_catalog_payload_decode(
 		if (r != 0) {
 			goto out;
 		}
+		break;
+	case KM_CAT_EVICT:
+		km_get_name(&b, n.node, false);
+		km_cat_evict_get(&b, &n);
 		break;
 	default:
 		r = KM_ERR_BAD_FORMAT;
@@ -1463,6 +1596,225 @@ km_cat_object_delete(km_store *s, const km_catalog_payload *p, uint64_t seq)
 	return km_store_exec_stmt(s, st, "object delete");
 }
 
+/* ---- evicted nodes ------------------------------------------------------ */
+
+static int
+km_cat_evicted_row(sqlite3_stmt *st, km_catalog_evicted *e)
+{
+	const void *h1 = sqlite3_column_blob(st, 1);
+	const void *h2 = sqlite3_column_blob(st, 2);
+	const unsigned char *rs = sqlite3_column_text(st, 3);
+	int rn = sqlite3_column_bytes(st, 3);
+
+	memset(e, 0, sizeof(*e));
+	if (km_col_name(st, 0, e->node) != 0 || h1 == NULL || h2 == NULL
+	    || sqlite3_column_bytes(st, 1) != 32
+	    || sqlite3_column_bytes(st, 2) != 32 || rs == NULL || rn < 0
+	    || rn > KM_CATALOG_REASON_MAX) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	memcpy(e->cert_sha256, h1, 32);
+	memcpy(e->evidence_sha256, h2, 32);
+	memcpy(e->reason, rs, (size_t)rn);
+	e->reason[rn] = '\0';
+	e->nvotes = (uint32_t)sqlite3_column_int64(st, 4);
+	e->seq = (uint64_t)sqlite3_column_int64(st, 5);
+	return 0;
+}
+
+static int
+km_cat_evicted_get_locked(
+    km_store *s, const char *node, km_catalog_evicted *out)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_evicted e;
+	int r, rc;
+
+	if ((r = km_store_stmt(s, KM_STMT_CAT_EVICTED_GET, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = KM_ERR_NOT_FOUND;
+	} else if (rc != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "evicted get");
+	} else if ((r = km_cat_evicted_row(st, &e)) == 0 && out != NULL) {
+		*out = e;
+	}
+	(void)sqlite3_reset(st);
+	return r;
+}
+
+int
+km_catalog_evicted_get(km_store *s, const char *node, km_catalog_evicted *out)
+{
+	int r;
+
+	if (s == NULL || node == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	r = km_cat_evicted_get_locked(s, node, out);
+	km_store_unlock(s);
+	return r;
+}
+
+int
+km_catalog_evicted_list(km_store *s, km_catalog_evicted **out, size_t *nout)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_evicted *v = NULL, *nv;
+	size_t n = 0;
+	int r, rc;
+
+	if (s == NULL || out == NULL || nout == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	if ((r = km_store_stmt(s, KM_STMT_CAT_EVICTED_LIST, &st)) != 0) {
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((nv = realloc(v, (n + 1) * sizeof(*v))) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		v = nv;
+		if ((r = km_cat_evicted_row(st, &v[n])) != 0) {
+			goto out;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = km_store_sqlerr(s, rc, "evicted list");
+		goto out;
+	}
+	*out = v;
+	*nout = n;
+	v = NULL;
+	r = 0;
+out:
+	if (st != NULL) {
+		(void)sqlite3_reset(st);
+	}
+	km_store_unlock(s);
+	free(v);
+	return r;
+}
+
+static int km_cat_bind_exec(km_store *s, km_stmt_id id, const char *what,
+    const char *key, int64_t a, int64_t b, const uint8_t *blob, size_t bloblen,
+    int64_t c);
+
+/*
+ * EVICT: the node joins the evicted table (for good: names are not
+ * reused) and leaves the members table.  Its keys are untouched here:
+ * their re-share is separate entries (docs/eviction.md).  The votes'
+ * signatures and their number were checked by the caller's verify
+ * callback (store/evict.h km_evict_authorise); here only what is
+ * deterministic from the entry itself: every vote statement names this
+ * node and certificate, and one evidence hash.
+ */
+static int
+km_cat_evict(km_store *s, const km_catalog_payload *p, uint64_t seq)
+{
+	static const uint8_t zero[32];
+	sqlite3_stmt *st = NULL;
+	uint8_t evidence[32];
+	km_evict_stmt vs;
+	size_t i;
+	int r;
+
+	memset(evidence, 0, sizeof(evidence));
+	for (i = 0; i < p->nvotes; i++) {
+		if (km_evict_stmt_decode(
+		        p->votes[i].stmt, p->votes[i].stmt_len, &vs)
+		        != 0
+		    || strcmp(vs.accused, p->node) != 0
+		    || memcmp(vs.cert_sha256, p->cert_sha256, 32) != 0
+		    || (i > 0 && memcmp(vs.evidence_sha256, evidence, 32) != 0)
+		    || memcmp(vs.evidence_sha256, zero, 32) == 0) {
+			return KM_ERR_BAD_FORMAT;
+		}
+		memcpy(evidence, vs.evidence_sha256, 32);
+	}
+	r = km_cat_evicted_get_locked(s, p->node, NULL);
+	if (r == 0) {
+		return KM_ERR_EXISTS;
+	} else if (r != KM_ERR_NOT_FOUND) {
+		return r;
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_EVICTED_INSERT, &st)) != 0) {
+		return r;
+	}
+	sqlite3_bind_text(st, 1, p->node, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, p->cert_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, evidence, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)p->nvotes);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)seq);
+	if ((r = km_store_exec_stmt(s, st, "evicted insert")) != 0) {
+		return r;
+	}
+	return km_cat_bind_exec(s, KM_STMT_CAT_MEMBER_DELETE, "member delete",
+	    p->node, 0, 0, NULL, 0, 0);
+}
+
+int
+km_catalog_mesh_nodes(km_store *s, km_catalog_node_name **out, size_t *nout,
+    uint32_t *max_threshold)
+{
+	sqlite3_stmt *st = NULL;
+	km_catalog_node_name *v = NULL, *nv;
+	size_t n = 0;
+	int r, rc;
+
+	if (s == NULL || out == NULL || nout == NULL
+	    || max_threshold == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	if ((r = km_store_stmt(s, KM_STMT_CAT_MESH_NODES, &st)) != 0) {
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((nv = realloc(v, (n + 1) * sizeof(*v))) == NULL) {
+			r = KM_ERR_ALLOC;
+			goto out;
+		}
+		v = nv;
+		if ((r = km_col_name(st, 0, v[n].name)) != 0) {
+			goto out;
+		}
+		n++;
+	}
+	(void)sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		r = km_store_sqlerr(s, rc, "mesh nodes");
+		goto out;
+	}
+	if ((r = km_store_stmt(s, KM_STMT_CAT_MAX_THRESHOLD, &st)) != 0) {
+		goto out;
+	}
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		r = km_store_sqlerr(s, rc, "max threshold");
+		goto out;
+	}
+	*max_threshold = (uint32_t)sqlite3_column_int64(st, 0);
+	*out = v;
+	*nout = n;
+	v = NULL;
+	r = 0;
+out:
+	if (st != NULL) {
+		(void)sqlite3_reset(st);
+	}
+	km_store_unlock(s);
+	free(v);
+	return r;
+}
+
 /* ---- apply -------------------------------------------------------------- */
 
 /* Outcomes that every replica reaches the same way from the same entries:
@@ -1646,6 +1998,9 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 	}
 	if (p->type == KM_CAT_OBJECT_DELETE) {
 		return km_cat_object_delete(s, p, seq);
+	}
+	if (p->type == KM_CAT_EVICT) {
+		return km_cat_evict(s, p, seq);
 	}
 	if (p->type == KM_CAT_MEMBER_ADD) {
 		sqlite3_stmt *st = NULL;

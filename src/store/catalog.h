@@ -61,7 +61,35 @@ typedef enum km_catalog_type {
 	KM_CAT_POSTURE_SET = 13,
 	/* the coordinator's verdict on one node (a member node) */
 	KM_CAT_TRUST_VERDICT = 14,
+	KM_CAT_EVICT = 15,         /* a node is evicted (docs/eviction.md) */
 } km_catalog_type;
+
+/* EVICT limits: reason text, votes per entry, one vote statement. */
+#define KM_CATALOG_REASON_MAX   200
+#define KM_CATALOG_VOTES_MAX    KM_CATALOG_MAX_HOLDERS
+#define KM_CATALOG_VOTE_STMT_MAX 512
+
+/* One member's signed eviction vote, as carried in an EVICT entry: the
+ * voter's node certificate (DER), the statement it signed
+ * (km_evict_stmt_encode, store/evict.h) and its ECDSA signature. */
+typedef struct km_catalog_vote {
+	uint8_t *cert;
+	size_t cert_len;
+	uint8_t *stmt;
+	size_t stmt_len;
+	uint8_t *sig;
+	size_t sig_len;
+} km_catalog_vote;
+
+/* An evicted node as the catalog holds it (km_catalog_evicted_list). */
+typedef struct km_catalog_evicted {
+	char node[KM_NAME_MAX + 1];
+	uint8_t cert_sha256[32]; /* all zero: not named (admin eviction) */
+	uint8_t evidence_sha256[32]; /* all zero: an admin's decision */
+	char reason[KM_CATALOG_REASON_MAX + 1];
+	uint32_t nvotes; /* 0: an admin's decision */
+	uint64_t seq;    /* the EVICT entry */
+} km_catalog_evicted;
 
 /* What an object is (OBJECT_PUT). */
 typedef enum km_object_class {
@@ -148,6 +176,11 @@ typedef struct km_catalog_payload {
 	 * @node is the node it is about */
 	uint8_t *trust;
 	size_t trust_len;
+	/* EVICT: node is the accused; votes may be empty (admin) */
+	uint8_t cert_sha256[32];
+	char reason[KM_CATALOG_REASON_MAX + 1];
+	size_t nvotes;
+	km_catalog_vote *votes;
 } km_catalog_payload;
 
 /* An object as the catalog holds it (km_catalog_object_get). */
@@ -478,6 +511,51 @@ int km_catalog_object_list(km_store *s, km_catalog_object **objs, size_t *n);
 
 void km_catalog_object_free(km_catalog_object *o);
 void km_catalog_object_list_free(km_catalog_object *objs, size_t n);
+
+/**
+ * km_catalog_evicted_list:
+ * @s: the store
+ * @v: receives a malloc'd array (free()) of the evicted nodes, by name
+ * @n: receives its length (0 with *@v NULL when none)
+ *
+ * Returns: 0, KM_ERR_ALLOC, KM_ERR_IO.
+ */
+int km_catalog_evicted_list(km_store *s, km_catalog_evicted **v, size_t *n);
+
+/**
+ * km_catalog_evicted_get:
+ * @s: the store
+ * @node: a node name
+ * @out: receives its eviction record (may be NULL)
+ *
+ * Returns: 0 when @node is evicted, KM_ERR_NOT_FOUND when not, KM_ERR_IO.
+ */
+int km_catalog_evicted_get(
+    km_store *s, const char *node, km_catalog_evicted *out);
+
+/** km_catalog_votes_free: frees @n votes and the array. */
+void km_catalog_votes_free(km_catalog_vote *v, size_t n);
+
+typedef struct km_catalog_node_name {
+	char name[KM_NAME_MAX + 1];
+} km_catalog_node_name;
+
+/**
+ * km_catalog_mesh_nodes:
+ * @s: the store
+ * @names: receives a malloc'd array (free()) of the mesh's current member
+ *         nodes, by name: the members table's nodes and every node that
+ *         holds an index of a key that is not destroyed (at its current
+ *         epoch), less the evicted ones
+ * @n: receives its length
+ * @max_threshold: receives the largest threshold of a key that is not
+ *                 destroyed (0 when none)
+ *
+ * Catalog state only, so every replica computes the same (store/evict.h
+ * km_evict_quorum).
+ */
+int km_catalog_mesh_nodes(km_store *s, km_catalog_node_name **names,
+    size_t *n, uint32_t *max_threshold);
 
 /** km_catalog_type_is_object: OBJECT_PUT and OBJECT_DELETE, the entry
  * types an enrolled client may sign (docs/storage.md §5). */

@@ -109,6 +109,14 @@ static const char *const km_store_migrations[] = {
 	"  created_seq INTEGER NOT NULL,"
 	"  updated_seq INTEGER NOT NULL);"
 	"ALTER TABLE keys ADD COLUMN app_id BLOB;",
+	/* 3: evicted nodes (EVICT entries, docs/eviction.md) */
+	"CREATE TABLE evicted ("
+	"  node TEXT PRIMARY KEY,"
+	"  cert_sha256 BLOB NOT NULL,"
+	"  evidence_sha256 BLOB NOT NULL,"
+	"  reason TEXT NOT NULL,"
+	"  nvotes INTEGER NOT NULL,"
+	"  seq INTEGER NOT NULL);",
 };
 
 static const char *const km_store_sql[KM_STMT_COUNT] = {
@@ -216,6 +224,22 @@ static const char *const km_store_sql[KM_STMT_COUNT] = {
 	[KM_STMT_CAT_OBJECT_DELETE]
 	= "UPDATE objects SET state = 2, value = x'', attrs = x'',"
 	  " updated_seq = ?2 WHERE object_id = ?1",
+	[KM_STMT_CAT_EVICTED_GET]
+	= "SELECT node, cert_sha256, evidence_sha256, reason, nvotes, seq"
+	  " FROM evicted WHERE node = ?1",
+	[KM_STMT_CAT_EVICTED_INSERT]
+	= "INSERT INTO evicted (node, cert_sha256, evidence_sha256, reason,"
+	  " nvotes, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[KM_STMT_CAT_EVICTED_LIST]
+	= "SELECT node, cert_sha256, evidence_sha256, reason, nvotes, seq"
+	  " FROM evicted ORDER BY node",
+	[KM_STMT_CAT_MESH_NODES]
+	= "SELECT node FROM members WHERE role = 1"
+	  " UNION SELECT h.node FROM key_holders h JOIN keys k"
+	  " ON h.key_id = k.key_id AND h.epoch = k.epoch WHERE k.state != 4"
+	  " EXCEPT SELECT node FROM evicted ORDER BY 1",
+	[KM_STMT_CAT_MAX_THRESHOLD] = "SELECT COALESCE(MAX(threshold), 0)"
+	                              " FROM keys WHERE state != 4",
 	[KM_STMT_AUDIT_HEAD_GET] = "SELECT last_seq, head_hash FROM audit_head"
 	                           " WHERE id = 1",
 	[KM_STMT_AUDIT_HEAD_SET] = "UPDATE audit_head SET last_seq = ?1,"

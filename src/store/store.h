@@ -24,7 +24,7 @@
 typedef struct km_store km_store;
 
 /* The schema version this code writes (see the migrations in store.c). */
-#define KM_STORE_SCHEMA_VERSION 2
+#define KM_STORE_SCHEMA_VERSION 3
 
 /* Largest wrapped share blob accepted. */
 #define KM_STORE_BLOB_MAX (64u * 1024)

@@ -309,6 +309,19 @@ gen_catalog(void)
 	p.type = KM_CAT_MEMBER_REMOVE;
 	snprintf(p.node, sizeof(p.node), "node4");
 	gen_catalog_one(&p, "member-remove");
+	/* an eviction with one vote (the bytes need not verify here) */
+	{
+		km_catalog_vote v = { cert, sizeof(cert),
+			(uint8_t *)"statement", 9, (uint8_t *)"sig", 3 };
+
+		memset(&p, 0, sizeof(p));
+		p.type = KM_CAT_EVICT;
+		snprintf(p.node, sizeof(p.node), "node5");
+		snprintf(p.reason, sizeof(p.reason), "bad partial");
+		p.nvotes = 1;
+		p.votes = &v;
+		gen_catalog_one(&p, "evict");
+	}
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_POLICY_SET;
 	p.policy = empty.data;

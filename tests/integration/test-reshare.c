@@ -1150,6 +1150,85 @@ test_cli_errors(void)
 	CU_ASSERT(key_now(ec_id)->epoch == e0 + 1);
 }
 
+/* ---- eviction (docs/eviction.md) -------------------------------------- */
+
+/*
+ * An admin evicts node5 (keymesh node evict): the coordinator re-shares
+ * the RSA key without it, on its own, under a new epoch.  Node5's share
+ * of the old epoch (its partial) combined with any k-1 current partials
+ * gives no valid signature, under the new key data or the old.  Last in
+ * the suite: the mesh has lost node5 afterwards.
+ */
+static void
+test_evict_old_share_useless(void)
+{
+	km_rsa_partial *p_old[MAXP], *p_new[MAXP], *mix[MAXP];
+	km_rsa_pub *pub0, *pub_old, *pub_new;
+	size_t n_old = 0, n_new = 0, i, j, tried = 0;
+	uint32_t e0 = 0;
+	uint64_t until;
+	char err[512], msg[256];
+	long n5;
+	int node;
+
+	/* a known start: 3 of 5 on every node */
+	CU_ASSERT_FATAL(reshare(rsa_id, K, all5, N, &e0) == 0);
+	pub0 = rsa_pub_of(key_now(rsa_id));
+	CU_ASSERT_FATAL(pub0 != NULL);
+	pub_old = rsa_check_epoch(rsa_id, e0, K, all5, N, pub0, p_old, &n_old);
+	CU_ASSERT_FATAL(n_old == N);
+	CU_ASSERT(km_mesh_node_evict(admin, "node5", "test-reshare", NULL,
+	              NULL, err, sizeof(err))
+	    == 0);
+	/* the coordinator re-shares it, no admin asked */
+	until = km_now_ms() + 60000;
+	while (km_now_ms() < until && key_now(rsa_id) != NULL
+	    && key_now(rsa_id)->epoch == e0) {
+		usleep(250 * 1000);
+	}
+	pub_new = rsa_check_epoch(
+	    rsa_id, e0 + 1, K, first4, 4, pub0, p_new, &n_new);
+	CU_ASSERT_FATAL(n_new == 4);
+	/* node5's old partial (p_old[4]) with any k-1 = 2 current ones */
+	for (i = 0; i < n_new; i++) {
+		for (j = i + 1; j < n_new; j++) {
+			mix[0] = p_old[4];
+			mix[1] = p_new[i];
+			mix[2] = p_new[j];
+			CU_ASSERT(rsa_combine_verify(pub_new, mix, 3) != 0);
+			CU_ASSERT(rsa_combine_verify(pub_old, mix, 3) != 0);
+			tried++;
+		}
+	}
+	CU_ASSERT(tried == 6);
+	/* the old shares are gone from the holders */
+	for (node = 1; node <= 4; node++) {
+		CU_ASSERT(share_rows(node, rsa_id, e0) == 0);
+	}
+	/* node5 serves no current partial */
+	n5 = km_mesh_find(client, "node5");
+	CU_ASSERT_FATAL(n5 >= 0);
+	{
+		km_rsa_partial *none[MAXP];
+		size_t nn = 0;
+
+		CU_ASSERT(rsa_partials((size_t)n5, rsa_id, e0 + 1, pub_new,
+		              none, &nn, msg, sizeof(msg))
+		    != 0);
+		rsa_parts_free(none, nn);
+	}
+	/* and a second eviction of it is refused in one line */
+	CU_ASSERT(km_mesh_node_evict(
+	              admin, "node5", NULL, NULL, NULL, err, sizeof(err))
+	    == KM_ERR_EXISTS);
+	CU_ASSERT(strstr(err, "evicted already") != NULL);
+	rsa_parts_free(p_old, n_old);
+	rsa_parts_free(p_new, n_new);
+	km_rsa_pub_free(pub0);
+	km_rsa_pub_free(pub_old);
+	km_rsa_pub_free(pub_new);
+}
+
 static const kmt_test reshare_tests[] = {
 	{ "rsa_3of5_2of4_3of5", test_rsa_reshare_cycle },
 	{ "ec_3of5_2of4_3of5_weighted", test_ec_reshare_cycle },
@@ -1157,6 +1236,7 @@ static const kmt_test reshare_tests[] = {
 	{ "interrupted_begin_then_reshare", test_interrupted_begin },
 	{ "cli_errors_one_line", test_cli_errors },
 	{ "kill9_during_reshare", test_kill9_during_reshare },
+	{ "evict_old_share_useless", test_evict_old_share_useless },
 	KMT_END,
 };
 

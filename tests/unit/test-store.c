@@ -1293,14 +1293,18 @@ test_migrate_v1(void)
 	km_store_close(s);
 	/* back to version 1 by hand */
 	CU_ASSERT_FATAL(raw_sql(path,
+	                    "DROP TABLE evicted;"
 	                    "DROP TABLE objects;"
 	                    "ALTER TABLE keys DROP COLUMN app_id;"
-	                    "DELETE FROM schema_version WHERE version = 2")
+	                    "DELETE FROM schema_version WHERE version >= 2")
 	    == 0);
 	CU_ASSERT(
 	    raw_int(path, "SELECT MAX(version) FROM schema_version") == 1);
 	CU_ASSERT_FATAL(km_store_open(path, &s) == 0);
-	CU_ASSERT(km_store_schema_version(s, &v) == 0 && v == 2);
+	CU_ASSERT(km_store_schema_version(s, &v) == 0
+	    && v == KM_STORE_SCHEMA_VERSION);
+	/* version 3: the evicted nodes' table, empty */
+	CU_ASSERT(raw_int(path, "SELECT count(*) FROM evicted") == 0);
 	memset(&k, 0, sizeof(k));
 	CU_ASSERT(km_catalog_key_get(s, "k1", &k) == 0 && k.app_id == NULL
 	    && strcmp(k.label, "one") == 0);

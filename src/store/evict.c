@@ -1,0 +1,439 @@
+/*
+ * Eviction: vote statements, the vote quorum, the re-share plan and the
+ * apply-time authority of node-signed entries (store/evict.h,
+ * docs/eviction.md).
+ *
+ * WARNING: km_evict_authorise() is what stops a compromised coordinator
+ * (the Raft leader, which orders every entry) from changing membership or
+ * shares on its own: a node's signature alone is worth nothing here, only
+ * k members' votes, or an eviction already in the catalog, are.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "store/evict.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define km_evict_fail(why, whylen, r, ...)                                    \
+	(snprintf((why), (whylen), __VA_ARGS__), (r))
+
+int
+km_evict_stmt_encode(const km_evict_stmt *v, km_buf *out)
+{
+	if (v == NULL || out == NULL || !km_name_valid(v->accused)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	(void)km_buf_put_cstring(out, KM_EVICT_VOTE_CTX);
+	(void)km_buf_put_cstring(out, v->accused);
+	(void)km_buf_put_string(out, v->cert_sha256, 32);
+	(void)km_buf_put_string(out, v->evidence_sha256, 32);
+	(void)km_buf_put_u64(out, v->time_ms);
+	return km_buf_failed(out) ? KM_ERR_ALLOC : 0;
+}
+
+int
+km_evict_stmt_decode(const uint8_t *p, size_t len, km_evict_stmt *v)
+{
+	const uint8_t *ctx, *name, *h1, *h2;
+	size_t clen, nlen, l1, l2;
+	km_evict_stmt n;
+	km_buf b;
+
+	if (p == NULL || v == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if (len > KM_CATALOG_VOTE_STMT_MAX) {
+		return KM_ERR_TOO_LARGE;
+	}
+	memset(&n, 0, sizeof(n));
+	km_buf_init_view(&b, p, len);
+	(void)km_buf_get_string_ptr(&b, &ctx, &clen, 64);
+	(void)km_buf_get_string_ptr(&b, &name, &nlen, KM_NAME_MAX);
+	(void)km_buf_get_string_ptr(&b, &h1, &l1, 32);
+	(void)km_buf_get_string_ptr(&b, &h2, &l2, 32);
+	(void)km_buf_get_u64(&b, &n.time_ms);
+	if (km_buf_failed(&b) || km_buf_remaining(&b) != 0
+	    || clen != strlen(KM_EVICT_VOTE_CTX)
+	    || memcmp(ctx, KM_EVICT_VOTE_CTX, clen) != 0 || l1 != 32
+	    || l2 != 32) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	memcpy(n.accused, name, nlen);
+	n.accused[nlen] = '\0';
+	if (strlen(n.accused) != nlen || !km_name_valid(n.accused)) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	memcpy(n.cert_sha256, h1, 32);
+	memcpy(n.evidence_sha256, h2, 32);
+	*v = n;
+	return 0;
+}
+
+void
+km_evict_vote_clear(km_catalog_vote *v)
+{
+	if (v == NULL) {
+		return;
+	}
+	free(v->cert);
+	free(v->stmt);
+	free(v->sig);
+	memset(v, 0, sizeof(*v));
+}
+
+int
+km_evict_vote_sign(EVP_PKEY *key, const uint8_t *cert_der, size_t cert_len,
+    const km_evict_stmt *v, km_catalog_vote *out)
+{
+	km_catalog_vote n;
+	km_buf b;
+	int r;
+
+	if (key == NULL || cert_der == NULL || cert_len == 0
+	    || cert_len > KM_CATALOG_CERT_MAX || v == NULL || out == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	memset(&n, 0, sizeof(n));
+	km_buf_init(&b);
+	if ((r = km_evict_stmt_encode(v, &b)) != 0) {
+		goto out;
+	}
+	if ((r = km_pki_sign(key, b.data, b.len, &n.sig, &n.sig_len)) != 0) {
+		goto out;
+	}
+	if ((n.cert = malloc(cert_len)) == NULL
+	    || (r = km_buf_steal(&b, &n.stmt, &n.stmt_len)) != 0) {
+		r = r != 0 ? r : KM_ERR_ALLOC;
+		goto out;
+	}
+	memcpy(n.cert, cert_der, cert_len);
+	n.cert_len = cert_len;
+	*out = n;
+	memset(&n, 0, sizeof(n));
+	r = 0;
+out:
+	km_evict_vote_clear(&n);
+	km_buf_free(&b);
+	return r;
+}
+
+int
+km_evict_quorum(km_store *s, uint32_t *k, uint32_t *members)
+{
+	km_catalog_node_name *names = NULL;
+	uint32_t maxt = 0, q;
+	size_t n = 0;
+	int r;
+
+	if (s == NULL || k == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if ((r = km_catalog_mesh_nodes(s, &names, &n, &maxt)) != 0) {
+		return r;
+	}
+	free(names);
+	/* t+1 members' votes (DESIGN.md §3): no fewer than any key needs to
+	 * sign, so that as many members as could use a key must agree to
+	 * take one of its holders away; and a majority of the members, so
+	 * that a minority cannot evict the rest one by one.  Never one. */
+	q = (uint32_t)(n / 2 + 1);
+	if (maxt > q) {
+		q = maxt;
+	}
+	if (q < 2) {
+		q = 2;
+	}
+	*k = q;
+	if (members != NULL) {
+		*members = (uint32_t)n;
+	}
+	return 0;
+}
+
+static bool
+km_evict_is_evicted(const char *node, const km_catalog_evicted *ev, size_t nev)
+{
+	size_t i;
+
+	for (i = 0; i < nev; i++) {
+		if (strcmp(ev[i].node, node) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+int
+km_evict_plan(const km_catalog_key *k, const km_catalog_evicted *evicted,
+    size_t nev, km_catalog_holder out[KM_CATALOG_MAX_HOLDERS], size_t *nout)
+{
+	size_t i, n = 0;
+	bool dropped = false;
+
+	if (k == NULL || out == NULL || nout == NULL
+	    || (evicted == NULL && nev > 0)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	/* the catalog lists holders by index already (HOLDER_LIST) */
+	for (i = 0; i < k->nholders && i < KM_CATALOG_MAX_HOLDERS; i++) {
+		if (km_evict_is_evicted(k->holders[i].node, evicted, nev)) {
+			dropped = true;
+			continue;
+		}
+		out[n].index = (uint32_t)(n + 1);
+		snprintf(out[n].node, sizeof(out[n].node), "%s",
+		    k->holders[i].node);
+		n++;
+	}
+	*nout = n;
+	if (!dropped) {
+		return KM_ERR_NOT_FOUND;
+	}
+	return n < k->threshold || n == 0 ? KM_ERR_QUORUM : 0;
+}
+
+static bool
+km_evict_holders_equal(const km_catalog_holder *a, size_t na,
+    const km_catalog_holder *b, size_t nb)
+{
+	size_t i;
+
+	if (na != nb) {
+		return false;
+	}
+	for (i = 0; i < na; i++) {
+		if (a[i].index != b[i].index
+		    || strcmp(a[i].node, b[i].node) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+km_evict_is_member(
+    const char *node, const km_catalog_node_name *names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(names[i].name, node) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The votes of an EVICT entry: see km_evict_authorise. */
+static int
+km_evict_check_votes(km_store *s, X509_STORE *x509,
+    const km_catalog_payload *p, const km_identity *signer, char *why,
+    size_t whylen)
+{
+	km_catalog_node_name *names = NULL;
+	char(*voters)[KM_NAME_MAX + 1] = NULL;
+	uint8_t evidence[32];
+	uint32_t k = 0, maxt = 0;
+	size_t n = 0, i, j;
+	km_evict_stmt vs;
+	km_identity id;
+	int r;
+
+	if ((r = km_evict_quorum(s, &k, NULL)) != 0
+	    || (r = km_catalog_mesh_nodes(s, &names, &n, &maxt)) != 0) {
+		return km_evict_fail(
+		    why, whylen, r, "cannot read the catalog");
+	}
+	if (strcmp(signer->name, p->node) == 0
+	    || !km_evict_is_member(signer->name, names, n)) {
+		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "%s is not a member that may propose evicting %s",
+		    signer->name, p->node);
+		goto out;
+	}
+	if (p->nvotes < k) {
+		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "eviction of %s carries %zu vote(s); %u are needed",
+		    p->node, p->nvotes, k);
+		goto out;
+	}
+	if ((voters = calloc(p->nvotes, sizeof(*voters))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < p->nvotes; i++) {
+		const km_catalog_vote *v = &p->votes[i];
+
+		if ((r = km_evict_stmt_decode(v->stmt, v->stmt_len, &vs))
+		    != 0) {
+			r = km_evict_fail(why, whylen, KM_ERR_BAD_FORMAT,
+			    "vote %zu: malformed statement", i + 1);
+			goto out;
+		}
+		if ((r = km_pki_verify_signed(x509, v->cert, v->cert_len,
+		         KM_ROLE_NODE, v->stmt, v->stmt_len, v->sig,
+		         v->sig_len, &id))
+		    != 0) {
+			r = km_evict_fail(why, whylen, r,
+			    "vote %zu: not signed by a valid node "
+			    "certificate (%s)",
+			    i + 1, km_strerror(r));
+			goto out;
+		}
+		if (strcmp(id.name, p->node) == 0) {
+			r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "vote %zu: the accused %s cannot vote", i + 1,
+			    id.name);
+			goto out;
+		}
+		if (!km_evict_is_member(id.name, names, n)) {
+			r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "vote %zu: %s is not a current member", i + 1,
+			    id.name);
+			goto out;
+		}
+		for (j = 0; j < i; j++) {
+			if (strcmp(voters[j], id.name) == 0) {
+				r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+				    "vote %zu: %s voted twice", i + 1,
+				    id.name);
+				goto out;
+			}
+		}
+		snprintf(voters[i], sizeof(voters[i]), "%s", id.name);
+		if (strcmp(vs.accused, p->node) != 0
+		    || CRYPTO_memcmp(vs.cert_sha256, p->cert_sha256, 32) != 0
+		    || (i > 0
+		        && CRYPTO_memcmp(vs.evidence_sha256, evidence, 32)
+		            != 0)) {
+			r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "vote %zu (%s) is for another node, certificate "
+			    "or evidence",
+			    i + 1, id.name);
+			goto out;
+		}
+		memcpy(evidence, vs.evidence_sha256, 32);
+	}
+	r = 0;
+out:
+	free(names);
+	free(voters);
+	return r;
+}
+
+/* RESHARE_BEGIN / COMMIT / ABORT by a node: only an eviction's re-share. */
+static int
+km_evict_check_reshare(
+    km_store *s, const km_catalog_payload *p, char *why, size_t whylen)
+{
+	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
+	km_catalog_evicted *ev = NULL;
+	km_catalog_key k;
+	size_t nev = 0, np = 0;
+	int r;
+
+	memset(&k, 0, sizeof(k));
+	if ((r = km_catalog_key_get(s, p->key_id, &k)) != 0) {
+		return km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "no key %s to re-share", p->key_id);
+	}
+	if ((r = km_catalog_evicted_list(s, &ev, &nev)) != 0) {
+		r = km_evict_fail(why, whylen, r, "cannot read the catalog");
+		goto out;
+	}
+	if ((r = km_evict_plan(&k, ev, nev, plan, &np)) != 0) {
+		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "key %s: no eviction calls for a re-share (%s)", p->key_id,
+		    r == KM_ERR_QUORUM ? "too few holders would remain"
+		                       : "it holds no evicted node's index");
+		goto out;
+	}
+	if (p->type == KM_CAT_RESHARE_BEGIN) {
+		if (k.state != KM_KEY_ACTIVE || p->epoch != k.epoch + 1
+		    || p->threshold != k.threshold
+		    || !km_evict_holders_equal(
+		        p->holders, p->nholders, plan, np)) {
+			r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "key %s: a node may begin only the re-share "
+			    "its eviction calls for",
+			    p->key_id);
+			goto out;
+		}
+	} else if (k.state != KM_KEY_RESHARING || p->epoch != k.next_epoch
+	    || k.next_threshold != k.threshold
+	    || !km_evict_holders_equal(
+	        k.next_holders, k.next_nholders, plan, np)) {
+		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "key %s: the pending epoch is not an eviction's re-share",
+		    p->key_id);
+		goto out;
+	}
+	r = 0;
+out:
+	free(ev);
+	km_catalog_key_free(&k);
+	return r;
+}
+
+int
+km_evict_authorise(km_store *s, X509_STORE *x509, const km_catalog_entry *e,
+    km_identity *signer, char *why, size_t whylen)
+{
+	km_catalog_payload p;
+	km_identity id;
+	km_buf tbs;
+	int r;
+
+	if (s == NULL || x509 == NULL || e == NULL || why == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	why[0] = '\0';
+	memset(&p, 0, sizeof(p));
+	km_buf_init(&tbs);
+	if (e->type != KM_CAT_EVICT && e->type != KM_CAT_RESHARE_BEGIN
+	    && e->type != KM_CAT_RESHARE_COMMIT
+	    && e->type != KM_CAT_RESHARE_ABORT) {
+		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "a node may not sign a catalog entry of type %u", e->type);
+		goto out;
+	}
+	if ((r = km_catalog_entry_tbs(e, &tbs)) != 0) {
+		goto out;
+	}
+	if ((r = km_pki_verify_signed(x509, e->signer, e->signer_len,
+	         KM_ROLE_NODE, tbs.data, tbs.len, e->sig, e->sig_len, &id))
+	    != 0) {
+		r = km_evict_fail(why, whylen, r,
+		    "entry not signed by a valid node certificate (%s)",
+		    km_strerror(r));
+		goto out;
+	}
+	if ((r = km_catalog_evicted_get(s, id.name, NULL)) == 0) {
+		r = km_evict_fail(
+		    why, whylen, KM_ERR_REVOKED, "%s is evicted", id.name);
+		goto out;
+	}
+	if ((r = km_catalog_payload_decode(
+	         e->type, e->payload, e->payload_len, &p))
+	    != 0) {
+		r = km_evict_fail(why, whylen, r, "malformed payload");
+		goto out;
+	}
+	r = e->type == KM_CAT_EVICT
+	    ? km_evict_check_votes(s, x509, &p, &id, why, whylen)
+	    : km_evict_check_reshare(s, &p, why, whylen);
+	if (r == 0 && signer != NULL) {
+		*signer = id;
+	}
+out:
+	km_catalog_payload_free(&p);
+	km_buf_free(&tbs);
+	return r;
+}

@@ -1,0 +1,684 @@
+/*
+ * Eviction: the vote statement and EVICT codecs, the vote quorum, and the
+ * apply-time authority of node-signed entries (store/evict.h): an admin
+ * evicts alone; a node needs k valid votes of distinct current members,
+ * none the accused; a node may re-share only as an eviction says.  Plus
+ * the PKI deny-list.
+ *
+ * A fresh CA issues node1..node6 (node6 revoked), an admin and a client;
+ * a store holds one RSA-like key, 3 of 5 on node1..node5 (the store does
+ * no cryptography on public data, so the bytes are placeholders).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/x509.h>
+
+#include "kmt.h"
+#include "pki/pki.h"
+#include "store/catalog.h"
+#include "store/evict.h"
+#include "store/store.h"
+#include "util/err.h"
+#include "util/util.h"
+
+static char *t_ca;
+static X509_STORE *t_x509;
+static km_store *t_store;
+
+typedef struct t_id {
+	uint8_t *der;
+	size_t len;
+	EVP_PKEY *key;
+} t_id;
+
+static char *
+t_slurp(const char *name)
+{
+	char path[4200];
+	uint8_t *d = NULL;
+	size_t len = 0;
+	char *s;
+
+	if (km_pki_path(path, sizeof(path), t_ca, name, NULL) != 0
+	    || km_read_file(path, &d, &len, 1u << 20) != 0) {
+		return NULL;
+	}
+	if ((s = realloc(d, len + 1)) == NULL) {
+		free(d);
+		return NULL;
+	}
+	s[len] = '\0';
+	return s;
+}
+
+static int
+t_id_load(const char *name, t_id *id)
+{
+	char path[4200];
+	X509 *x = NULL;
+	uint8_t *d = NULL;
+	int n;
+
+	memset(id, 0, sizeof(*id));
+	if (km_pki_path(path, sizeof(path), t_ca, name, ".crt") != 0
+	    || km_pki_load_cert(path, &x) != 0) {
+		return -1;
+	}
+	n = i2d_X509(x, &d);
+	X509_free(x);
+	if (n <= 0 || (id->der = malloc((size_t)n)) == NULL) {
+		return -1;
+	}
+	memcpy(id->der, d, (size_t)n);
+	OPENSSL_free(d);
+	id->len = (size_t)n;
+	if (km_pki_path(path, sizeof(path), t_ca, name, ".key") != 0
+	    || km_pki_load_key(path, &id->key) != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+static void
+t_id_free(t_id *id)
+{
+	free(id->der);
+	EVP_PKEY_free(id->key);
+	memset(id, 0, sizeof(*id));
+}
+
+/* The daemon's rule (daemon/catalog.c): an admin signs anything; a node
+ * what km_evict_authorise allowed before the apply. */
+typedef struct t_ctx {
+	bool node_ok;
+} t_ctx;
+
+static int
+t_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs, size_t len)
+{
+	t_ctx *c = arg;
+	int r;
+
+	r = km_pki_verify_signed(t_x509, e->signer, e->signer_len,
+	    KM_ROLE_ADMIN, tbs, len, e->sig, e->sig_len, NULL);
+	return (r == 0 || c->node_ok) ? 0 : r != 0 ? r : KM_ERR_AUTH;
+}
+
+/* Signs @p as @signer at the next seq and applies it; @why gets the
+ * authority's reason.  Returns apply's code, *@result its outcome. */
+static int
+t_apply(const km_catalog_payload *p, const char *signer, int *result,
+    char *why, size_t whylen)
+{
+	km_catalog_entry e;
+	km_buf pl, tbs;
+	t_id id;
+	uint64_t last = 0;
+	t_ctx c;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	km_buf_init(&pl);
+	km_buf_init(&tbs);
+	*result = 0;
+	why[0] = '\0';
+	if ((r = t_id_load(signer, &id)) != 0) {
+		return KM_ERR_INTERNAL;
+	}
+	if ((r = km_catalog_payload_encode(p, &pl)) != 0
+	    || (r = km_catalog_last_seq(t_store, &last, NULL)) != 0) {
+		goto out;
+	}
+	e.seq = last + 1;
+	e.type = p->type;
+	e.payload = pl.data;
+	e.payload_len = pl.len;
+	e.signer = id.der;
+	e.signer_len = id.len;
+	if ((r = km_catalog_entry_tbs(&e, &tbs)) != 0
+	    || (r = km_pki_sign(id.key, tbs.data, tbs.len, &e.sig, &e.sig_len))
+	        != 0) {
+		goto out;
+	}
+	c.node_ok
+	    = km_evict_authorise(t_store, t_x509, &e, NULL, why, whylen) == 0;
+	r = km_catalog_apply(t_store, &e, t_verify, &c, result);
+out:
+	free(e.sig);
+	km_buf_free(&pl);
+	km_buf_free(&tbs);
+	t_id_free(&id);
+	return r;
+}
+
+static km_catalog_holder t_holders5[5] = {
+	{ 1, "node1" },
+	{ 2, "node2" },
+	{ 3, "node3" },
+	{ 4, "node4" },
+	{ 5, "node5" },
+};
+
+static int
+t_init(void)
+{
+	static const char *const nodes[]
+	    = { "node1", "node2", "node3", "node4", "node5", "node6" };
+	km_catalog_payload p;
+	char *ca, *crl, sdir[4200];
+	int result = 0;
+	char why[256];
+	size_t i;
+
+	if ((t_ca = strdup(kmt_tmpdir())) == NULL
+	    || km_pki_ca_init(t_ca, 0) != 0) {
+		return -1;
+	}
+	for (i = 0; i < KM_ARRAY_LEN(nodes); i++) {
+		if (km_pki_cert_issue(t_ca, KM_ROLE_NODE, nodes[i], 0) != 0) {
+			return -1;
+		}
+	}
+	if (km_pki_cert_issue(t_ca, KM_ROLE_ADMIN, "adm", 0) != 0
+	    || km_pki_cert_issue(t_ca, KM_ROLE_CLIENT, "app", 0) != 0
+	    || km_pki_cert_revoke(t_ca, "node6") != 0) {
+		return -1;
+	}
+	ca = t_slurp("ca.crt");
+	crl = t_slurp("crl.pem");
+	if (ca == NULL || crl == NULL
+	    || km_pki_store_load(ca, crl, &t_x509) != 0) {
+		return -1;
+	}
+	free(ca);
+	free(crl);
+	snprintf(sdir, sizeof(sdir), "%s/store", t_ca);
+	if (km_store_open_dir(sdir, &t_store) != 0) {
+		return -1;
+	}
+	/* the key: 3 of 5 on node1..node5, active at epoch 1 */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_CREATE;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	snprintf(p.label, sizeof(p.label), "web");
+	p.key_type = KM_KEY_RSA;
+	p.bits = 2048;
+	p.threshold = 3;
+	p.epoch = 1;
+	p.nholders = 5;
+	p.holders = t_holders5;
+	p.public_data = (uint8_t *)"pub1";
+	p.public_len = 4;
+	p.policy = (uint8_t *)"\0\0\0\0\0\0\0\0";
+	p.policy_len = 8;
+	if (t_apply(&p, "adm", &result, why, sizeof(why)) != 0
+	    || result != 0) {
+		return -1;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ACTIVATE;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = 1;
+	if (t_apply(&p, "adm", &result, why, sizeof(why)) != 0
+	    || result != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+static int
+t_cleanup(void)
+{
+	km_store_close(t_store);
+	X509_STORE_free(t_x509);
+	free(t_ca);
+	return 0;
+}
+
+static void
+t_stmt(km_evict_stmt *s, const char *accused, uint8_t cert, uint8_t ev)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->accused, sizeof(s->accused), "%s", accused);
+	memset(s->cert_sha256, cert, 32);
+	memset(s->evidence_sha256, ev, 32);
+	s->time_ms = 1700000000000ull;
+}
+
+/* A vote by @voter on @accused (certificate hash byte @cert, evidence
+ * hash byte @ev) into @v. */
+static void
+t_vote(const char *voter, const char *accused, uint8_t cert, uint8_t ev,
+    km_catalog_vote *v)
+{
+	km_evict_stmt s;
+	t_id id;
+
+	CU_ASSERT_FATAL(t_id_load(voter, &id) == 0);
+	t_stmt(&s, accused, cert, ev);
+	CU_ASSERT_FATAL(
+	    km_evict_vote_sign(id.key, id.der, id.len, &s, v) == 0);
+	t_id_free(&id);
+}
+
+static void
+t_evict_payload(km_catalog_payload *p, const char *node, uint8_t cert)
+{
+	memset(p, 0, sizeof(*p));
+	p->type = KM_CAT_EVICT;
+	snprintf(p->node, sizeof(p->node), "%s", node);
+	memset(p->cert_sha256, cert, 32);
+	snprintf(p->reason, sizeof(p->reason), "bad partial");
+}
+
+static uint64_t
+t_seq(void)
+{
+	uint64_t s = 0;
+
+	(void)km_catalog_last_seq(t_store, &s, NULL);
+	return s;
+}
+
+/* ---- codecs ------------------------------------------------------------- */
+
+static void
+test_stmt_codec(void)
+{
+	km_evict_stmt s, d;
+	km_buf b;
+
+	t_stmt(&s, "node5", 0xaa, 0xbb);
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_evict_stmt_encode(&s, &b) == 0);
+	CU_ASSERT(km_evict_stmt_decode(b.data, b.len, &d) == 0);
+	CU_ASSERT(strcmp(d.accused, "node5") == 0);
+	CU_ASSERT(memcmp(d.cert_sha256, s.cert_sha256, 32) == 0);
+	CU_ASSERT(memcmp(d.evidence_sha256, s.evidence_sha256, 32) == 0);
+	CU_ASSERT(d.time_ms == s.time_ms);
+	/* truncated, trailing byte, another context string */
+	CU_ASSERT(
+	    km_evict_stmt_decode(b.data, b.len - 1, &d) == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
+	CU_ASSERT(
+	    km_evict_stmt_decode(b.data, b.len, &d) == KM_ERR_BAD_FORMAT);
+	b.data[4 + 8] ^= 1; /* inside "keymesh-evict-vote-v1" */
+	CU_ASSERT(
+	    km_evict_stmt_decode(b.data, b.len - 1, &d) == KM_ERR_BAD_FORMAT);
+	km_buf_free(&b);
+	snprintf(s.accused, sizeof(s.accused), "bad name");
+	km_buf_init(&b);
+	CU_ASSERT(km_evict_stmt_encode(&s, &b) == KM_ERR_INVALID_ARG);
+	km_buf_free(&b);
+}
+
+static void
+test_evict_codec(void)
+{
+	km_catalog_payload p, d;
+	km_catalog_vote v[2];
+	km_buf b;
+
+	memset(v, 0, sizeof(v));
+	t_vote("node1", "node5", 0, 0x11, &v[0]);
+	t_vote("node2", "node5", 0, 0x11, &v[1]);
+	t_evict_payload(&p, "node5", 0);
+	p.nvotes = 2;
+	p.votes = v;
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_catalog_payload_encode(&p, &b) == 0);
+	memset(&d, 0, sizeof(d));
+	CU_ASSERT_FATAL(
+	    km_catalog_payload_decode(KM_CAT_EVICT, b.data, b.len, &d) == 0);
+	CU_ASSERT(strcmp(d.node, "node5") == 0);
+	CU_ASSERT(strcmp(d.reason, "bad partial") == 0);
+	CU_ASSERT(d.nvotes == 2);
+	CU_ASSERT(d.votes[1].stmt_len == v[1].stmt_len
+	    && memcmp(d.votes[1].stmt, v[1].stmt, v[1].stmt_len) == 0);
+	km_catalog_payload_free(&d);
+	CU_ASSERT(
+	    km_catalog_payload_decode(KM_CAT_EVICT, b.data, b.len - 1, &d)
+	    == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
+	CU_ASSERT(km_catalog_payload_decode(KM_CAT_EVICT, b.data, b.len, &d)
+	    == KM_ERR_BAD_FORMAT);
+	km_buf_free(&b);
+	/* a reason is one printable line */
+	snprintf(p.reason, sizeof(p.reason), "two\nlines");
+	km_buf_init(&b);
+	CU_ASSERT(km_catalog_payload_encode(&p, &b) == KM_ERR_INVALID_ARG);
+	km_buf_free(&b);
+	km_evict_vote_clear(&v[0]);
+	km_evict_vote_clear(&v[1]);
+}
+
+static void
+test_quorum(void)
+{
+	uint32_t k = 0, n = 0;
+
+	CU_ASSERT_FATAL(km_evict_quorum(t_store, &k, &n) == 0);
+	CU_ASSERT(n == 5); /* node1..node5 hold k1 */
+	CU_ASSERT(k == 3); /* max(threshold 3, majority 3) */
+}
+
+/* Applies an EVICT of node5 with the votes given; expects a refusal
+ * (not consumed: the seq stays) and @want in the reason. */
+static void
+t_refused(const char *signer, km_catalog_vote *v, size_t n, uint8_t cert,
+    const char *want)
+{
+	km_catalog_payload p;
+	uint64_t before = t_seq();
+	char why[256];
+	int result = 0, r;
+
+	t_evict_payload(&p, "node5", cert);
+	p.nvotes = n;
+	p.votes = v;
+	r = t_apply(&p, signer, &result, why, sizeof(why));
+	CU_ASSERT(r != 0);
+	CU_ASSERT(t_seq() == before);
+	CU_ASSERT(km_catalog_evicted_get(t_store, "node5", NULL)
+	    == KM_ERR_NOT_FOUND);
+	if (strstr(why, want) == NULL) {
+		fprintf(
+		    stderr, "\n  refused for '%s', wanted '%s'\n", why, want);
+		CU_FAIL("refusal reason");
+	}
+}
+
+static void
+test_refusals(void)
+{
+	km_catalog_vote v[4];
+	size_t i;
+
+	memset(v, 0, sizeof(v));
+	/* a node's word alone */
+	t_refused("node1", NULL, 0, 0, "0 vote(s); 3 are needed");
+	/* k - 1 votes */
+	t_vote("node1", "node5", 0, 0x11, &v[0]);
+	t_vote("node2", "node5", 0, 0x11, &v[1]);
+	t_refused("node1", v, 2, 0, "2 vote(s); 3 are needed");
+	/* a duplicate voter */
+	t_vote("node2", "node5", 0, 0x11, &v[2]);
+	t_refused("node1", v, 3, 0, "voted twice");
+	km_evict_vote_clear(&v[2]);
+	/* the accused votes */
+	t_vote("node5", "node5", 0, 0x11, &v[2]);
+	t_refused("node1", v, 3, 0, "cannot vote");
+	km_evict_vote_clear(&v[2]);
+	/* a vote for another certificate hash, or other evidence */
+	t_vote("node3", "node5", 0x77, 0x11, &v[2]);
+	t_refused("node1", v, 3, 0, "another node, certificate");
+	km_evict_vote_clear(&v[2]);
+	t_vote("node3", "node5", 0, 0x22, &v[2]);
+	t_refused("node1", v, 3, 0, "another node, certificate");
+	km_evict_vote_clear(&v[2]);
+	/* a vote for another node */
+	t_vote("node3", "node4", 0, 0x11, &v[2]);
+	t_refused("node1", v, 3, 0, "another node, certificate");
+	km_evict_vote_clear(&v[2]);
+	/* a client's vote, a revoked node's vote */
+	t_vote("app", "node5", 0, 0x11, &v[2]);
+	t_refused("node1", v, 3, 0, "not signed by a valid node");
+	km_evict_vote_clear(&v[2]);
+	t_vote("node6", "node5", 0, 0x11, &v[2]);
+	t_refused("node1", v, 3, 0, "not signed by a valid node");
+	km_evict_vote_clear(&v[2]);
+	/* enough votes, but proposed by the accused, or a client */
+	t_vote("node3", "node5", 0, 0x11, &v[2]);
+	t_refused("node5", v, 3, 0, "not a member that may propose");
+	t_refused("app", v, 3, 0, "not signed by a valid node");
+	/* a vote whose signature does not cover its statement */
+	v[1].stmt[v[1].stmt_len - 1] ^= 1;
+	t_refused("node1", v, 3, 0, "not signed by a valid node");
+	v[1].stmt[v[1].stmt_len - 1] ^= 1;
+	for (i = 0; i < KM_ARRAY_LEN(v); i++) {
+		km_evict_vote_clear(&v[i]);
+	}
+}
+
+static void
+test_evict_by_votes(void)
+{
+	km_catalog_evicted ev;
+	km_catalog_payload p;
+	km_catalog_vote v[3];
+	km_identity id;
+	uint64_t before = t_seq();
+	uint32_t k = 0, n = 0;
+	char why[256];
+	int result = -1;
+	size_t i;
+
+	memset(v, 0, sizeof(v));
+	t_vote("node1", "node5", 0, 0x11, &v[0]);
+	t_vote("node2", "node5", 0, 0x11, &v[1]);
+	t_vote("node3", "node5", 0, 0x11, &v[2]);
+	t_evict_payload(&p, "node5", 0);
+	p.nvotes = 3;
+	p.votes = v;
+	CU_ASSERT(t_apply(&p, "node4", &result, why, sizeof(why)) == 0);
+	CU_ASSERT(result == 0);
+	CU_ASSERT(t_seq() == before + 1);
+	CU_ASSERT_FATAL(km_catalog_evicted_get(t_store, "node5", &ev) == 0);
+	CU_ASSERT(ev.nvotes == 3);
+	CU_ASSERT(ev.evidence_sha256[0] == 0x11);
+	CU_ASSERT(strcmp(ev.reason, "bad partial") == 0);
+	/* the members are node1..node4 now; k stays 3 (the threshold) */
+	CU_ASSERT(km_evict_quorum(t_store, &k, &n) == 0);
+	CU_ASSERT(n == 4 && k == 3);
+	/* an evicted node no longer votes or proposes */
+	for (i = 0; i < 3; i++) {
+		km_evict_vote_clear(&v[i]);
+	}
+	t_vote("node5", "node4", 0, 0x33, &v[0]);
+	t_vote("node1", "node4", 0, 0x33, &v[1]);
+	t_vote("node2", "node4", 0, 0x33, &v[2]);
+	t_evict_payload(&p, "node4", 0);
+	p.nvotes = 3;
+	p.votes = v;
+	before = t_seq();
+	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "not a current member") != NULL);
+	CU_ASSERT(t_apply(&p, "node5", &result, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "node5 is evicted") != NULL);
+	CU_ASSERT(t_seq() == before);
+	/* and the same eviction again is consumed with no effect */
+	for (i = 0; i < 3; i++) {
+		km_evict_vote_clear(&v[i]);
+	}
+	t_evict_payload(&p, "node5", 0);
+	CU_ASSERT(t_apply(&p, "adm", &result, why, sizeof(why)) == 0);
+	CU_ASSERT(result == KM_ERR_EXISTS);
+	/* the deny-list refuses node5's certificate from then on */
+	{
+		t_id n5, n1;
+		const char *deny[] = { "node5" };
+
+		CU_ASSERT_FATAL(t_id_load("node5", &n5) == 0);
+		CU_ASSERT_FATAL(t_id_load("node1", &n1) == 0);
+		CU_ASSERT(
+		    km_pki_verify_signed(t_x509, n5.der, n5.len, KM_ROLE_NODE,
+		        "x", 1, (const uint8_t *)"s", 1, &id)
+		    == KM_ERR_VERIFY); /* a valid cert, a bad signature */
+		CU_ASSERT(km_pki_deny_set(deny, 1) == 0);
+		CU_ASSERT(
+		    km_pki_verify_signed(t_x509, n5.der, n5.len, KM_ROLE_NODE,
+		        "x", 1, (const uint8_t *)"s", 1, &id)
+		    == KM_ERR_REVOKED);
+		CU_ASSERT(
+		    km_pki_verify_signed(t_x509, n1.der, n1.len, KM_ROLE_NODE,
+		        "x", 1, (const uint8_t *)"s", 1, &id)
+		    == KM_ERR_VERIFY);
+		CU_ASSERT(km_pki_denied(
+		    &(km_identity) { .name = "node5", .role = KM_ROLE_NODE }));
+		CU_ASSERT(!km_pki_denied(&(km_identity) {
+		    .name = "node5", .role = KM_ROLE_CLIENT }));
+		CU_ASSERT(km_pki_deny_set(NULL, 0) == 0);
+		CU_ASSERT(!km_pki_denied(
+		    &(km_identity) { .name = "node5", .role = KM_ROLE_NODE }));
+		t_id_free(&n5);
+		t_id_free(&n1);
+	}
+}
+
+static void
+test_reshare_authority(void)
+{
+	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS], bad[4];
+	km_catalog_evicted *ev = NULL;
+	km_catalog_payload p;
+	km_catalog_key k;
+	size_t nev = 0, np = 0;
+	uint64_t before;
+	char why[256];
+	int result = -1;
+
+	/* node5 is evicted (test_evict_by_votes): k1's plan is node1..4 */
+	memset(&k, 0, sizeof(k));
+	CU_ASSERT_FATAL(km_catalog_key_get(t_store, "k1", &k) == 0);
+	CU_ASSERT_FATAL(km_catalog_evicted_list(t_store, &ev, &nev) == 0);
+	CU_ASSERT(nev == 1);
+	CU_ASSERT(km_evict_plan(&k, ev, nev, plan, &np) == 0);
+	CU_ASSERT(np == 4 && plan[3].index == 4
+	    && strcmp(plan[3].node, "node4") == 0);
+	/* a node may not begin another re-share */
+	memcpy(bad, plan, sizeof(bad));
+	snprintf(bad[3].node, sizeof(bad[3].node), "node1");
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = 2;
+	p.threshold = 3;
+	p.nholders = 4;
+	p.holders = bad;
+	p.public_data = (uint8_t *)"pub2";
+	p.public_len = 4;
+	before = t_seq();
+	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "only the re-share its eviction") != NULL);
+	p.holders = plan;
+	p.threshold = 2;
+	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
+	p.threshold = 3;
+	CU_ASSERT(t_apply(&p, "node5", &result, why, sizeof(why)) != 0);
+	CU_ASSERT(t_seq() == before);
+	/* a node may not commit or abort what is not pending */
+	{
+		km_catalog_payload c;
+
+		memset(&c, 0, sizeof(c));
+		c.type = KM_CAT_RESHARE_COMMIT;
+		snprintf(c.key_id, sizeof(c.key_id), "k1");
+		c.epoch = 2;
+		CU_ASSERT(
+		    t_apply(&c, "node2", &result, why, sizeof(why)) != 0);
+	}
+	/* exactly the eviction's re-share: accepted, then committed */
+	CU_ASSERT(t_apply(&p, "node2", &result, why, sizeof(why)) == 0);
+	CU_ASSERT(result == 0);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_COMMIT;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = 2;
+	CU_ASSERT(t_apply(&p, "node3", &result, why, sizeof(why)) == 0);
+	CU_ASSERT(result == 0);
+	km_catalog_key_free(&k);
+	memset(&k, 0, sizeof(k));
+	CU_ASSERT_FATAL(km_catalog_key_get(t_store, "k1", &k) == 0);
+	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE && k.nholders == 4
+	    && k.threshold == 3);
+	/* nothing left to re-share: a node's BEGIN is refused again */
+	CU_ASSERT(km_evict_plan(&k, ev, nev, plan, &np) == KM_ERR_NOT_FOUND);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = 3;
+	p.threshold = 3;
+	p.nholders = 4;
+	p.holders = k.holders;
+	p.public_data = (uint8_t *)"pub3";
+	p.public_len = 4;
+	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "no eviction calls") != NULL);
+	/* an admin evicts without votes */
+	{
+		km_catalog_payload e;
+
+		t_evict_payload(&e, "node4", 0);
+		CU_ASSERT(t_apply(&e, "adm", &result, why, sizeof(why)) == 0);
+		CU_ASSERT(result == 0);
+		CU_ASSERT(km_catalog_evicted_get(t_store, "node4", NULL) == 0);
+	}
+	free(ev);
+	km_catalog_key_free(&k);
+}
+
+static void
+test_plan(void)
+{
+	km_catalog_holder h[5] = {
+		{ 1, "node1" },
+		{ 2, "node1" },
+		{ 3, "node2" },
+		{ 4, "node3" },
+		{ 5, "node3" },
+	};
+	km_catalog_holder out[KM_CATALOG_MAX_HOLDERS];
+	km_catalog_evicted ev[1];
+	km_catalog_key k;
+	size_t n = 0;
+
+	memset(&k, 0, sizeof(k));
+	memset(ev, 0, sizeof(ev));
+	k.threshold = 3;
+	k.nholders = 5;
+	k.holders = h;
+	/* weighted: node1 keeps both its indices, renumbered */
+	snprintf(ev[0].node, sizeof(ev[0].node), "node2");
+	CU_ASSERT(km_evict_plan(&k, ev, 1, out, &n) == 0);
+	CU_ASSERT(n == 4);
+	CU_ASSERT(out[0].index == 1 && strcmp(out[0].node, "node1") == 0);
+	CU_ASSERT(out[1].index == 2 && strcmp(out[1].node, "node1") == 0);
+	CU_ASSERT(out[2].index == 3 && strcmp(out[2].node, "node3") == 0);
+	CU_ASSERT(out[3].index == 4 && strcmp(out[3].node, "node3") == 0);
+	/* node3 had two of five: three remain, the threshold */
+	snprintf(ev[0].node, sizeof(ev[0].node), "node3");
+	CU_ASSERT(km_evict_plan(&k, ev, 1, out, &n) == 0 && n == 3);
+	/* node1 and its two: below the threshold */
+	k.threshold = 4;
+	snprintf(ev[0].node, sizeof(ev[0].node), "node1");
+	CU_ASSERT(km_evict_plan(&k, ev, 1, out, &n) == KM_ERR_QUORUM);
+	CU_ASSERT(n == 3);
+	snprintf(ev[0].node, sizeof(ev[0].node), "node9");
+	CU_ASSERT(km_evict_plan(&k, ev, 1, out, &n) == KM_ERR_NOT_FOUND);
+}
+
+static const kmt_test t_tests[] = {
+	{ "stmt_codec", test_stmt_codec },
+	{ "evict_codec", test_evict_codec },
+	{ "quorum", test_quorum },
+	{ "refusals", test_refusals },
+	{ "evict_by_votes", test_evict_by_votes },
+	{ "reshare_authority", test_reshare_authority },
+	{ "plan", test_plan },
+	KMT_END,
+};
+
+static const kmt_suite t_suites[] = {
+	{ "evict", t_init, t_cleanup, t_tests },
+	{ NULL, NULL, NULL, NULL },
+};
+
+int
+main(int argc, char **argv)
+{
+	return kmt_main(argc, argv, t_suites);
+}
