@@ -218,8 +218,9 @@ others_up() {
 }
 check "... the $((nodes - 1)) others up, score 100" poll 15 others_up
 qlog=$mesh/node$q/keymeshd.log
+# (the others may show the verdict a moment before node$q applies it)
 check "node$q's own log says why, naming the coordinator" \
-	grep -q "KMD-QUARANTINED.*this node is quarantined by the coordinator $coord: binary sha256 ${other:0:16}" "$qlog"
+	poll 10 grep -q "KMD-QUARANTINED.*this node is quarantined by the coordinator $coord: binary sha256 ${other:0:16}" "$qlog"
 "$keymesh" graph --format dot >"$dir/g.dot" 2>"$err"
 check "keymesh graph colours node$q orange with its reason" \
 	grep -q "^	\"node$q\" \[fillcolor=orange,.*not in the posture policy" \
