@@ -41,6 +41,7 @@
 #include "crypto/rsa.h"
 #include "mesh/ops.h"
 #include "mesh/rpc.h"
+#include "net/net.h"
 #include "pkcs11/p11.h"
 #include "proto/proto.h"
 #include "trust/evidence.h"
@@ -368,7 +369,14 @@ km_p11_ev_main(void *arg)
 		km_p11_ev.head = (km_p11_ev.head + 1) % KM_P11_EV_QUEUE;
 		km_p11_ev.n--;
 		pthread_mutex_unlock(&km_p11_ev.mu);
+		/* an application may exit without C_Finalize: no OpenSSL
+		 * or nng call once exit() has begun (net.h) */
+		if (!km_net_work_enter()) {
+			km_p11_ev_job_free(j);
+			return NULL;
+		}
 		km_p11_ev_process(j);
+		km_net_work_leave();
 		km_p11_ev_release(j->node, j->kind);
 		km_p11_ev_job_free(j);
 	}

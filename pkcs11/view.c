@@ -38,6 +38,7 @@
 
 #include "mesh/admin.h"
 #include "mesh/rpc.h"
+#include "net/net.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/rank.h"
 #include "trust/graph.h"
@@ -336,7 +337,13 @@ km_p11_refresh_main(void *arg)
 	pthread_mutex_lock(&km_p11_rf.lock);
 	while (!km_p11_rf.stop) {
 		pthread_mutex_unlock(&km_p11_rf.lock);
+		/* an application may exit without C_Finalize: no OpenSSL
+		 * or nng call once exit() has begun (net.h) */
+		if (!km_net_work_enter()) {
+			return NULL;
+		}
 		km_p11_refresh_once();
+		km_net_work_leave();
 		pthread_mutex_lock(&km_p11_rf.lock);
 		if (km_p11_rf.stop) {
 			break;

@@ -46,6 +46,19 @@
  */
 int km_net_init(void);
 
+/**
+ * km_net_work_enter:
+ * For a library's own background threads (the PKCS#11 module's view
+ * refresher and evidence reporter): brackets a piece of work that calls
+ * OpenSSL or this transport.  Returns false once the process has begun
+ * to exit (an atexit handler registered after OpenSSL's, the same one
+ * that guards the TLS engine's calls from nng's threads): the thread must
+ * then stop without touching either.  On true, call km_net_work_leave()
+ * after the work; exit() waits for work in progress.
+ */
+bool km_net_work_enter(void);
+void km_net_work_leave(void);
+
 /** km_net_engine_name: the TLS engine nng currently uses. */
 const char *km_net_engine_name(void);
 

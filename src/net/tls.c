@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "net/net.h"
 #include "net/tls.h"
 #include "pki/pki.h"
 #include "util/err.h"
@@ -1237,6 +1238,19 @@ static void
 km_tls_leave(void)
 {
 	pthread_rwlock_unlock(&km_tls_exit_lock);
+}
+
+bool
+km_net_work_enter(void)
+{
+	(void)pthread_once(&km_tls_exit_once, km_tls_atexit_register);
+	return km_tls_enter();
+}
+
+void
+km_net_work_leave(void)
+{
+	km_tls_leave();
 }
 
 static int
