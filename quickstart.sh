@@ -59,10 +59,84 @@ build() {
 	make -s -j"$(nproc)" >/dev/null || { make -j1; die "build failed"; }
 }
 
+# demo step 5-7: a node turns faulty; the mesh catches, evicts and
+# re-shares on its own while an application keeps signing.
+demo_sign() {
+	# $1: output name; verifies with the public key read in step 4
+	printf 'message %s\n' "$1" > "$demo_dir/m$1.txt"
+	pkcs11-tool --module "$KEYMESH_MODULE" --login --pin "$KEYMESH_PIN" \
+		--sign --mechanism SHA256-RSA-PKCS --label demo-rsa \
+		--input-file "$demo_dir/m$1.txt" --output-file "$demo_dir/m$1.sig" \
+		>/dev/null 2>"$demo_dir/m$1.err" &&
+		openssl dgst -sha256 -keyform DER -verify "$demo_dir/pub.der" \
+			-signature "$demo_dir/m$1.sig" "$demo_dir/m$1.txt" >/dev/null 2>&1
+}
+
+demo_key_line() {
+	"$km" key list 2>/dev/null | awk -v l="$1" '$1 == l { print $4, $5, $6 }'
+}
+
+demo_faulty() {
+	coord=$("$km" status 2>/dev/null | sed -n 's/^coordinator: \(node[0-9]*\).*/\1/p')
+	bad=node2
+	[ "$coord" = node2 ] && bad=node3
+	echo
+	echo "== 5. $bad turns faulty: it answers every partial with a wrong value"
+	echo "   (the test build's fault mode; the coordinator is ${coord:-none})"
+	"$km" dev stop --dir "$demo_dir" --node "${bad#node}" >/dev/null
+	KEYMESHD_TEST_FAULT=corrupt-partials \
+		"$km" dev start --dir "$demo_dir" --node "${bad#node}" >/dev/null
+	echo "   An application keeps signing; nobody else acts. What the mesh does,"
+	echo "   as it happens (module lines from pkcs11-tool, daemon lines from"
+	echo "   the node logs):"
+	: > "$demo_dir/seen"
+	t0=$(date +%s)
+	i=0
+	while [ $i -lt 60 ]; do
+		i=$((i + 1))
+		if demo_sign "$i"; then r="verified"; else r="FAILED"; fi
+		echo "   signature $i: $r"
+		grep -h 'P11-BAD-PARTIAL\|P11-EVIDENCE' "$demo_dir/m$i.err" 2>/dev/null |
+			sed 's/^keymesh-pkcs11: [a-z]* \[\([A-Z0-9-]*\)\] [a-z_0-9]*: /module \1: /' | cut -c1-150 | sed 's/^/     /'
+		for n in 1 2 3 4 5; do
+			grep -h '\[KMD-EVIDENCE\]\|\[KMD-EVICT\|\[KMD-QUARANTINED\]' \
+				"$demo_dir/node$n/keymeshd.log" 2>/dev/null |
+				sed "s/^keymeshd: [a-z]* \[\([A-Z0-9-]*\)\] [a-z_0-9]*: /node$n \1: /"
+		done | while IFS= read -r l; do
+			grep -qxF "$l" "$demo_dir/seen" && continue
+			printf '%s\n' "$l" >> "$demo_dir/seen"
+			printf '     %s\n' "$(printf '%s' "$l" | cut -c1-150)"
+		done
+		if "$km" status 2>/dev/null | grep -qx "evicted: $bad" &&
+			[ "$(demo_key_line demo-rsa)" = "3/4 2 active" ] &&
+			[ "$(demo_key_line demo-ec)" = "3/4 2 active" ]; then
+			break
+		fi
+		sleep 0.3
+	done
+	echo "   ($bad evicted and both keys re-shared $(($(date +%s) - t0)) s after it turned faulty)"
+	echo
+	echo "== 6. Signing carries on: the keys are at epoch 2, 3 of the 4 others"
+	"$km" key list
+	"$km" status | sed -n '/^evicted:/p;/^coordinator:/p'
+	for j in 1 2 3; do
+		if demo_sign "after$j"; then r="verified"; else r="FAILED"; fi
+		echo "   signature after the eviction $j: $r"
+	done
+	echo
+	echo "== 7. The trust graph ($demo_dir/trust-graph.png)"
+	if "$km" graph --format png -o "$demo_dir/trust-graph.png"; then
+		echo "   drawn: green up, orange quarantined, red evicted, grey unreachable;"
+		echo "   edges carry the measured round trip and bandwidth"
+	fi
+}
+
 case "${1:-}" in
 demo)
 	install_deps
-	build --enable-strict
+	# the test hooks give step 5 its faulty node (a fault mode that a
+	# production build does not have); the same build as `test`
+	build --enable-strict --enable-test-hooks
 	demo_dir="${KEYMESH_DEMO_DIR:-$top/demo-mesh}"
 	km="$top/tools/keymesh"
 	echo
@@ -98,6 +172,7 @@ demo)
 			--label demo-rsa --output-file "$demo_dir/pub.der" >/dev/null 2>&1
 		openssl dgst -sha256 -keyform DER -verify "$demo_dir/pub.der" \
 			-signature "$demo_dir/msg.sig" "$demo_dir/msg.txt"
+		demo_faulty
 	fi
 	echo
 	echo "The mesh is still running. To use it from your shell:"

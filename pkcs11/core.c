@@ -486,7 +486,9 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	km_p11_lock(km_p11.lock);
 	km_p11.initialized = false;
 	km_p11_unlock(km_p11.lock);
-	/* before the mesh closes: the reporter uses it */
+	/* before the mesh closes: the reporter uses it (and before the
+	 * sessions go, whose last one logs out) */
+	km_p11_evidence_drain(KM_P11_EVIDENCE_DRAIN_MS);
 	km_p11_evidence_stop();
 	/* WARNING: the application must not call in from other threads
 	 * while it finalises (PKCS#11 §5.4); sessions are freed here */
@@ -1352,6 +1354,9 @@ km_p11_logout_all_nodes(void)
 	bool have[KM_MESH_MAX_NODES];
 	size_t i, n = km_mesh_count(km_p11.mesh);
 
+	/* evidence of a bad partial still to report needs these tickets:
+	 * it goes first, within a bound (DESIGN.md §1 promise 3) */
+	km_p11_evidence_drain(KM_P11_EVIDENCE_DRAIN_MS);
 	pthread_mutex_lock(&km_p11_login_lock);
 	km_p11_lock(km_p11.lock);
 	memcpy(t, km_p11.ticket, sizeof(t));

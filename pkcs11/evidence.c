@@ -32,10 +32,12 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto/rsa.h"
@@ -77,6 +79,7 @@ static struct {
 	pthread_cond_t cv;
 	pid_t owner; /* the process whose thread this is */
 	bool running, stopping;
+	bool busy; /* a report in hand */
 	pthread_t thread;
 	km_p11_ev_job *q[KM_P11_EV_QUEUE];
 	size_t head, n;
@@ -85,7 +88,7 @@ static struct {
 	uint64_t quiet_until[KM_MESH_MAX_NODES][2];
 	uint64_t full_logged_ms; /* the last "queue full" line */
 } km_p11_ev = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false,
-	false, 0, { NULL }, 0, 0, { { 0 } }, 0 };
+	false, false, 0, { NULL }, 0, 0, { { 0 } }, 0 };
 
 /* True (and the holder marked busy) when a report may be made now. */
 static bool
@@ -368,6 +371,7 @@ km_p11_ev_main(void *arg)
 		km_p11_ev.q[km_p11_ev.head] = NULL;
 		km_p11_ev.head = (km_p11_ev.head + 1) % KM_P11_EV_QUEUE;
 		km_p11_ev.n--;
+		km_p11_ev.busy = true;
 		pthread_mutex_unlock(&km_p11_ev.mu);
 		/* an application may exit without C_Finalize: no OpenSSL
 		 * or nng call once exit() has begun (net.h) */
@@ -379,6 +383,10 @@ km_p11_ev_main(void *arg)
 		km_net_work_leave();
 		km_p11_ev_release(j->node, j->kind);
 		km_p11_ev_job_free(j);
+		pthread_mutex_lock(&km_p11_ev.mu);
+		km_p11_ev.busy = false;
+		pthread_cond_broadcast(&km_p11_ev.cv);
+		pthread_mutex_unlock(&km_p11_ev.mu);
 	}
 }
 
@@ -531,6 +539,7 @@ km_p11_evidence_stop(void)
 	}
 	km_p11_ev.running = false;
 	km_p11_ev.stopping = false;
+	km_p11_ev.busy = false;
 	km_p11_ev.head = 0;
 	memset(km_p11_ev.quiet_until, 0, sizeof(km_p11_ev.quiet_until));
 	km_p11_ev.full_logged_ms = 0;
@@ -539,6 +548,28 @@ km_p11_evidence_stop(void)
 		km_log_error("P11-EVIDENCE",
 		    "%zu evidence report(s) dropped at C_Finalize", dropped);
 	}
+}
+
+void
+km_p11_evidence_drain(unsigned ms)
+{
+	struct timespec ts;
+	uint64_t ns;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
+	ts.tv_sec += (time_t)(ns / 1000000000u);
+	ts.tv_nsec = (long)(ns % 1000000000u);
+	pthread_mutex_lock(&km_p11_ev.mu);
+	while (km_p11_ev.running && km_p11_ev.owner == getpid()
+	    && !km_p11_ev.stopping
+	    && (km_p11_ev.n > 0 || km_p11_ev.busy)) {
+		if (pthread_cond_timedwait(&km_p11_ev.cv, &km_p11_ev.mu, &ts)
+		    == ETIMEDOUT) {
+			break;
+		}
+	}
+	pthread_mutex_unlock(&km_p11_ev.mu);
 }
 
 void

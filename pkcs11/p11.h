@@ -43,6 +43,8 @@
 #define KM_P11_MAX_SESSIONS 4096
 #define KM_P11_MANUFACTURER "keymesh"
 #define KM_P11_PIN_MIN      4
+/* how long a logout or C_Finalize waits for evidence still to report */
+#define KM_P11_EVIDENCE_DRAIN_MS 3000u
 #define KM_P11_PIN_MAX      255
 
 /* ---- locks: the application's callbacks or pthreads ---- */
@@ -427,6 +429,12 @@ void km_p11_evidence_caught(const km_p11_key *key, uint32_t type,
     size_t node, uint32_t index, km_net_call *call, const km_buf *req);
 /** km_p11_evidence_stop: C_Finalize: join the reporter, drop the rest. */
 void km_p11_evidence_stop(void);
+/**
+ * km_p11_evidence_drain: before a logout or C_Finalize: waits up to @ms
+ * for the reports queued or in hand (they need this login's tickets: an
+ * application that signs and exits at once would otherwise drop them).
+ */
+void km_p11_evidence_drain(unsigned ms);
 /** km_p11_evidence_forget: a forked child drops the parent's reporter. */
 void km_p11_evidence_forget(void);
 
