@@ -1171,12 +1171,27 @@ test_evict_old_share_useless(void)
 	long n5;
 	int node;
 
-	/* a known start: 3 of 5 on every node */
+	km_ec_partial *q_old[MAXP], *q_new[MAXP], *qmix[MAXP];
+	km_ec_pub *qpub_old, *qpub_new;
+	size_t nq_old = 0, nq_new = 0, qtried = 0;
+	uint32_t qe0 = 0;
+	ec_ctx c;
+
+	/* a known start: 3 of 5 on every node, both keys */
 	CU_ASSERT_FATAL(reshare(rsa_id, K, all5, N, &e0) == 0);
 	pub0 = rsa_pub_of(key_now(rsa_id));
 	CU_ASSERT_FATAL(pub0 != NULL);
 	pub_old = rsa_check_epoch(rsa_id, e0, K, all5, N, pub0, p_old, &n_old);
 	CU_ASSERT_FATAL(n_old == N);
+	CU_ASSERT_FATAL(reshare(ec_id, K, all5, N, &qe0) == 0);
+	memset(&c, 0, sizeof(c));
+	CU_ASSERT_FATAL(km_ec_group_new(NID_X9_62_prime256v1, &c.g) == 0);
+	qpub_old = ec_pub_of(&c, key_now(ec_id));
+	CU_ASSERT_FATAL(qpub_old != NULL);
+	CU_ASSERT_FATAL(ec_ctx_init(&c, qpub_old) == 0);
+	km_ec_pub_free(qpub_old);
+	qpub_old = ec_check_epoch(&c, ec_id, qe0, K, all5, N, N, q_old, &nq_old);
+	CU_ASSERT_FATAL(nq_old == N);
 	CU_ASSERT(km_mesh_node_evict(admin, "node5", "test-reshare", NULL,
 	              NULL, err, sizeof(err))
 	    == 0);
@@ -1201,9 +1216,30 @@ test_evict_old_share_useless(void)
 		}
 	}
 	CU_ASSERT(tried == 6);
+	/* the same for the EC key (re-shared by the same coordinator) */
+	until = km_now_ms() + 60000;
+	while (km_now_ms() < until && key_now(ec_id) != NULL
+	    && key_now(ec_id)->epoch == qe0) {
+		usleep(250 * 1000);
+	}
+	qpub_new = ec_check_epoch(
+	    &c, ec_id, qe0 + 1, K, first4, 4, 4, q_new, &nq_new);
+	CU_ASSERT_FATAL(nq_new == 4);
+	for (i = 0; i < nq_new; i++) {
+		for (j = i + 1; j < nq_new; j++) {
+			qmix[0] = q_old[4];
+			qmix[1] = q_new[i];
+			qmix[2] = q_new[j];
+			CU_ASSERT(ec_combine_ok(&c, qpub_new, qmix, 3) != 0);
+			CU_ASSERT(ec_combine_ok(&c, qpub_old, qmix, 3) != 0);
+			qtried++;
+		}
+	}
+	CU_ASSERT(qtried == 6);
 	/* the old shares are gone from the holders */
 	for (node = 1; node <= 4; node++) {
 		CU_ASSERT(share_rows(node, rsa_id, e0) == 0);
+		CU_ASSERT(share_rows(node, ec_id, qe0) == 0);
 	}
 	/* node5 serves no current partial */
 	n5 = km_mesh_find(client, "node5");
@@ -1227,6 +1263,12 @@ test_evict_old_share_useless(void)
 	km_rsa_pub_free(pub0);
 	km_rsa_pub_free(pub_old);
 	km_rsa_pub_free(pub_new);
+	ec_parts_free(q_old, nq_old);
+	ec_parts_free(q_new, nq_new);
+	km_ec_pub_free(qpub_old);
+	km_ec_pub_free(qpub_new);
+	EC_POINT_free(c.pp);
+	km_ec_group_free(c.g);
 }
 
 static const kmt_test reshare_tests[] = {
