@@ -320,6 +320,14 @@ kmc_policy_fetch(km_mesh *m, int timeout_ms, km_posture *p, bool *found,
 					r = KM_ERR_BAD_FORMAT;
 					break;
 				}
+				/* the entries asked for, in order: a reply
+				 * that goes back (or skips) would loop or
+				 * hide a later policy */
+				if (e.seq != from || e.seq > last) {
+					km_catalog_entry_clear(&e);
+					r = KM_ERR_BAD_FORMAT;
+					break;
+				}
 				/* what every node applied: the last valid
 				 * one (an invalid one had no effect) */
 				if (e.type == KM_CAT_POSTURE_SET
