@@ -280,11 +280,15 @@ km_view_verdict_find(const km_view *v, const char *node)
 	return NULL;
 }
 
-/* Every vote of an EVICT names evidence (all zero is an admin's mark). */
+/* What store/catalog.c km_cat_evict asks of an EVICT's votes, whoever
+ * signed it, before it takes effect: every statement names this node and
+ * certificate and one piece of evidence, never all zero (an admin's
+ * mark).  An admin's EVICT without votes passes. */
 static bool
 km_view_evict_evidence(const km_catalog_payload *p)
 {
 	static const uint8_t zero[32];
+	uint8_t evidence[32];
 	km_evict_stmt vs;
 	size_t i;
 
@@ -292,9 +296,13 @@ km_view_evict_evidence(const km_catalog_payload *p)
 		if (km_evict_stmt_decode(
 		        p->votes[i].stmt, p->votes[i].stmt_len, &vs)
 		        != 0
+		    || strcmp(vs.accused, p->node) != 0
+		    || memcmp(vs.cert_sha256, p->cert_sha256, 32) != 0
+		    || (i > 0 && memcmp(vs.evidence_sha256, evidence, 32) != 0)
 		    || memcmp(vs.evidence_sha256, zero, 32) == 0) {
 			return false;
 		}
+		memcpy(evidence, vs.evidence_sha256, 32);
 	}
 	return true;
 }
