@@ -466,7 +466,8 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 	case KM_CAT_EVICT:
 		/* the daemons consume an EVICT whose votes name no evidence
 		 * without effect (store/catalog.c km_cat_evict) */
-		if (!km_view_evicted(v, p.node) && km_view_evict_evidence(&p)) {
+		if (!km_view_evicted(v, p.node)
+		    && km_view_evict_evidence(&p)) {
 			char(*ne)[KM_NAME_MAX + 1] = realloc(
 			    v->evicted, (v->nevicted + 1) * sizeof(*ne));
 
@@ -621,8 +622,8 @@ km_view_evict_consistent(const km_catalog_payload *p, const char *signer)
 
 /* Holders sorted by index into @out (the daemons list them so). */
 static void
-km_view_holders_sorted(const km_catalog_holder *in, size_t n,
-    km_catalog_holder *out)
+km_view_holders_sorted(
+    const km_catalog_holder *in, size_t n, km_catalog_holder *out)
 {
 	km_catalog_holder t;
 	size_t i, j;
@@ -707,8 +708,7 @@ km_view_reshare_allowed(const km_view_key *k,
 		}
 		km_view_holders_sorted(
 		    k->next_holders, k->next_nholders, next);
-		if (!km_view_holders_equal(
-		        next, k->next_nholders, plan, np)) {
+		if (!km_view_holders_equal(next, k->next_nholders, plan, np)) {
 			goto out;
 		}
 	} else {
@@ -737,7 +737,8 @@ out:
  * combined result is verified with the public key.
  */
 static int
-km_view_node_entry(km_view *v, const km_catalog_entry *e, const km_identity *signer)
+km_view_node_entry(
+    km_view *v, const km_catalog_entry *e, const km_identity *signer)
 {
 	km_catalog_payload p;
 	km_identity id, prev[KM_CATALOG_VOTES_MAX];
@@ -756,8 +757,8 @@ km_view_node_entry(km_view *v, const km_catalog_entry *e, const km_identity *sig
 	}
 	if (e->type != KM_CAT_EVICT) {
 		k = km_view_lookup(v, p.key_id);
-		r = km_view_reshare_allowed(
-		    k, (const char(*)[KM_NAME_MAX + 1])v->evicted, v->nevicted,
+		r = km_view_reshare_allowed(k,
+		    (const char(*)[KM_NAME_MAX + 1]) v->evicted, v->nevicted,
 		    &p);
 		km_catalog_payload_free(&p);
 		return r;

@@ -768,7 +768,6 @@ static const kmt_test evidence_tests[] = {
 	KMT_END,
 };
 
-
 /* ---- the client view's authority checks (src/mesh/view.c) ----
  *
  * A node serving the catalog to a client could hand it entries that the
@@ -789,8 +788,8 @@ node_id(const char *name, km_role role)
 }
 
 static void
-verdict_bytes(const char *node, const char *coord, km_trust_state state,
-    km_buf *out)
+verdict_bytes(
+    const char *node, const char *coord, km_trust_state state, km_buf *out)
 {
 	km_trust_verdict v;
 
@@ -836,8 +835,8 @@ test_view_verdict(void)
 /* A vote with statement @accused/@cert/@evidence; cert and signature are
  * placeholders (km_view_evict_consistent does not check them). */
 static void
-vote_set(km_catalog_vote *v, const char *accused, uint8_t cert,
-    uint8_t evidence)
+vote_set(
+    km_catalog_vote *v, const char *accused, uint8_t cert, uint8_t evidence)
 {
 	km_evict_stmt st;
 	km_buf b;
