@@ -21,9 +21,16 @@
  * (KM_CAT_EVICT), never one verdict.
  *
  * Locks: st->catalog_lock (apply) may be held when this file's lock is
- * taken, never the other way round; the beacon graph's lock is never held
- * with this one either, except kmd_trust_overlay(), called with the graph
- * lock held, which takes this one inside it.
+ * taken, never the other way round; the beacon graph's lock may be held
+ * when it is taken (kmd_trust_overlay() and kmd_trust_max_age(), called
+ * by daemon/beacon.c with the graph lock held), never the other way
+ * round: nothing here takes the graph lock.  The order is catalog_lock,
+ * then the graph lock, then this one.
+ *
+ * WARNING: kmd_trust_stop() frees this state; it must run after the
+ * server and Raft have stopped (request handlers and the apply path call
+ * kmd_trust_refuse_partial, kmd_trust_note, kmd_trust_overlay and
+ * kmd_trust_applied).  XXX daemon/main.c stops it before them.
  */
 #include "config.h"
 

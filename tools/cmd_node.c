@@ -42,8 +42,12 @@ kmc_node_evict(int argc, char **argv)
 		return r;
 	}
 	if (!km_name_valid(node)) {
-		return kmc_fail(
-		    "node evict", "'%s' is not a valid node name", node);
+		/* not echoed as given: a newline or an escape in it would
+		 * split or forge the one-line error */
+		return kmc_fail("node evict",
+		    "the node name is not valid (letters, digits, '-', '_', "
+		    "'.', at most %d)",
+		    KM_NAME_MAX);
 	}
 	if ((r = km_mesh_conf_load(
 	         km_mesh_conf_path(v[0]), &mc, err, sizeof(err)))

@@ -59,6 +59,28 @@ kmc_hexval(char c)
 	return -1;
 }
 
+/*
+ * @s as one safe line for an error message: at most 64 characters, each
+ * one that is not printable ASCII shown as '?', so that a value with a
+ * newline or a terminal escape cannot split or forge the one-line error.
+ */
+static const char *
+kmc_policy_shown(const char *s, char out[68])
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i < 64; i++) {
+		out[i] = (s[i] >= 0x20 && s[i] <= 0x7e) ? s[i] : '?';
+	}
+	if (s[i] != '\0') {
+		out[i++] = '.';
+		out[i++] = '.';
+		out[i++] = '.';
+	}
+	out[i] = '\0';
+	return out;
+}
+
 /* A number in [lo, hi], all digits. */
 static bool
 kmc_policy_uint(
@@ -84,6 +106,7 @@ static int
 kmc_policy_parse(
     const char *cmd, int argc, char **argv, km_posture *p, const char **conf)
 {
+	char shown[68];
 	size_t j;
 	int i, k;
 
@@ -93,7 +116,8 @@ kmc_policy_parse(
 		const char *o = argv[i], *v;
 
 		if (strncmp(o, "--", 2) != 0) {
-			return kmc_usage(cmd, "unexpected argument '%s'", o);
+			return kmc_usage(cmd, "unexpected argument '%s'",
+			    kmc_policy_shown(o, shown));
 		}
 		if (strcmp(o, "--allow-binary") != 0
 		    && strcmp(o, "--allow-version") != 0
@@ -102,10 +126,12 @@ kmc_policy_parse(
 		    && strcmp(o, "--max-beacon-age") != 0
 		    && strcmp(o, "--refresh-interval") != 0
 		    && strcmp(o, "--conf") != 0) {
-			return kmc_usage(cmd, "unknown option '%s'", o);
+			return kmc_usage(cmd, "unknown option '%s'",
+			    kmc_policy_shown(o, shown));
 		}
 		if (i + 1 >= argc) {
-			return kmc_usage(cmd, "option %s needs a value", o);
+			return kmc_usage(cmd, "option %s needs a value",
+			    kmc_policy_shown(o, shown));
 		}
 		v = argv[++i];
 		if (strcmp(o, "--allow-binary") == 0) {
@@ -114,8 +140,8 @@ kmc_policy_parse(
 			if (strlen(v) != 64) {
 				return kmc_usage(cmd,
 				    "--allow-binary needs a SHA-256 in 64 hex "
-				    "digits, not '%.80s'",
-				    v);
+				    "digits, not '%s'",
+				    kmc_policy_shown(v, shown));
 			}
 			for (k = 0; k < 32; k++) {
 				int hi = kmc_hexval(v[2 * k]);
@@ -123,9 +149,9 @@ kmc_policy_parse(
 
 				if (hi < 0 || lo < 0) {
 					return kmc_usage(cmd,
-					    "--allow-binary '%.80s' is not "
+					    "--allow-binary '%s' is not "
 					    "hex",
-					    v);
+					    kmc_policy_shown(v, shown));
 				}
 				h[k] = (uint8_t)(hi << 4 | lo);
 			}
@@ -133,7 +159,7 @@ kmc_policy_parse(
 				if (memcmp(p->binaries[j], h, 32) == 0) {
 					return kmc_usage(cmd,
 					    "--allow-binary %s given twice",
-					    v);
+					    kmc_policy_shown(v, shown));
 				}
 			}
 			if (p->nbinaries == KM_POSTURE_MAX_BINARIES) {
@@ -155,7 +181,7 @@ kmc_policy_parse(
 				if (strcmp(p->versions[j], v) == 0) {
 					return kmc_usage(cmd,
 					    "--allow-version %s given twice",
-					    v);
+					    kmc_policy_shown(v, shown));
 				}
 			}
 			if (p->nversions == KM_POSTURE_MAX_VERSIONS) {
@@ -179,7 +205,7 @@ kmc_policy_parse(
 					return kmc_usage(cmd,
 					    "--allow-token-model %s given "
 					    "twice",
-					    v);
+					    kmc_policy_shown(v, shown));
 				}
 			}
 			if (p->nmodels == KM_POSTURE_MAX_MODELS) {
@@ -197,25 +223,27 @@ kmc_policy_parse(
 			} else {
 				return kmc_usage(cmd,
 				    "--secure-boot is 'required' or 'any', "
-				    "not '%.80s'",
-				    v);
+				    "not '%s'",
+				    kmc_policy_shown(v, shown));
 			}
 		} else if (strcmp(o, "--max-beacon-age") == 0) {
 			if (!kmc_policy_uint(v, KM_POSTURE_AGE_MIN_MS,
 			        KM_POSTURE_AGE_MAX_MS, &p->max_age_ms)) {
 				return kmc_usage(cmd,
 				    "--max-beacon-age is a number of ms from "
-				    "%u to %u, not '%.80s'",
+				    "%u to %u, not '%s'",
 				    KM_POSTURE_AGE_MIN_MS,
-				    KM_POSTURE_AGE_MAX_MS, v);
+				    KM_POSTURE_AGE_MAX_MS,
+				    kmc_policy_shown(v, shown));
 			}
 		} else if (strcmp(o, "--refresh-interval") == 0) {
 			if (!kmc_policy_uint(v, 0, KM_POSTURE_REFRESH_MAX_S,
 			        &p->refresh_s)) {
 				return kmc_usage(cmd,
 				    "--refresh-interval is a number of "
-				    "seconds from 0 (off) to %u, not '%.80s'",
-				    KM_POSTURE_REFRESH_MAX_S, v);
+				    "seconds from 0 (off) to %u, not '%s'",
+				    KM_POSTURE_REFRESH_MAX_S,
+				    kmc_policy_shown(v, shown));
 			}
 		} else {
 			*conf = v;
@@ -317,6 +345,14 @@ kmc_policy_fetch(km_mesh *m, int timeout_ms, km_posture *p, bool *found,
 				        != 0
 				    || km_catalog_entry_decode(d, len, &e)
 				        != 0) {
+					r = KM_ERR_BAD_FORMAT;
+					break;
+				}
+				/* the entries asked for, in order: a reply
+				 * that goes back (or skips) would loop or
+				 * hide a later policy */
+				if (e.seq != from || e.seq > last) {
+					km_catalog_entry_clear(&e);
 					r = KM_ERR_BAD_FORMAT;
 					break;
 				}

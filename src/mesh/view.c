@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "mesh/rpc.h"
 #include "mesh/view.h"
 #include "pki/pki.h"
@@ -278,6 +280,33 @@ km_view_verdict_find(const km_view *v, const char *node)
 	return NULL;
 }
 
+/* What store/catalog.c km_cat_evict asks of an EVICT's votes, whoever
+ * signed it, before it takes effect: every statement names this node and
+ * certificate and one piece of evidence, never all zero (an admin's
+ * mark).  An admin's EVICT without votes passes. */
+static bool
+km_view_evict_evidence(const km_catalog_payload *p)
+{
+	static const uint8_t zero[32];
+	uint8_t evidence[32];
+	km_evict_stmt vs;
+	size_t i;
+
+	for (i = 0; i < p->nvotes; i++) {
+		if (km_evict_stmt_decode(
+		        p->votes[i].stmt, p->votes[i].stmt_len, &vs)
+		        != 0
+		    || strcmp(vs.accused, p->node) != 0
+		    || memcmp(vs.cert_sha256, p->cert_sha256, 32) != 0
+		    || (i > 0 && memcmp(vs.evidence_sha256, evidence, 32) != 0)
+		    || memcmp(vs.evidence_sha256, zero, 32) == 0) {
+			return false;
+		}
+		memcpy(evidence, vs.evidence_sha256, 32);
+	}
+	return true;
+}
+
 /*
  * The same transitions as the daemons' state machine (store/catalog.c),
  * restricted to what a client needs.  An entry that does not apply is
@@ -435,7 +464,10 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 		}
 		break;
 	case KM_CAT_EVICT:
-		if (!km_view_evicted(v, p.node)) {
+		/* the daemons consume an EVICT whose votes name no evidence
+		 * without effect (store/catalog.c km_cat_evict) */
+		if (!km_view_evicted(v, p.node)
+		    && km_view_evict_evidence(&p)) {
 			char(*ne)[KM_NAME_MAX + 1] = realloc(
 			    v->evicted, (v->nevicted + 1) * sizeof(*ne));
 
@@ -533,27 +565,189 @@ km_view_node_type(uint32_t type)
 	    || type == KM_CAT_RESHARE_COMMIT || type == KM_CAT_RESHARE_ABORT;
 }
 
+int
+km_view_verdict_allowed(
+    const km_identity *signer, const uint8_t *payload, size_t len)
+{
+	km_trust_verdict tv;
+
+	if (signer == NULL || signer->role != KM_ROLE_NODE) {
+		return KM_ERR_AUTH;
+	}
+	/* malformed: the daemons consume it without effect, so must we
+	 * (refusing it would stall the view at that entry) */
+	if (km_trust_verdict_decode(payload, len, &tv) != 0) {
+		return 0;
+	}
+	/* daemon/trust.c kmd_trust_check_verdict: the signer speaks as
+	 * itself and never lifts its own quarantine */
+	if (strcmp(tv.coordinator, signer->name) != 0
+	    || (strcmp(tv.node, signer->name) == 0
+	        && tv.state != KM_TRUST_QUARANTINED)) {
+		return KM_ERR_AUTH;
+	}
+	return 0;
+}
+
+int
+km_view_evict_consistent(const km_catalog_payload *p, const char *signer)
+{
+	uint8_t evidence[32];
+	km_evict_stmt vs;
+	size_t i;
+
+	if (p == NULL || signer == NULL || p->type != KM_CAT_EVICT
+	    || p->nvotes < 2 || strcmp(signer, p->node) == 0) {
+		return KM_ERR_AUTH;
+	}
+	for (i = 0; i < p->nvotes; i++) {
+		if (km_evict_stmt_decode(
+		        p->votes[i].stmt, p->votes[i].stmt_len, &vs)
+		    != 0) {
+			return KM_ERR_BAD_FORMAT;
+		}
+		/* as km_evict_authorise: one node, one certificate, one
+		 * piece of evidence for every vote */
+		if (strcmp(vs.accused, p->node) != 0
+		    || CRYPTO_memcmp(vs.cert_sha256, p->cert_sha256, 32) != 0
+		    || (i > 0
+		        && CRYPTO_memcmp(vs.evidence_sha256, evidence, 32)
+		            != 0)) {
+			return KM_ERR_AUTH;
+		}
+		memcpy(evidence, vs.evidence_sha256, 32);
+	}
+	return 0;
+}
+
+/* Holders sorted by index into @out (the daemons list them so). */
+static void
+km_view_holders_sorted(
+    const km_catalog_holder *in, size_t n, km_catalog_holder *out)
+{
+	km_catalog_holder t;
+	size_t i, j;
+
+	memcpy(out, in, n * sizeof(*in));
+	for (i = 1; i < n; i++) {
+		t = out[i];
+		for (j = i; j > 0 && out[j - 1].index > t.index; j--) {
+			out[j] = out[j - 1];
+		}
+		out[j] = t;
+	}
+}
+
+static bool
+km_view_holders_equal(const km_catalog_holder *a, size_t na,
+    const km_catalog_holder *b, size_t nb)
+{
+	size_t i;
+
+	if (na != nb) {
+		return false;
+	}
+	for (i = 0; i < na; i++) {
+		if (a[i].index != b[i].index
+		    || strcmp(a[i].node, b[i].node) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int
+km_view_reshare_allowed(const km_view_key *k,
+    const char (*evicted)[KM_NAME_MAX + 1], size_t nev,
+    const km_catalog_payload *p)
+{
+	km_catalog_holder *cur = NULL, *next = NULL, *plan = NULL;
+	km_catalog_evicted *ev = NULL;
+	km_catalog_key ck;
+	size_t np = 0, i, n = KM_CATALOG_MAX_HOLDERS;
+	int r = KM_ERR_AUTH;
+
+	if (k == NULL || p == NULL || (evicted == NULL && nev > 0)
+	    || k->nholders > n || k->next_nholders > n) {
+		return KM_ERR_AUTH;
+	}
+	if ((cur = calloc(n, sizeof(*cur))) == NULL
+	    || (next = calloc(n, sizeof(*next))) == NULL
+	    || (plan = calloc(n, sizeof(*plan))) == NULL
+	    || (nev > 0 && (ev = calloc(nev, sizeof(*ev))) == NULL)) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < nev; i++) {
+		snprintf(ev[i].node, sizeof(ev[i].node), "%s", evicted[i]);
+	}
+	/* the plan the daemons compute (store/evict.c km_evict_plan, over
+	 * the holders by index) */
+	km_view_holders_sorted(k->holders, k->nholders, cur);
+	memset(&ck, 0, sizeof(ck));
+	ck.threshold = k->threshold;
+	ck.nholders = k->nholders;
+	ck.holders = cur;
+	if (km_evict_plan(&ck, ev, nev, plan, &np) != 0) {
+		goto out; /* no eviction calls for a re-share of it */
+	}
+	if (p->type == KM_CAT_RESHARE_BEGIN) {
+		if (k->state != KM_KEY_ACTIVE || p->epoch != k->epoch + 1
+		    || p->threshold != k->threshold || p->nholders > n) {
+			goto out;
+		}
+		km_view_holders_sorted(p->holders, p->nholders, next);
+		if (!km_view_holders_equal(next, p->nholders, plan, np)) {
+			goto out;
+		}
+	} else if (p->type == KM_CAT_RESHARE_COMMIT
+	    || p->type == KM_CAT_RESHARE_ABORT) {
+		if (k->state != KM_KEY_RESHARING || p->epoch != k->next_epoch
+		    || k->next_threshold != k->threshold) {
+			goto out;
+		}
+		km_view_holders_sorted(
+		    k->next_holders, k->next_nholders, next);
+		if (!km_view_holders_equal(next, k->next_nholders, plan, np)) {
+			goto out;
+		}
+	} else {
+		goto out;
+	}
+	r = 0;
+out:
+	free(cur);
+	free(next);
+	free(plan);
+	free(ev);
+	return r;
+}
+
 /*
  * A node-signed entry in the view.  The daemons check its full authority
  * at apply (km_evict_authorise: k votes of current members, or exactly the
- * re-share an eviction calls for), which needs the catalog's member and
- * key tables; the view checks what it can alone: an EVICT carries at
- * least two valid votes of distinct nodes other than the accused and the
- * same statement.  XXX the vote count against k is the daemons' check
- * only.  Whatever a view accepts, a client never returns a wrong result:
- * every combined result is verified with the public key.
+ * re-share an eviction calls for).  The view checks the same with what it
+ * holds: the signer is not evicted; an EVICT carries at least two valid
+ * votes of distinct nodes other than the accused, all for one node,
+ * certificate and piece of evidence, and is not signed by the accused; a
+ * re-share entry is exactly the one an applied eviction calls for
+ * (km_view_reshare_allowed).  XXX the vote count against k, and the
+ * members, are the daemons' check only (the view keeps no member table).
+ * Whatever a view accepts, a client never returns a wrong result: every
+ * combined result is verified with the public key.
  */
 static int
-km_view_node_entry(km_view *v, const km_catalog_entry *e)
+km_view_node_entry(
+    km_view *v, const km_catalog_entry *e, const km_identity *signer)
 {
 	km_catalog_payload p;
 	km_identity id, prev[KM_CATALOG_VOTES_MAX];
-	km_evict_stmt vs;
+	const km_view_key *k;
 	size_t i, j;
 	int r;
 
-	if (e->type != KM_CAT_EVICT) {
-		return 0;
+	if (km_view_evicted(v, signer->name)) {
+		return KM_ERR_REVOKED;
 	}
 	memset(&p, 0, sizeof(p));
 	if ((r = km_catalog_payload_decode(
@@ -561,18 +755,21 @@ km_view_node_entry(km_view *v, const km_catalog_entry *e)
 	    != 0) {
 		return r;
 	}
-	r = p.nvotes >= 2 ? 0 : KM_ERR_AUTH;
+	if (e->type != KM_CAT_EVICT) {
+		k = km_view_lookup(v, p.key_id);
+		r = km_view_reshare_allowed(k,
+		    (const char(*)[KM_NAME_MAX + 1]) v->evicted, v->nevicted,
+		    &p);
+		km_catalog_payload_free(&p);
+		return r;
+	}
+	r = km_view_evict_consistent(&p, signer->name);
 	for (i = 0; r == 0 && i < p.nvotes; i++) {
-		r = km_evict_stmt_decode(
-		    p.votes[i].stmt, p.votes[i].stmt_len, &vs);
-		r = r ? r
-		      : km_pki_verify_signed_replay(v->store, p.votes[i].cert,
-		          p.votes[i].cert_len, KM_ROLE_NODE, p.votes[i].stmt,
-		          p.votes[i].stmt_len, p.votes[i].sig,
-		          p.votes[i].sig_len, &id);
-		if (r == 0
-		    && (strcmp(id.name, p.node) == 0
-		        || strcmp(vs.accused, p.node) != 0)) {
+		r = km_pki_verify_signed_replay(v->store, p.votes[i].cert,
+		    p.votes[i].cert_len, KM_ROLE_NODE, p.votes[i].stmt,
+		    p.votes[i].stmt_len, p.votes[i].sig, p.votes[i].sig_len,
+		    &id);
+		if (r == 0 && strcmp(id.name, p.node) == 0) {
 			r = KM_ERR_AUTH;
 		}
 		for (j = 0; r == 0 && j < i; j++) {
@@ -626,7 +823,10 @@ out:
 	 * (the coordinator's, advisory) and the entries an eviction makes
 	 * (checked further by km_view_node_entry) */
 	if (r == 0 && id.role == KM_ROLE_NODE && km_view_node_type(e->type)) {
-		r = km_view_node_entry(v, e);
+		r = km_view_node_entry(v, e, &id);
+	} else if (r == 0 && e->type == KM_CAT_TRUST_VERDICT
+	    && id.role == KM_ROLE_NODE) {
+		r = km_view_verdict_allowed(&id, e->payload, e->payload_len);
 	} else if (r == 0 &&
 	    !(id.role == KM_ROLE_ADMIN && e->type != KM_CAT_TRUST_VERDICT) &&
 	    !(id.role == KM_ROLE_CLIENT &&

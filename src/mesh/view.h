@@ -81,6 +81,53 @@ typedef struct km_view_verdict {
 const km_view_verdict *km_view_verdict_find(
     const km_view *v, const char *node);
 
+/**
+ * km_view_verdict_allowed:
+ * @signer: the verified signer of a TRUST_VERDICT entry
+ * @payload, @len: the entry's payload (km_trust_verdict_encode)
+ *
+ * The daemons' rule (daemon/trust.c kmd_trust_check_verdict): a member
+ * node signs, as the verdict's coordinator, and never lifts its own
+ * quarantine.  A payload that does not decode is allowed (the daemons
+ * consume it without effect).
+ *
+ * Returns: 0, KM_ERR_AUTH.
+ */
+int km_view_verdict_allowed(
+    const km_identity *signer, const uint8_t *payload, size_t len);
+
+/**
+ * km_view_evict_consistent:
+ * @p: a decoded EVICT payload
+ * @signer: the name of the node that signed the entry
+ *
+ * What km_evict_authorise checks of a node-signed EVICT that a view can
+ * check without the member table: at least two votes, every statement
+ * decodes and names @p's node, certificate hash and one evidence hash,
+ * and the accused did not sign.  (Vote signatures: the caller.)
+ *
+ * Returns: 0, KM_ERR_AUTH, KM_ERR_BAD_FORMAT.
+ */
+int km_view_evict_consistent(const km_catalog_payload *p, const char *signer);
+
+/**
+ * km_view_reshare_allowed:
+ * @k: the key as the view holds it (NULL: unknown, refused)
+ * @evicted, @nev: the evicted nodes
+ * @p: a decoded RESHARE_BEGIN, RESHARE_COMMIT or RESHARE_ABORT payload
+ *     signed by a node
+ *
+ * The daemons' rule (store/evict.h km_evict_authorise): a node may begin
+ * only the re-share an eviction calls for (km_evict_plan: same threshold,
+ * epoch + 1, the holders without the evicted ones), and commit or abort
+ * only a pending epoch that is exactly such a re-share.
+ *
+ * Returns: 0, KM_ERR_AUTH, KM_ERR_ALLOC.
+ */
+int km_view_reshare_allowed(const km_view_key *k,
+    const char (*evicted)[KM_NAME_MAX + 1], size_t nev,
+    const km_catalog_payload *p);
+
 /** km_view_new: an empty view checking signatures against @m's CA. */
 int km_view_new(km_mesh *m, km_view **out);
 void km_view_free(km_view *v);

@@ -26,10 +26,13 @@
 #include "crypto/shamir.h"
 #include "kmt.h"
 #include "mesh/ops.h"
+#include "mesh/view.h"
 #include "net/envelope.h"
 #include "pki/pki.h"
 #include "proto/proto.h"
+#include "store/evict.h"
 #include "trust/evidence.h"
+#include "trust/policy.h"
 #include "util/err.h"
 #include "util/util.h"
 
@@ -765,8 +768,227 @@ static const kmt_test evidence_tests[] = {
 	KMT_END,
 };
 
+/* ---- the client view's authority checks (src/mesh/view.c) ----
+ *
+ * A node serving the catalog to a client could hand it entries that the
+ * daemons refuse at apply; the view must refuse the same ones: a node
+ * lifting its own quarantine or speaking for another coordinator, an
+ * EVICT whose votes disagree, a node-signed re-share other than the one
+ * an eviction calls for. */
+
+static km_identity
+node_id(const char *name, km_role role)
+{
+	km_identity id;
+
+	memset(&id, 0, sizeof(id));
+	snprintf(id.name, sizeof(id.name), "%s", name);
+	id.role = role;
+	return id;
+}
+
+static void
+verdict_bytes(
+    const char *node, const char *coord, km_trust_state state, km_buf *out)
+{
+	km_trust_verdict v;
+
+	memset(&v, 0, sizeof(v));
+	snprintf(v.node, sizeof(v.node), "%s", node);
+	snprintf(v.coordinator, sizeof(v.coordinator), "%s", coord);
+	v.state = state;
+	v.score = state == KM_TRUST_UP ? 90 : 10;
+	if (state == KM_TRUST_QUARANTINED) {
+		snprintf(v.reason, sizeof(v.reason), "score below 30");
+	}
+	km_buf_reset(out);
+	CU_ASSERT_FATAL(km_trust_verdict_encode(&v, out) == 0);
+}
+
+static void
+test_view_verdict(void)
+{
+	km_identity n1 = node_id("node1", KM_ROLE_NODE);
+	km_identity n2 = node_id("node2", KM_ROLE_NODE);
+	km_identity app = node_id("node2", KM_ROLE_CLIENT);
+	km_buf b;
+
+	km_buf_init(&b);
+	/* the coordinator quarantines or releases another node */
+	verdict_bytes("node1", "node2", KM_TRUST_QUARANTINED, &b);
+	CU_ASSERT(km_view_verdict_allowed(&n2, b.data, b.len) == 0);
+	verdict_bytes("node1", "node2", KM_TRUST_UP, &b);
+	CU_ASSERT(km_view_verdict_allowed(&n2, b.data, b.len) == 0);
+	/* a client, or a node speaking for another coordinator */
+	CU_ASSERT(km_view_verdict_allowed(&app, b.data, b.len) == KM_ERR_AUTH);
+	CU_ASSERT(km_view_verdict_allowed(&n1, b.data, b.len) == KM_ERR_AUTH);
+	/* a node lifts its own quarantine: refused; it may impose one */
+	verdict_bytes("node1", "node1", KM_TRUST_UP, &b);
+	CU_ASSERT(km_view_verdict_allowed(&n1, b.data, b.len) == KM_ERR_AUTH);
+	verdict_bytes("node1", "node1", KM_TRUST_QUARANTINED, &b);
+	CU_ASSERT(km_view_verdict_allowed(&n1, b.data, b.len) == 0);
+	/* garbage: consumed without effect by the daemons, so not refused */
+	CU_ASSERT(km_view_verdict_allowed(&n1, (const uint8_t *)"xx", 2) == 0);
+	km_buf_free(&b);
+}
+
+/* A vote with statement @accused/@cert/@evidence; cert and signature are
+ * placeholders (km_view_evict_consistent does not check them). */
+static void
+vote_set(
+    km_catalog_vote *v, const char *accused, uint8_t cert, uint8_t evidence)
+{
+	km_evict_stmt st;
+	km_buf b;
+
+	memset(&st, 0, sizeof(st));
+	snprintf(st.accused, sizeof(st.accused), "%s", accused);
+	memset(st.cert_sha256, cert, 32);
+	memset(st.evidence_sha256, evidence, 32);
+	st.time_ms = 1;
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_evict_stmt_encode(&st, &b) == 0);
+	km_evict_vote_clear(v);
+	CU_ASSERT_FATAL(km_buf_steal(&b, &v->stmt, &v->stmt_len) == 0);
+	v->cert = calloc(1, 1);
+	v->cert_len = 1;
+	v->sig = calloc(1, 1);
+	v->sig_len = 1;
+	km_buf_free(&b);
+}
+
+static void
+test_view_evict(void)
+{
+	km_catalog_payload p;
+	size_t i;
+
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_EVICT;
+	snprintf(p.node, sizeof(p.node), "node3");
+	memset(p.cert_sha256, 0, 32);
+	p.nvotes = 3;
+	p.votes = calloc(3, sizeof(*p.votes));
+	CU_ASSERT_FATAL(p.votes != NULL);
+	for (i = 0; i < 3; i++) {
+		vote_set(&p.votes[i], "node3", 0, 7);
+	}
+	CU_ASSERT(km_view_evict_consistent(&p, "node1") == 0);
+	/* the accused proposes its own eviction */
+	CU_ASSERT(km_view_evict_consistent(&p, "node3") == KM_ERR_AUTH);
+	/* one vote on other evidence, another certificate, another node */
+	vote_set(&p.votes[2], "node3", 0, 8);
+	CU_ASSERT(km_view_evict_consistent(&p, "node1") == KM_ERR_AUTH);
+	vote_set(&p.votes[2], "node3", 1, 7);
+	CU_ASSERT(km_view_evict_consistent(&p, "node1") == KM_ERR_AUTH);
+	vote_set(&p.votes[2], "node2", 0, 7);
+	CU_ASSERT(km_view_evict_consistent(&p, "node1") == KM_ERR_AUTH);
+	/* a malformed statement */
+	vote_set(&p.votes[2], "node3", 0, 7);
+	p.votes[2].stmt[0] ^= 1;
+	CU_ASSERT(km_view_evict_consistent(&p, "node1") != 0);
+	/* fewer than two votes */
+	vote_set(&p.votes[2], "node3", 0, 7);
+	p.nvotes = 1;
+	CU_ASSERT(km_view_evict_consistent(&p, "node1") == KM_ERR_AUTH);
+	p.nvotes = 3;
+	km_catalog_payload_free(&p);
+}
+
+static void
+holder_set(km_catalog_holder *h, uint32_t index, const char *node)
+{
+	h->index = index;
+	snprintf(h->node, sizeof(h->node), "%s", node);
+}
+
+static void
+test_view_reshare(void)
+{
+	static const char ev[2][KM_NAME_MAX + 1] = { "node3", "node9" };
+	km_view_key *k;
+	km_catalog_payload p;
+	km_catalog_holder h[4];
+
+	CU_ASSERT_FATAL((k = calloc(1, sizeof(*k))) != NULL);
+	snprintf(k->key_id, sizeof(k->key_id), "k1");
+	k->threshold = 2;
+	k->epoch = 1;
+	k->state = KM_KEY_ACTIVE;
+	k->nholders = 3;
+	/* listed out of index order: the daemons read them by index */
+	holder_set(&k->holders[0], 2, "node2");
+	holder_set(&k->holders[1], 1, "node1");
+	holder_set(&k->holders[2], 3, "node3");
+
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = 2;
+	p.threshold = 2;
+	p.nholders = 2;
+	p.holders = h;
+	holder_set(&h[0], 1, "node1");
+	holder_set(&h[1], 2, "node2");
+	/* exactly the eviction's plan */
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 1, &p) == 0);
+	/* no eviction calls for it */
+	CU_ASSERT(km_view_reshare_allowed(k, NULL, 0, &p) == KM_ERR_AUTH);
+	CU_ASSERT(km_view_reshare_allowed(NULL, ev, 1, &p) == KM_ERR_AUTH);
+	/* another epoch, threshold, or holder set */
+	p.epoch = 3;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 1, &p) == KM_ERR_AUTH);
+	p.epoch = 2;
+	p.threshold = 1;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 1, &p) == KM_ERR_AUTH);
+	p.threshold = 2;
+	holder_set(&h[2], 3, "node4");
+	p.nholders = 3;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 1, &p) == KM_ERR_AUTH);
+	p.nholders = 2;
+	holder_set(&h[1], 2, "node4");
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 1, &p) == KM_ERR_AUTH);
+	holder_set(&h[1], 2, "node2");
+
+	/* commit / abort: only a pending epoch that is the plan */
+	p.type = KM_CAT_RESHARE_COMMIT;
+	p.nholders = 0;
+	p.holders = NULL;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 1, &p) == KM_ERR_AUTH);
+	k->state = KM_KEY_RESHARING;
+	k->next_epoch = 2;
+	k->next_threshold = 2;
+	k->next_nholders = 2;
+	holder_set(&k->next_holders[0], 2, "node2");
+	holder_set(&k->next_holders[1], 1, "node1");
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 2, &p) == 0);
+	p.type = KM_CAT_RESHARE_ABORT;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 2, &p) == 0);
+	p.epoch = 5;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 2, &p) == KM_ERR_AUTH);
+	p.epoch = 2;
+	holder_set(&k->next_holders[1], 1, "node5");
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 2, &p) == KM_ERR_AUTH);
+	holder_set(&k->next_holders[1], 1, "node1");
+	k->next_threshold = 1;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 2, &p) == KM_ERR_AUTH);
+	/* a type a node never signs */
+	p.type = KM_CAT_KEY_DESTROY;
+	k->next_threshold = 2;
+	CU_ASSERT(km_view_reshare_allowed(k, ev, 2, &p) == KM_ERR_AUTH);
+	free(k);
+}
+
+static const kmt_test view_tests[] = {
+	{ "verdict", test_view_verdict },
+	{ "evict", test_view_evict },
+	{ "reshare", test_view_reshare },
+	KMT_END,
+};
+
 static const kmt_suite suites[] = {
 	{ "evidence", suite_init, suite_cleanup, evidence_tests },
+	{ "view_authority", NULL, NULL, view_tests },
 	{ NULL, NULL, NULL, NULL },
 };
 
