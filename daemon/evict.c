@@ -67,6 +67,35 @@ static _Atomic bool kmd_evict_self; /* this node is evicted */
 /* After an EVICT: the followers apply it before the leader starts the
  * re-share (each party checks the eviction in its own catalog), and the
  * accused gets the entry before its Raft links are cut (so it knows). */
+/*
+ * Proactive refresh (docs/resharing.md, "Proactive refresh").  Catalog
+ * entries carry no time, so the age of a key's epoch is this node's own:
+ * the monotonic time at which it applied the entry that made the epoch
+ * current (KEY_ACTIVATE, RESHARE_COMMIT), or, for an epoch it found
+ * already current (a restart, a snapshot), the time it first saw it.
+ * Every node keeps the table; only the leader acts on it, so a new
+ * leader continues with its own times (at worst one interval late after
+ * its own restart).  WARNING: the authority to refresh is never the
+ * age: it is the policy and the holders (km_evict_reshare_allowed), so a
+ * lying clock or leader can only rotate shares more often.
+ */
+#define KMD_REFRESH_MAX_KEYS 512
+#define KMD_REFRESH_RETRY_MS 10000 /* after a failed refresh */
+#define KMD_REFRESH_GRACE_MS 4000  /* a pending refresh left alone */
+
+typedef struct kmd_refresh_slot {
+	char key_id[KM_NAME_MAX + 1];
+	uint32_t epoch;       /* the current epoch seen */
+	uint64_t since_ms;    /* when it became current, here */
+	uint64_t retry_ms;    /* no attempt before this */
+	uint32_t pend_epoch;  /* a pending epoch seen (0: none) */
+	uint64_t pend_ms;     /* when it was first seen pending */
+} kmd_refresh_slot;
+
+static kmd_refresh_slot kmd_refresh_slots[KMD_REFRESH_MAX_KEYS];
+static size_t kmd_refresh_nslots;
+static uint32_t kmd_refresh_last_s; /* the interval last logged */
+
 #define KMD_EVICT_SETTLE_MS 1500
 #define KMD_EVICT_CUT_MS    3000
 
@@ -202,12 +231,65 @@ kmd_evict_precheck(kmd_state *st, const km_catalog_entry *e)
 	return true;
 }
 
+/* The slot of @key_id, created when absent (NULL when the table is
+ * full: that key is then refreshed by nobody's clock, see below).
+ * Called with kmd_evict_lock held. */
+static kmd_refresh_slot *
+kmd_refresh_slot_get(const char *key_id, uint32_t epoch, uint64_t now)
+{
+	kmd_refresh_slot *sl;
+	size_t i;
+
+	for (i = 0; i < kmd_refresh_nslots; i++) {
+		if (strcmp(kmd_refresh_slots[i].key_id, key_id) == 0) {
+			return &kmd_refresh_slots[i];
+		}
+	}
+	if (kmd_refresh_nslots == KMD_REFRESH_MAX_KEYS) {
+		return NULL;
+	}
+	sl = &kmd_refresh_slots[kmd_refresh_nslots++];
+	memset(sl, 0, sizeof(*sl));
+	snprintf(sl->key_id, sizeof(sl->key_id), "%s", key_id);
+	sl->epoch = epoch;
+	sl->since_ms = now;
+	return sl;
+}
+
+/* An entry that made a key's epoch current: its age starts now. */
+static void
+kmd_refresh_applied(const km_catalog_entry *e)
+{
+	km_catalog_payload p;
+	kmd_refresh_slot *sl;
+	uint64_t now = km_now_ms();
+
+	memset(&p, 0, sizeof(p));
+	if (km_catalog_payload_decode(e->type, e->payload, e->payload_len, &p)
+	    != 0) {
+		return;
+	}
+	pthread_mutex_lock(&kmd_evict_lock);
+	if ((sl = kmd_refresh_slot_get(p.key_id, p.epoch, now)) != NULL) {
+		sl->epoch = p.epoch;
+		sl->since_ms = now;
+		sl->retry_ms = 0;
+		sl->pend_epoch = 0;
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
+	km_catalog_payload_free(&p);
+}
+
 void
 kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 {
 	km_catalog_payload p;
 	int r;
 
+	if (e->type == KM_CAT_KEY_ACTIVATE || e->type == KM_CAT_RESHARE_COMMIT) {
+		kmd_refresh_applied(e);
+		return;
+	}
 	if (e->type != KM_CAT_EVICT) {
 		return;
 	}
@@ -322,12 +404,15 @@ kmd_evict_append(kmd_state *st, km_catalog_payload *p, const char *what)
 	return r;
 }
 
-/* One key: re-share it without the evicted nodes, then commit. */
-static void
-kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
-    const km_catalog_holder *plan, size_t n)
+/*
+ * One key: re-share it to @plan (the eviction's, or the current holders
+ * for a refresh) with the same threshold, then append RESHARE_BEGIN and
+ * RESHARE_COMMIT signed as this node.  @msg says why on failure.
+ */
+static int
+kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
+    const km_catalog_holder *plan, size_t n, char *msg, size_t msglen)
 {
-	char msg[KM_PROTO_MESSAGE_MAX + 1] = "";
 	km_catalog_payload p;
 	const uint8_t *pd;
 	size_t pdlen;
@@ -336,20 +421,16 @@ kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
 
 	km_buf_init(&pub);
 	memset(&p, 0, sizeof(p));
-	km_log_info("KMD-EVICT-RESHARE",
-	    "key %s (%s): re-sharing epoch %u -> %u without the evicted "
-	    "node(s), %u of %zu",
-	    k->key_id, k->label, k->epoch, k->epoch + 1, k->threshold, n);
-	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, msg, sizeof(msg)))
+	msg[0] = '\0';
+	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, msg, msglen))
 	    != 0) {
-		km_log_warn_r(r, "KMD-EVICT-RESHARE-FAIL",
-		    "key %s stays at epoch %u for now: %s", k->key_id,
-		    k->epoch, msg);
 		goto out;
 	}
 	pub.off = 0;
-	if (km_buf_get_string_ptr(&pub, &pd, &pdlen, KM_CATALOG_PUBLIC_MAX)
+	if ((r = km_buf_get_string_ptr(
+	         &pub, &pd, &pdlen, KM_CATALOG_PUBLIC_MAX))
 	    != 0) {
+		snprintf(msg, msglen, "the new public data is malformed");
 		goto out;
 	}
 	p.type = KM_CAT_RESHARE_BEGIN;
@@ -360,24 +441,49 @@ kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
 	p.holders = (km_catalog_holder *)plan;
 	p.public_data = (uint8_t *)pd;
 	p.public_len = pdlen;
-	r = kmd_evict_append(st, &p, "RESHARE_BEGIN");
-	if (r != 0) {
+	if ((r = kmd_evict_append(st, &p, "RESHARE_BEGIN")) != 0) {
 		/* the prepared shares are never used; the next attempt's
 		 * hello drops them */
+		snprintf(msg, msglen, "RESHARE_BEGIN not appended (%s)",
+		    km_strerror(r));
 		goto out;
 	}
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_RESHARE_COMMIT;
 	snprintf(p.key_id, sizeof(p.key_id), "%s", k->key_id);
 	p.epoch = k->epoch + 1;
-	if (kmd_evict_append(st, &p, "RESHARE_COMMIT") == 0) {
-		km_log_info("KMD-EVICT-RESHARED",
-		    "key %s (%s) is at epoch %u, %u of %zu, without the "
-		    "evicted node(s); the old shares are deleted",
-		    k->key_id, k->label, k->epoch + 1, k->threshold, n);
+	if ((r = kmd_evict_append(st, &p, "RESHARE_COMMIT")) != 0) {
+		/* a pending epoch: the next pass commits or aborts it */
+		snprintf(msg, msglen, "RESHARE_COMMIT not appended (%s)",
+		    km_strerror(r));
 	}
 out:
 	km_buf_free(&pub);
+	return r;
+}
+
+/* One key: re-share it without the evicted nodes, then commit. */
+static void
+kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
+    const km_catalog_holder *plan, size_t n)
+{
+	char msg[KM_PROTO_MESSAGE_MAX + 1];
+	int r;
+
+	km_log_info("KMD-EVICT-RESHARE",
+	    "key %s (%s): re-sharing epoch %u -> %u without the evicted "
+	    "node(s), %u of %zu",
+	    k->key_id, k->label, k->epoch, k->epoch + 1, k->threshold, n);
+	if ((r = kmd_evict_rs_run(st, k, plan, n, msg, sizeof(msg))) != 0) {
+		km_log_warn_r(r, "KMD-EVICT-RESHARE-FAIL",
+		    "key %s stays at epoch %u for now: %s", k->key_id,
+		    k->epoch, msg);
+		return;
+	}
+	km_log_info("KMD-EVICT-RESHARED",
+	    "key %s (%s) is at epoch %u, %u of %zu, without the "
+	    "evicted node(s); the old shares are deleted",
+	    k->key_id, k->label, k->epoch + 1, k->threshold, n);
 }
 
 /* A pending epoch that is exactly the eviction's re-share: a previous
@@ -468,6 +574,196 @@ kmd_evict_cut_raft(kmd_state *st)
 	free(pem);
 }
 
+/* ---- proactive refresh: the leader rotates every key's shares -------- */
+
+/* Whether @k's pending epoch has its current holders and threshold (a
+ * refresh begun and not committed). */
+static bool
+kmd_refresh_pending_same(const km_catalog_key *k)
+{
+	size_t i;
+
+	if (k->state != KM_KEY_RESHARING || k->next_threshold != k->threshold
+	    || k->next_nholders != k->nholders) {
+		return false;
+	}
+	for (i = 0; i < k->nholders; i++) {
+		if (k->next_holders[i].index != k->holders[i].index
+		    || strcmp(k->next_holders[i].node, k->holders[i].node)
+		        != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A refresh a previous leader began and did not commit (or one an admin
+ * left half-done): commit it while the catalog allows a refresh (every
+ * new holder prepared its share before BEGIN), abort it otherwise. */
+static void
+kmd_refresh_finish(kmd_state *st, const km_catalog_key *k)
+{
+	km_catalog_payload p;
+	char why[256];
+	bool commit;
+
+	commit = km_evict_reshare_allowed(st->store, k, k->next_threshold,
+	             k->next_holders, k->next_nholders, true, NULL, why,
+	             sizeof(why))
+	    == 0;
+	memset(&p, 0, sizeof(p));
+	p.type = commit ? KM_CAT_RESHARE_COMMIT : KM_CAT_RESHARE_ABORT;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", k->key_id);
+	p.epoch = k->next_epoch;
+	if (kmd_evict_append(st, &p, commit ? "RESHARE_COMMIT"
+	                                    : "RESHARE_ABORT")
+	    != 0) {
+		return;
+	}
+	if (commit) {
+		km_log_info("KMD-REFRESH",
+		    "done: key %s (%s) is at epoch %u (a refresh begun "
+		    "earlier, committed now); the old shares are deleted",
+		    k->key_id, k->label, k->next_epoch);
+	} else {
+		km_log_info("KMD-REFRESH",
+		    "key %s (%s): pending epoch %u aborted (%s); it stays "
+		    "at epoch %u",
+		    k->key_id, k->label, k->next_epoch, why, k->epoch);
+	}
+}
+
+/* Refreshes one key: the same holders, indices and threshold. */
+static void
+kmd_refresh_key(kmd_state *st, const km_catalog_key *k, uint64_t age_ms,
+    uint32_t secs)
+{
+	char msg[KM_PROTO_MESSAGE_MAX + 1];
+	kmd_refresh_slot *sl;
+	int r;
+
+	km_log_info("KMD-REFRESH",
+	    "started: key %s (%s) epoch %u -> %u, the same %zu holders, "
+	    "threshold %u (epoch %llu s old, interval %u s)",
+	    k->key_id, k->label, k->epoch, k->epoch + 1, k->nholders,
+	    k->threshold, (unsigned long long)(age_ms / 1000), secs);
+	r = kmd_evict_rs_run(st, k, k->holders, k->nholders, msg, sizeof(msg));
+	if (r == 0) {
+		km_log_info("KMD-REFRESH",
+		    "done: key %s (%s) is at epoch %u with the same holders "
+		    "and threshold; the old shares are deleted",
+		    k->key_id, k->label, k->epoch + 1);
+		return;
+	}
+	km_log_warn_r(r, "KMD-REFRESH",
+	    "failed: key %s (%s) stays at epoch %u: %s; next try in %d s",
+	    k->key_id, k->label, k->epoch, msg[0] ? msg : km_strerror(r),
+	    KMD_REFRESH_RETRY_MS / 1000);
+	pthread_mutex_lock(&kmd_evict_lock);
+	if ((sl = kmd_refresh_slot_get(k->key_id, k->epoch, km_now_ms()))
+	    != NULL) {
+		sl->retry_ms = km_now_ms() + KMD_REFRESH_RETRY_MS;
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
+}
+
+/*
+ * Every node notes the epochs it sees; the leader, while the posture
+ * policy's refresh interval is non-zero, refreshes the key whose epoch is
+ * oldest once it is older than the interval: one key per pass, on the
+ * sync thread (never a client's request path).
+ */
+static void
+kmd_refresh_pass(kmd_state *st, const km_catalog_key *keys, size_t nkeys,
+    bool leading)
+{
+	kmd_refresh_slot *sl;
+	const km_catalog_key *due = NULL, *finish = NULL;
+	uint64_t now = km_now_ms(), age = 0, oldest = 0;
+	uint32_t secs = 0;
+	char why[256];
+	size_t i;
+
+	if (km_evict_refresh_interval(st->store, &secs) != 0) {
+		secs = 0;
+	}
+	pthread_mutex_lock(&kmd_evict_lock);
+	if (secs != kmd_refresh_last_s) {
+		kmd_refresh_last_s = secs;
+		if (secs != 0) {
+			km_log_info("KMD-REFRESH",
+			    "proactive refresh on: the leader rotates every "
+			    "key's shares every %u s",
+			    secs);
+		} else {
+			km_log_info("KMD-REFRESH", "proactive refresh off");
+		}
+	}
+	for (i = 0; i < nkeys; i++) {
+		const km_catalog_key *k = &keys[i];
+
+		if ((sl = kmd_refresh_slot_get(k->key_id, k->epoch, now))
+		    == NULL) {
+			continue;
+		}
+		if (sl->epoch != k->epoch) {
+			/* made current by an entry this node did not apply
+			 * live (a snapshot): its age starts now */
+			sl->epoch = k->epoch;
+			sl->since_ms = now;
+			sl->retry_ms = 0;
+		}
+		if (k->state == KM_KEY_RESHARING) {
+			if (sl->pend_epoch != k->next_epoch) {
+				sl->pend_epoch = k->next_epoch;
+				sl->pend_ms = now;
+			}
+			if (finish == NULL && kmd_refresh_pending_same(k)
+			    && now - sl->pend_ms >= KMD_REFRESH_GRACE_MS
+			    && now >= sl->retry_ms) {
+				finish = k;
+				sl->retry_ms = now + KMD_REFRESH_RETRY_MS;
+			}
+			continue;
+		}
+		sl->pend_epoch = 0;
+		if (secs == 0 || k->state != KM_KEY_ACTIVE || now < sl->retry_ms
+		    || now - sl->since_ms < (uint64_t)secs * 1000) {
+			continue;
+		}
+		if (due == NULL || sl->since_ms < oldest) {
+			due = k;
+			oldest = sl->since_ms;
+			age = now - sl->since_ms;
+		}
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
+	if (!leading || st->stopping) {
+		return;
+	}
+	if (finish != NULL) {
+		kmd_refresh_finish(st, finish);
+		return;
+	}
+	if (due == NULL) {
+		return;
+	}
+	/* the same rule every node applies to the entries (a key holding
+	 * an evicted node's index is the eviction's to re-share) */
+	if (km_evict_reshare_allowed(st->store, due, due->threshold,
+	        due->holders, due->nholders, true, NULL, why, sizeof(why))
+	    != 0) {
+		pthread_mutex_lock(&kmd_evict_lock);
+		if ((sl = kmd_refresh_slot_get(due->key_id, due->epoch, now))
+		    != NULL) {
+			sl->retry_ms = now + KMD_REFRESH_RETRY_MS;
+		}
+		pthread_mutex_unlock(&kmd_evict_lock);
+		return;
+	}
+	kmd_refresh_key(st, due, age, secs);
+}
+
 void
 kmd_evict_tick(kmd_state *st)
 {
@@ -476,6 +772,7 @@ kmd_evict_tick(kmd_state *st)
 	km_catalog_key *keys = NULL;
 	size_t nev = 0, nkeys = 0, np, i;
 	uint64_t now = km_now_ms(), cut;
+	bool leading, busy = false;
 	int r;
 
 	cut = atomic_load(&kmd_evict_raft_refresh_ms);
@@ -489,20 +786,19 @@ kmd_evict_tick(kmd_state *st)
 	}
 	atomic_store(&kmd_evict_next_ms, now + KMD_EVICT_TICK_MS);
 	kmd_evict_test_accuse(st);
-	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0 || nev == 0) {
+	leading = kmd_evict_leading(st);
+	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0
+	    || km_catalog_key_list(st->store, &keys, &nkeys) != 0) {
 		goto out;
 	}
 	for (i = 0; i < nev; i++) {
 		/* the graph is rebuilt at start; keep the verdict there */
 		kmd_beacon_mark_evicted(st, ev[i].node, ev[i].reason);
-		if (kmd_evict_leading(st)) {
+		if (leading) {
 			kmd_evict_remove_voter(st, ev[i].node);
 		}
 	}
-	if (km_catalog_key_list(st->store, &keys, &nkeys) != 0) {
-		goto out;
-	}
-	for (i = 0; i < nkeys && !st->stopping; i++) {
+	for (i = 0; i < nkeys && nev > 0 && !st->stopping; i++) {
 		r = km_evict_plan(&keys[i], ev, nev, plan, &np);
 		if (r == KM_ERR_NOT_FOUND || r == KM_ERR_INVALID_ARG) {
 			continue;
@@ -511,14 +807,24 @@ kmd_evict_tick(kmd_state *st)
 			kmd_evict_report_below(st, &keys[i], np);
 			continue;
 		}
-		if (!kmd_evict_leading(st)) {
+		if (!leading) {
 			continue;
 		}
 		if (keys[i].state == KM_KEY_ACTIVE) {
 			kmd_evict_reshare_key(st, &keys[i], plan, np);
+			busy = true;
 		} else if (keys[i].state == KM_KEY_RESHARING) {
 			kmd_evict_finish_key(st, &keys[i], plan, np);
+			busy = true;
 		}
+	}
+	/* evictions first: a refresh waits for a pass with nothing else to
+	 * do (the key list above may be stale after a re-share) */
+	if (!busy && !st->stopping) {
+		/* an evicted node refreshes nothing (its entries would be
+		 * refused anyway) */
+		kmd_refresh_pass(
+		    st, keys, nkeys, leading && !atomic_load(&kmd_evict_self));
 	}
 out:
 	km_catalog_key_list_free(keys, nkeys);
