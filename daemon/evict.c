@@ -302,10 +302,22 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 		km_log_error_r(r, "KMD-EVICT-DENY",
 		    "cannot refresh the deny-list after evicting %s", p.node);
 	}
-	km_log_info("KMD-EVICT",
-	    "entry %llu committed: node %s evicted (%s%zu vote(s)): %s",
-	    (unsigned long long)e->seq, p.node,
-	    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes, p.reason);
+	{
+		static const uint8_t zero[32];
+		char hex[65];
+
+		if (memcmp(p.cert_sha256, zero, 32) != 0) {
+			km_hex(p.cert_sha256, 32, hex);
+		} else {
+			snprintf(hex, sizeof(hex), "not named");
+		}
+		km_log_info("KMD-EVICT",
+		    "entry %llu committed: node %s evicted (%s%zu "
+		    "vote(s); certificate sha256 %s): %s",
+		    (unsigned long long)e->seq, p.node,
+		    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes,
+		    hex, p.reason);
+	}
 	if (strcmp(p.node, st->cfg.name) == 0) {
 		atomic_store(&kmd_evict_self, true);
 		km_log_error("KMD-EVICTED",
@@ -948,7 +960,21 @@ kmd_do_evict_vote(kmd_state *st, const km_identity *peer, km_buf *in,
 		    accused, st->cfg.name, why[0] ? why : "another node");
 		return r;
 	}
-	if ((r = kmd_evict_own_vote(st, accused, hash, info.hash, &v)) != 0) {
+	/* the certificate it votes against is the one it found in the
+	 * evidence itself, never the coordinator's word */
+	if (CRYPTO_memcmp(hash, info.cert_sha256, 32) != 0) {
+		km_log_warn("KMD-EVICT-VOTE",
+		    "no vote to evict %s (asked by %s): the certificate "
+		    "named is not the one that signed the bad reply",
+		    accused, peer->name);
+		snprintf(msg, msglen,
+		    "the certificate named is not %s's in the evidence",
+		    accused);
+		return KM_ERR_VERIFY;
+	}
+	if ((r = kmd_evict_own_vote(
+	         st, accused, info.cert_sha256, info.hash, &v))
+	    != 0) {
 		snprintf(msg, msglen, "cannot sign the vote");
 		return r;
 	}
@@ -965,7 +991,8 @@ kmd_do_evict_vote(kmd_state *st, const km_identity *peer, km_buf *in,
  * certificate of that very member, signing the statement we asked. */
 static int
 kmd_evict_check_reply(kmd_state *st, const char *member, km_buf *rep,
-    const char *accused, const uint8_t evidence[32], km_catalog_vote *out)
+    const char *accused, const uint8_t cert_sha256[32],
+    const uint8_t evidence[32], km_catalog_vote *out)
 {
 	const uint8_t *c, *s, *g;
 	size_t cl, sl, gl;
@@ -981,6 +1008,7 @@ kmd_evict_check_reply(kmd_state *st, const char *member, km_buf *rep,
 	    || km_buf_remaining(rep) != 0 || cl == 0 || sl == 0 || gl == 0
 	    || km_evict_stmt_decode(s, sl, &vs) != 0
 	    || strcmp(vs.accused, accused) != 0
+	    || CRYPTO_memcmp(vs.cert_sha256, cert_sha256, 32) != 0
 	    || CRYPTO_memcmp(vs.evidence_sha256, evidence, 32) != 0) {
 		return KM_ERR_BAD_FORMAT;
 	}
@@ -1035,8 +1063,8 @@ kmd_evict_reason(char *dst, size_t dstlen, const char *what)
 static void
 kmd_evict_gather(kmd_evict_job *job)
 {
-	static const uint8_t nohash[32];
 	kmd_state *st = job->st;
+	const uint8_t *certh = job->info.cert_sha256;
 	const char *accused = job->info.accused;
 	km_catalog_vote *votes = NULL;
 	km_catalog_payload p;
@@ -1049,7 +1077,7 @@ kmd_evict_gather(kmd_evict_job *job)
 		goto out;
 	}
 	if ((r = kmd_evict_own_vote(
-	         st, accused, nohash, job->info.hash, &votes[nv]))
+	         st, accused, certh, job->info.hash, &votes[nv]))
 	    != 0) {
 		km_log_warn_r(r, "KMD-EVICT", "cannot sign our own vote");
 		goto out;
@@ -1072,14 +1100,14 @@ kmd_evict_gather(kmd_evict_job *job)
 		km_buf_init(&rep);
 		r = km_rpc_request(&req, KM_MSG_EVICT_VOTE, NULL, 0, NULL);
 		r = r ? r : km_buf_put_cstring(&req, accused);
-		r = r ? r : km_buf_put_string(&req, nohash, 32);
+		r = r ? r : km_buf_put_string(&req, certh, 32);
 		r = r ? r : km_buf_put_string(&req, job->ev, job->len);
 		r = r ? r
 		      : km_rpc_call(st->peer_clients[i], &req,
 		          KMD_EVICT_VOTE_MS, &rep, m, sizeof(m));
 		if (r == 0) {
 			r = kmd_evict_check_reply(st, member, &rep, accused,
-			    job->info.hash, &votes[nv]);
+			    certh, job->info.hash, &votes[nv]);
 			if (r == 0) {
 				nv++;
 			}
@@ -1105,6 +1133,7 @@ kmd_evict_gather(kmd_evict_job *job)
 	}
 	p.type = KM_CAT_EVICT;
 	snprintf(p.node, sizeof(p.node), "%s", accused);
+	memcpy(p.cert_sha256, certh, 32);
 	kmd_evict_reason(p.reason, sizeof(p.reason), job->info.what);
 	p.nvotes = nv;
 	p.votes = votes;
