@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "crypto/rsa.h"
 #include "daemon/evict.h"
 #include "daemon/evidence.h"
 #include "daemon/kmd.h"
@@ -645,6 +646,38 @@ kmd_refresh_finish(kmd_state *st, const km_catalog_key *k)
 	}
 }
 
+/*
+ * RSA shares grow with every re-share (docs/crypto-rsa.md, "Growth"; the
+ * decoders refuse a scale above 2048 bits and shares above 4 x 8192 bits,
+ * src/crypto/rsa_int.h).  A key this close to either bound is not
+ * refreshed any more: the next re-shares would fail or leave it unusable.
+ * The margins cover two re-shares of 16 holders (89 scale bits and about
+ * 250 share bits each).
+ */
+#define KMD_REFRESH_RSA_SCALE_LIMIT (2048 - 256)
+#define KMD_REFRESH_RSA_SHARE_LIMIT (4 * 8192 - 512)
+
+static bool
+kmd_refresh_rsa_grown(const km_catalog_key *k, int *scale, int *share)
+{
+	km_rsa_pub *pub = NULL;
+	bool grown;
+
+	*scale = *share = 0;
+	if (k->key_type != KM_KEY_RSA) {
+		return false;
+	}
+	if (km_rsa_pub_decode(k->public_data, k->public_len, &pub) != 0) {
+		return true; /* not ours to re-share: say so, leave it */
+	}
+	*scale = km_rsa_pub_scale_bits(pub);
+	*share = km_rsa_pub_share_bits(pub);
+	grown = *scale > KMD_REFRESH_RSA_SCALE_LIMIT
+	    || *share > KMD_REFRESH_RSA_SHARE_LIMIT;
+	km_rsa_pub_free(pub);
+	return grown;
+}
+
 /* Refreshes one key: the same holders, indices and threshold. */
 static void
 kmd_refresh_key(kmd_state *st, const km_catalog_key *k, uint64_t age_ms,
@@ -694,6 +727,7 @@ kmd_refresh_pass(kmd_state *st, const km_catalog_key *keys, size_t nkeys,
 	uint64_t now = km_now_ms(), age = 0, oldest = 0;
 	uint32_t secs = 0;
 	char why[256];
+	int scale, share;
 	size_t i;
 
 	if (km_evict_refresh_interval(st->store, &secs) != 0) {
@@ -769,6 +803,21 @@ kmd_refresh_pass(kmd_state *st, const km_catalog_key *keys, size_t nkeys,
 		if ((sl = kmd_refresh_slot_get(due->key_id, due->epoch, now))
 		    != NULL) {
 			sl->retry_ms = now + KMD_REFRESH_RETRY_MS;
+		}
+		pthread_mutex_unlock(&kmd_evict_lock);
+		return;
+	}
+	if (kmd_refresh_rsa_grown(due, &scale, &share)) {
+		km_log_warn("KMD-REFRESH",
+		    "failed: key %s (%s) is not refreshed any more at epoch "
+		    "%u: its RSA shares have grown through re-shares (scale "
+		    "%d bits, shares %d bits; docs/crypto-rsa.md, Growth); "
+		    "re-import or re-create it",
+		    due->key_id, due->label, due->epoch, scale, share);
+		pthread_mutex_lock(&kmd_evict_lock);
+		if ((sl = kmd_refresh_slot_get(due->key_id, due->epoch, now))
+		    != NULL) {
+			sl->retry_ms = UINT64_MAX; /* until its next epoch */
 		}
 		pthread_mutex_unlock(&kmd_evict_lock);
 		return;
