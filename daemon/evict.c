@@ -875,8 +875,10 @@ kmd_evict_tick(kmd_state *st)
 			kmd_evict_reshare_key(st, &keys[i], plan, np);
 			busy = true;
 		} else if (keys[i].state == KM_KEY_RESHARING) {
+			/* not busy: a pending epoch that is not the plan (a
+			 * refresh begun before the eviction) is the refresh
+			 * pass's to abort */
 			kmd_evict_finish_key(st, &keys[i], plan, np);
-			busy = true;
 		}
 	}
 	/* evictions first: a refresh waits for a pass with nothing else to
