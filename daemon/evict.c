@@ -82,7 +82,9 @@ static _Atomic bool kmd_evict_self; /* this node is evicted */
  */
 #define KMD_REFRESH_MAX_KEYS 512
 #define KMD_REFRESH_RETRY_MS 10000 /* after a failed refresh */
-#define KMD_REFRESH_GRACE_MS 4000  /* a pending refresh left alone */
+/* a pending refresh left alone this long: far above an admin's own
+ * BEGIN -> COMMIT (which may wait seconds for a frozen node) */
+#define KMD_REFRESH_GRACE_MS 30000
 
 typedef struct kmd_refresh_slot {
 	char key_id[KM_NAME_MAX + 1];
@@ -612,18 +614,32 @@ kmd_refresh_pending_same(const km_catalog_key *k)
 
 /* A refresh a previous leader began and did not commit (or one an admin
  * left half-done): commit it while the catalog allows a refresh (every
- * new holder prepared its share before BEGIN), abort it otherwise. */
+ * new holder prepared its share before BEGIN); abort it when a holder has
+ * been evicted since (the eviction's re-share needs the key active).
+ * With refresh off and no eviction it is left to the admin (`keymesh key
+ * reshare` aborts an interrupted re-share first). */
 static void
 kmd_refresh_finish(kmd_state *st, const km_catalog_key *k)
 {
+	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
+	km_catalog_evicted *ev = NULL;
 	km_catalog_payload p;
+	size_t nev = 0, np = 0;
 	char why[256];
-	bool commit;
+	bool commit, evicted;
 
 	commit = km_evict_reshare_allowed(st->store, k, k->next_threshold,
 	             k->next_holders, k->next_nholders, true, NULL, why,
 	             sizeof(why))
 	    == 0;
+	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0) {
+		return;
+	}
+	evicted = km_evict_plan(k, ev, nev, plan, &np) != KM_ERR_NOT_FOUND;
+	free(ev);
+	if (!commit && !evicted) {
+		return;
+	}
 	memset(&p, 0, sizeof(p));
 	p.type = commit ? KM_CAT_RESHARE_COMMIT : KM_CAT_RESHARE_ABORT;
 	snprintf(p.key_id, sizeof(p.key_id), "%s", k->key_id);
