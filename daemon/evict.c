@@ -88,11 +88,11 @@ static _Atomic bool kmd_evict_self; /* this node is evicted */
 
 typedef struct kmd_refresh_slot {
 	char key_id[KM_NAME_MAX + 1];
-	uint32_t epoch;       /* the current epoch seen */
-	uint64_t since_ms;    /* when it became current, here */
-	uint64_t retry_ms;    /* no attempt before this */
-	uint32_t pend_epoch;  /* a pending epoch seen (0: none) */
-	uint64_t pend_ms;     /* when it was first seen pending */
+	uint32_t epoch;      /* the current epoch seen */
+	uint64_t since_ms;   /* when it became current, here */
+	uint64_t retry_ms;   /* no attempt before this */
+	uint32_t pend_epoch; /* a pending epoch seen (0: none) */
+	uint64_t pend_ms;    /* when it was first seen pending */
 } kmd_refresh_slot;
 
 static kmd_refresh_slot kmd_refresh_slots[KMD_REFRESH_MAX_KEYS];
@@ -289,7 +289,8 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 	km_catalog_payload p;
 	int r;
 
-	if (e->type == KM_CAT_KEY_ACTIVATE || e->type == KM_CAT_RESHARE_COMMIT) {
+	if (e->type == KM_CAT_KEY_ACTIVATE
+	    || e->type == KM_CAT_RESHARE_COMMIT) {
 		kmd_refresh_applied(e);
 		return;
 	}
@@ -644,8 +645,8 @@ kmd_refresh_finish(kmd_state *st, const km_catalog_key *k)
 	p.type = commit ? KM_CAT_RESHARE_COMMIT : KM_CAT_RESHARE_ABORT;
 	snprintf(p.key_id, sizeof(p.key_id), "%s", k->key_id);
 	p.epoch = k->next_epoch;
-	if (kmd_evict_append(st, &p, commit ? "RESHARE_COMMIT"
-	                                    : "RESHARE_ABORT")
+	if (kmd_evict_append(
+	        st, &p, commit ? "RESHARE_COMMIT" : "RESHARE_ABORT")
 	    != 0) {
 		return;
 	}
@@ -696,8 +697,8 @@ kmd_refresh_rsa_grown(const km_catalog_key *k, int *scale, int *share)
 
 /* Refreshes one key: the same holders, indices and threshold. */
 static void
-kmd_refresh_key(kmd_state *st, const km_catalog_key *k, uint64_t age_ms,
-    uint32_t secs)
+kmd_refresh_key(
+    kmd_state *st, const km_catalog_key *k, uint64_t age_ms, uint32_t secs)
 {
 	char msg[KM_PROTO_MESSAGE_MAX + 1];
 	kmd_refresh_slot *sl;
@@ -735,8 +736,8 @@ kmd_refresh_key(kmd_state *st, const km_catalog_key *k, uint64_t age_ms,
  * sync thread (never a client's request path).
  */
 static void
-kmd_refresh_pass(kmd_state *st, const km_catalog_key *keys, size_t nkeys,
-    bool leading)
+kmd_refresh_pass(
+    kmd_state *st, const km_catalog_key *keys, size_t nkeys, bool leading)
 {
 	kmd_refresh_slot *sl;
 	const km_catalog_key *due = NULL, *finish = NULL;
@@ -789,7 +790,8 @@ kmd_refresh_pass(kmd_state *st, const km_catalog_key *keys, size_t nkeys,
 			continue;
 		}
 		sl->pend_epoch = 0;
-		if (secs == 0 || k->state != KM_KEY_ACTIVE || now < sl->retry_ms
+		if (secs == 0 || k->state != KM_KEY_ACTIVE
+		    || now < sl->retry_ms
 		    || now - sl->since_ms < (uint64_t)secs * 1000) {
 			continue;
 		}

@@ -156,7 +156,8 @@ kmd_evidence_check(kmd_state *st, const uint8_t *ev, size_t len,
 	if ((r = km_evidence_parse(ev, len, &req, &reqlen, &rep, &replen)) != 0
 	    || (r = km_env_parse(rep, replen, KM_EVIDENCE_ENV_MAX, &env)) != 0
 	    || env.cert_len == 0) {
-		snprintf(why, whylen, "the reply envelope cannot be read again");
+		snprintf(
+		    why, whylen, "the reply envelope cannot be read again");
 		memset(info, 0, sizeof(*info));
 		return r != 0 ? r : KM_ERR_BAD_FORMAT;
 	}

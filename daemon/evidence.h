@@ -24,7 +24,7 @@ typedef struct kmd_evidence_info {
 	 * test build's hook evidence); the eviction votes and the EVICT entry
 	 * name it (docs/eviction.md) */
 	uint8_t cert_sha256[32];
-	char what[160];   /* one line: which check failed */
+	char what[160]; /* one line: which check failed */
 } kmd_evidence_info;
 
 /**

@@ -585,8 +585,8 @@ km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
 		    "a key labelled '%s' already exists (%s)", label,
 		    existing.key_id);
 	}
-	if ((r = km_mesh_members(m, live, &nlive, left, sizeof(left), err,
-	         errlen))
+	if ((r = km_mesh_members(
+	         m, live, &nlive, left, sizeof(left), err, errlen))
 	    != 0) {
 		return r;
 	}
@@ -603,8 +603,9 @@ km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
 		progress(arg, e2);
 	}
 	for (i = 0; i < nlive && dealer == SIZE_MAX; i++) {
-		if (km_mesh_status(m, live[i], KM_ADMIN_TIMEOUT_MS, &st, NULL,
-			NULL) == 0) {
+		if (km_mesh_status(
+		        m, live[i], KM_ADMIN_TIMEOUT_MS, &st, NULL, NULL)
+		    == 0) {
 			dealer = live[i];
 		}
 	}
@@ -612,20 +613,20 @@ km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
 		return km_fail(err, errlen, KM_ERR_QUORUM,
 		    "no node is reachable");
 	}
-	if ((r = km_mesh_new_key_id(key_id)) != 0 ||
-	    (r = km_rpc_request(&req, KM_MSG_KEY_CREATE, key_id, 1, NULL)) !=
-		0 ||
-	    (r = km_buf_put_cstring(&req, label)) != 0 ||
-	    (r = km_buf_put_u32(&req, key_type)) != 0 ||
-	    (r = km_buf_put_u32(&req, bits)) != 0 ||
-	    (r = km_buf_put_u32(&req, threshold)) != 0 ||
-	    (r = km_buf_put_u32(&req, (uint32_t)nlive)) != 0) {
+	if ((r = km_mesh_new_key_id(key_id)) != 0
+	    || (r = km_rpc_request(&req, KM_MSG_KEY_CREATE, key_id, 1, NULL))
+	        != 0
+	    || (r = km_buf_put_cstring(&req, label)) != 0
+	    || (r = km_buf_put_u32(&req, key_type)) != 0
+	    || (r = km_buf_put_u32(&req, bits)) != 0
+	    || (r = km_buf_put_u32(&req, threshold)) != 0
+	    || (r = km_buf_put_u32(&req, (uint32_t)nlive)) != 0) {
 		goto out;
 	}
 	for (i = 0; i < nlive; i++) {
-		if ((r = km_buf_put_u32(&req, (uint32_t)(i + 1))) != 0 ||
-		    (r = km_buf_put_cstring(&req, km_mesh_name(m, live[i])))
-			!= 0) {
+		if ((r = km_buf_put_u32(&req, (uint32_t)(i + 1))) != 0
+		    || (r = km_buf_put_cstring(&req, km_mesh_name(m, live[i])))
+		        != 0) {
 			goto out;
 		}
 	}
@@ -761,8 +762,7 @@ km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
 		return km_fail(err, errlen, KM_ERR_EXISTS,
 		    "a key labelled '%s' already exists", label);
 	}
-	if ((r = km_mesh_members(m, live, &n, left, sizeof(left), err,
-	         errlen))
+	if ((r = km_mesh_members(m, live, &n, left, sizeof(left), err, errlen))
 	    != 0) {
 		return r;
 	}

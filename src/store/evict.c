@@ -374,7 +374,8 @@ km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
 	}
 	why[0] = '\0';
 	if ((r = km_catalog_evicted_list(s, &ev, &nev)) != 0) {
-		return km_evict_fail(why, whylen, r, "cannot read the catalog");
+		return km_evict_fail(
+		    why, whylen, r, "cannot read the catalog");
 	}
 	r = km_evict_plan(k, ev, nev, plan, &np);
 	free(ev);
@@ -462,8 +463,8 @@ km_evict_check_reshare(
 		    "key %s: epoch %u is not pending", p->key_id, p->epoch);
 	} else if (p->type == KM_CAT_RESHARE_ABORT
 	    && k.next_threshold == k.threshold
-	    && km_evict_holders_equal(k.next_holders, k.next_nholders,
-	        k.holders, k.nholders)) {
+	    && km_evict_holders_equal(
+	        k.next_holders, k.next_nholders, k.holders, k.nholders)) {
 		/* a pending refresh may always be aborted: that only keeps
 		 * the current epoch (and one begun before an eviction of
 		 * one of its holders can be neither committed nor followed

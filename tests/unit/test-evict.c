@@ -728,7 +728,8 @@ test_refresh_authority(void)
 	pol.refresh_s = KM_POSTURE_REFRESH_MIN_S;
 	CU_ASSERT_FATAL(km_posture_encode(&pol, &pb) == 0);
 	pb.data[pb.len - 1] = KM_POSTURE_REFRESH_MIN_S - 1; /* uint32 BE */
-	CU_ASSERT(km_posture_decode(pb.data, pb.len, &pol) == KM_ERR_BAD_FORMAT);
+	CU_ASSERT(
+	    km_posture_decode(pb.data, pb.len, &pol) == KM_ERR_BAD_FORMAT);
 	km_buf_free(&pb);
 	/* no posture policy: off */
 	CU_ASSERT(km_evict_refresh_interval(t_store, &secs) == 0 && secs == 0);
@@ -748,17 +749,18 @@ test_refresh_authority(void)
 	p.public_len = 4;
 	p.policy = (uint8_t *)"\0\0\0\0\0\0\0\0";
 	p.policy_len = 8;
-	CU_ASSERT_FATAL(t_apply(&p, "adm", &result, why, sizeof(why)) == 0
-	    && result == 0);
+	CU_ASSERT_FATAL(
+	    t_apply(&p, "adm", &result, why, sizeof(why)) == 0 && result == 0);
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_KEY_ACTIVATE;
 	snprintf(p.key_id, sizeof(p.key_id), "k2");
 	p.epoch = 1;
-	CU_ASSERT_FATAL(t_apply(&p, "adm", &result, why, sizeof(why)) == 0
-	    && result == 0);
+	CU_ASSERT_FATAL(
+	    t_apply(&p, "adm", &result, why, sizeof(why)) == 0 && result == 0);
 
 	/* refresh off: the same holders are refused */
-	CU_ASSERT(t_refresh_begin("node1", 2, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 2, h3, 3, why, sizeof(why)) != 0);
 	CU_ASSERT(strstr(why, "proactive refresh is off") != NULL);
 
 	/* refresh on */
@@ -776,20 +778,26 @@ test_refresh_authority(void)
 	snprintf(swapped[1].node, sizeof(swapped[1].node), "node1");
 	CU_ASSERT(
 	    t_refresh_begin("node1", 2, 2, swapped, 3, why, sizeof(why)) != 0);
-	CU_ASSERT(t_refresh_begin("node1", 2, 2, h3, 2, why, sizeof(why)) != 0);
-	CU_ASSERT(t_refresh_begin("node1", 2, 3, h3, 3, why, sizeof(why)) != 0);
-	CU_ASSERT(t_refresh_begin("node1", 2, 1, h3, 3, why, sizeof(why)) != 0);
-	CU_ASSERT(t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
-	CU_ASSERT(t_refresh_begin("node5", 2, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 2, h3, 2, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 3, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 1, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node5", 2, 2, h3, 3, why, sizeof(why)) != 0);
 	CU_ASSERT(strstr(why, "node5 is evicted") != NULL);
 	k = t_key("k2");
 	CU_ASSERT(k.epoch == 1 && k.state == KM_KEY_ACTIVE);
 	km_catalog_key_free(&k);
 
 	/* exactly the same holders and threshold: begun and committed */
-	CU_ASSERT(t_refresh_begin("node2", 2, 2, h3, 3, why, sizeof(why)) == 0);
-	CU_ASSERT(t_refresh_end(
-	              "node3", KM_CAT_RESHARE_COMMIT, 2, why, sizeof(why))
+	CU_ASSERT(
+	    t_refresh_begin("node2", 2, 2, h3, 3, why, sizeof(why)) == 0);
+	CU_ASSERT(
+	    t_refresh_end("node3", KM_CAT_RESHARE_COMMIT, 2, why, sizeof(why))
 	    == 0);
 	k = t_key("k2");
 	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE && k.threshold == 2
@@ -797,20 +805,22 @@ test_refresh_authority(void)
 	km_catalog_key_free(&k);
 
 	/* begun, then refresh turned off: no commit, but an abort */
-	CU_ASSERT(t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) == 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) == 0);
 	CU_ASSERT_FATAL(t_set_refresh(0) == 0);
-	CU_ASSERT(t_refresh_end(
-	              "node1", KM_CAT_RESHARE_COMMIT, 3, why, sizeof(why))
+	CU_ASSERT(
+	    t_refresh_end("node1", KM_CAT_RESHARE_COMMIT, 3, why, sizeof(why))
 	    != 0);
 	CU_ASSERT(strstr(why, "proactive refresh is off") != NULL);
-	CU_ASSERT(t_refresh_end(
-	              "node1", KM_CAT_RESHARE_ABORT, 3, why, sizeof(why))
+	CU_ASSERT(
+	    t_refresh_end("node1", KM_CAT_RESHARE_ABORT, 3, why, sizeof(why))
 	    == 0);
 	k = t_key("k2");
 	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE);
 	km_catalog_key_free(&k);
 	/* and no new one */
-	CU_ASSERT(t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
 
 	/* refresh on again: a key holding an evicted node's index (k1 holds
 	 * node4's) is only the eviction's to re-share, never refreshed */
