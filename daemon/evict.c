@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "crypto/rsa.h"
 #include "daemon/evict.h"
 #include "daemon/evidence.h"
 #include "daemon/kmd.h"
@@ -67,6 +68,37 @@ static _Atomic bool kmd_evict_self; /* this node is evicted */
 /* After an EVICT: the followers apply it before the leader starts the
  * re-share (each party checks the eviction in its own catalog), and the
  * accused gets the entry before its Raft links are cut (so it knows). */
+/*
+ * Proactive refresh (docs/resharing.md, "Proactive refresh").  Catalog
+ * entries carry no time, so the age of a key's epoch is this node's own:
+ * the monotonic time at which it applied the entry that made the epoch
+ * current (KEY_ACTIVATE, RESHARE_COMMIT), or, for an epoch it found
+ * already current (a restart, a snapshot), the time it first saw it.
+ * Every node keeps the table; only the leader acts on it, so a new
+ * leader continues with its own times (at worst one interval late after
+ * its own restart).  WARNING: the authority to refresh is never the
+ * age: it is the policy and the holders (km_evict_reshare_allowed), so a
+ * lying clock or leader can only rotate shares more often.
+ */
+#define KMD_REFRESH_MAX_KEYS 512
+#define KMD_REFRESH_RETRY_MS 10000 /* after a failed refresh */
+/* a pending refresh left alone this long: far above an admin's own
+ * BEGIN -> COMMIT (which may wait seconds for a frozen node) */
+#define KMD_REFRESH_GRACE_MS 30000
+
+typedef struct kmd_refresh_slot {
+	char key_id[KM_NAME_MAX + 1];
+	uint32_t epoch;      /* the current epoch seen */
+	uint64_t since_ms;   /* when it became current, here */
+	uint64_t retry_ms;   /* no attempt before this */
+	uint32_t pend_epoch; /* a pending epoch seen (0: none) */
+	uint64_t pend_ms;    /* when it was first seen pending */
+} kmd_refresh_slot;
+
+static kmd_refresh_slot kmd_refresh_slots[KMD_REFRESH_MAX_KEYS];
+static size_t kmd_refresh_nslots;
+static uint32_t kmd_refresh_last_s; /* the interval last logged */
+
 #define KMD_EVICT_SETTLE_MS 1500
 #define KMD_EVICT_CUT_MS    3000
 
@@ -202,12 +234,66 @@ kmd_evict_precheck(kmd_state *st, const km_catalog_entry *e)
 	return true;
 }
 
+/* The slot of @key_id, created when absent (NULL when the table is
+ * full: that key is then refreshed by nobody's clock, see below).
+ * Called with kmd_evict_lock held. */
+static kmd_refresh_slot *
+kmd_refresh_slot_get(const char *key_id, uint32_t epoch, uint64_t now)
+{
+	kmd_refresh_slot *sl;
+	size_t i;
+
+	for (i = 0; i < kmd_refresh_nslots; i++) {
+		if (strcmp(kmd_refresh_slots[i].key_id, key_id) == 0) {
+			return &kmd_refresh_slots[i];
+		}
+	}
+	if (kmd_refresh_nslots == KMD_REFRESH_MAX_KEYS) {
+		return NULL;
+	}
+	sl = &kmd_refresh_slots[kmd_refresh_nslots++];
+	memset(sl, 0, sizeof(*sl));
+	snprintf(sl->key_id, sizeof(sl->key_id), "%s", key_id);
+	sl->epoch = epoch;
+	sl->since_ms = now;
+	return sl;
+}
+
+/* An entry that made a key's epoch current: its age starts now. */
+static void
+kmd_refresh_applied(const km_catalog_entry *e)
+{
+	km_catalog_payload p;
+	kmd_refresh_slot *sl;
+	uint64_t now = km_now_ms();
+
+	memset(&p, 0, sizeof(p));
+	if (km_catalog_payload_decode(e->type, e->payload, e->payload_len, &p)
+	    != 0) {
+		return;
+	}
+	pthread_mutex_lock(&kmd_evict_lock);
+	if ((sl = kmd_refresh_slot_get(p.key_id, p.epoch, now)) != NULL) {
+		sl->epoch = p.epoch;
+		sl->since_ms = now;
+		sl->retry_ms = 0;
+		sl->pend_epoch = 0;
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
+	km_catalog_payload_free(&p);
+}
+
 void
 kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 {
 	km_catalog_payload p;
 	int r;
 
+	if (e->type == KM_CAT_KEY_ACTIVATE
+	    || e->type == KM_CAT_RESHARE_COMMIT) {
+		kmd_refresh_applied(e);
+		return;
+	}
 	if (e->type != KM_CAT_EVICT) {
 		return;
 	}
@@ -220,10 +306,22 @@ kmd_evict_applied(kmd_state *st, const km_catalog_entry *e)
 		km_log_error_r(r, "KMD-EVICT-DENY",
 		    "cannot refresh the deny-list after evicting %s", p.node);
 	}
-	km_log_info("KMD-EVICT",
-	    "entry %llu committed: node %s evicted (%s%zu vote(s)): %s",
-	    (unsigned long long)e->seq, p.node,
-	    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes, p.reason);
+	{
+		static const uint8_t zero[32];
+		char hex[65];
+
+		if (memcmp(p.cert_sha256, zero, 32) != 0) {
+			km_hex(p.cert_sha256, 32, hex);
+		} else {
+			snprintf(hex, sizeof(hex), "not named");
+		}
+		km_log_info("KMD-EVICT",
+		    "entry %llu committed: node %s evicted (%s%zu "
+		    "vote(s); certificate sha256 %s): %s",
+		    (unsigned long long)e->seq, p.node,
+		    p.nvotes == 0 ? "an admin's decision, " : "", p.nvotes,
+		    hex, p.reason);
+	}
 	if (strcmp(p.node, st->cfg.name) == 0) {
 		atomic_store(&kmd_evict_self, true);
 		km_log_error("KMD-EVICTED",
@@ -322,12 +420,15 @@ kmd_evict_append(kmd_state *st, km_catalog_payload *p, const char *what)
 	return r;
 }
 
-/* One key: re-share it without the evicted nodes, then commit. */
-static void
-kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
-    const km_catalog_holder *plan, size_t n)
+/*
+ * One key: re-share it to @plan (the eviction's, or the current holders
+ * for a refresh) with the same threshold, then append RESHARE_BEGIN and
+ * RESHARE_COMMIT signed as this node.  @msg says why on failure.
+ */
+static int
+kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
+    const km_catalog_holder *plan, size_t n, char *msg, size_t msglen)
 {
-	char msg[KM_PROTO_MESSAGE_MAX + 1] = "";
 	km_catalog_payload p;
 	const uint8_t *pd;
 	size_t pdlen;
@@ -336,20 +437,16 @@ kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
 
 	km_buf_init(&pub);
 	memset(&p, 0, sizeof(p));
-	km_log_info("KMD-EVICT-RESHARE",
-	    "key %s (%s): re-sharing epoch %u -> %u without the evicted "
-	    "node(s), %u of %zu",
-	    k->key_id, k->label, k->epoch, k->epoch + 1, k->threshold, n);
-	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, msg, sizeof(msg)))
+	msg[0] = '\0';
+	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, msg, msglen))
 	    != 0) {
-		km_log_warn_r(r, "KMD-EVICT-RESHARE-FAIL",
-		    "key %s stays at epoch %u for now: %s", k->key_id,
-		    k->epoch, msg);
 		goto out;
 	}
 	pub.off = 0;
-	if (km_buf_get_string_ptr(&pub, &pd, &pdlen, KM_CATALOG_PUBLIC_MAX)
+	if ((r = km_buf_get_string_ptr(
+	         &pub, &pd, &pdlen, KM_CATALOG_PUBLIC_MAX))
 	    != 0) {
+		snprintf(msg, msglen, "the new public data is malformed");
 		goto out;
 	}
 	p.type = KM_CAT_RESHARE_BEGIN;
@@ -360,24 +457,49 @@ kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
 	p.holders = (km_catalog_holder *)plan;
 	p.public_data = (uint8_t *)pd;
 	p.public_len = pdlen;
-	r = kmd_evict_append(st, &p, "RESHARE_BEGIN");
-	if (r != 0) {
+	if ((r = kmd_evict_append(st, &p, "RESHARE_BEGIN")) != 0) {
 		/* the prepared shares are never used; the next attempt's
 		 * hello drops them */
+		snprintf(msg, msglen, "RESHARE_BEGIN not appended (%s)",
+		    km_strerror(r));
 		goto out;
 	}
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_RESHARE_COMMIT;
 	snprintf(p.key_id, sizeof(p.key_id), "%s", k->key_id);
 	p.epoch = k->epoch + 1;
-	if (kmd_evict_append(st, &p, "RESHARE_COMMIT") == 0) {
-		km_log_info("KMD-EVICT-RESHARED",
-		    "key %s (%s) is at epoch %u, %u of %zu, without the "
-		    "evicted node(s); the old shares are deleted",
-		    k->key_id, k->label, k->epoch + 1, k->threshold, n);
+	if ((r = kmd_evict_append(st, &p, "RESHARE_COMMIT")) != 0) {
+		/* a pending epoch: the next pass commits or aborts it */
+		snprintf(msg, msglen, "RESHARE_COMMIT not appended (%s)",
+		    km_strerror(r));
 	}
 out:
 	km_buf_free(&pub);
+	return r;
+}
+
+/* One key: re-share it without the evicted nodes, then commit. */
+static void
+kmd_evict_reshare_key(kmd_state *st, const km_catalog_key *k,
+    const km_catalog_holder *plan, size_t n)
+{
+	char msg[KM_PROTO_MESSAGE_MAX + 1];
+	int r;
+
+	km_log_info("KMD-EVICT-RESHARE",
+	    "key %s (%s): re-sharing epoch %u -> %u without the evicted "
+	    "node(s), %u of %zu",
+	    k->key_id, k->label, k->epoch, k->epoch + 1, k->threshold, n);
+	if ((r = kmd_evict_rs_run(st, k, plan, n, msg, sizeof(msg))) != 0) {
+		km_log_warn_r(r, "KMD-EVICT-RESHARE-FAIL",
+		    "key %s stays at epoch %u for now: %s", k->key_id,
+		    k->epoch, msg);
+		return;
+	}
+	km_log_info("KMD-EVICT-RESHARED",
+	    "key %s (%s) is at epoch %u, %u of %zu, without the "
+	    "evicted node(s); the old shares are deleted",
+	    k->key_id, k->label, k->epoch + 1, k->threshold, n);
 }
 
 /* A pending epoch that is exactly the eviction's re-share: a previous
@@ -468,6 +590,259 @@ kmd_evict_cut_raft(kmd_state *st)
 	free(pem);
 }
 
+/* ---- proactive refresh: the leader rotates every key's shares -------- */
+
+/* Whether @k's pending epoch has its current holders and threshold (a
+ * refresh begun and not committed). */
+static bool
+kmd_refresh_pending_same(const km_catalog_key *k)
+{
+	size_t i;
+
+	if (k->state != KM_KEY_RESHARING || k->next_threshold != k->threshold
+	    || k->next_nholders != k->nholders) {
+		return false;
+	}
+	for (i = 0; i < k->nholders; i++) {
+		if (k->next_holders[i].index != k->holders[i].index
+		    || strcmp(k->next_holders[i].node, k->holders[i].node)
+		        != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A refresh a previous leader began and did not commit (or one an admin
+ * left half-done): commit it while the catalog allows a refresh (every
+ * new holder prepared its share before BEGIN); abort it when a holder has
+ * been evicted since (the eviction's re-share needs the key active).
+ * With refresh off and no eviction it is left to the admin (`keymesh key
+ * reshare` aborts an interrupted re-share first). */
+static void
+kmd_refresh_finish(kmd_state *st, const km_catalog_key *k)
+{
+	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
+	km_catalog_evicted *ev = NULL;
+	km_catalog_payload p;
+	size_t nev = 0, np = 0;
+	char why[256];
+	bool commit, evicted;
+
+	commit = km_evict_reshare_allowed(st->store, k, k->next_threshold,
+	             k->next_holders, k->next_nholders, true, NULL, why,
+	             sizeof(why))
+	    == 0;
+	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0) {
+		return;
+	}
+	evicted = km_evict_plan(k, ev, nev, plan, &np) != KM_ERR_NOT_FOUND;
+	free(ev);
+	if (!commit && !evicted) {
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = commit ? KM_CAT_RESHARE_COMMIT : KM_CAT_RESHARE_ABORT;
+	snprintf(p.key_id, sizeof(p.key_id), "%s", k->key_id);
+	p.epoch = k->next_epoch;
+	if (kmd_evict_append(
+	        st, &p, commit ? "RESHARE_COMMIT" : "RESHARE_ABORT")
+	    != 0) {
+		return;
+	}
+	if (commit) {
+		km_log_info("KMD-REFRESH",
+		    "done: key %s (%s) is at epoch %u (a refresh begun "
+		    "earlier, committed now); the old shares are deleted",
+		    k->key_id, k->label, k->next_epoch);
+	} else {
+		km_log_info("KMD-REFRESH",
+		    "key %s (%s): pending epoch %u aborted (%s); it stays "
+		    "at epoch %u",
+		    k->key_id, k->label, k->next_epoch, why, k->epoch);
+	}
+}
+
+/*
+ * RSA shares grow with every re-share (docs/crypto-rsa.md, "Growth"; the
+ * decoders refuse a scale above 2048 bits and shares above 4 x 8192 bits,
+ * src/crypto/rsa_int.h).  A key this close to either bound is not
+ * refreshed any more: the next re-shares would fail or leave it unusable.
+ * The margins cover two re-shares of 16 holders (89 scale bits and about
+ * 250 share bits each).
+ */
+#define KMD_REFRESH_RSA_SCALE_LIMIT (2048 - 256)
+#define KMD_REFRESH_RSA_SHARE_LIMIT (4 * 8192 - 512)
+
+static bool
+kmd_refresh_rsa_grown(const km_catalog_key *k, int *scale, int *share)
+{
+	km_rsa_pub *pub = NULL;
+	bool grown;
+
+	*scale = *share = 0;
+	if (k->key_type != KM_KEY_RSA) {
+		return false;
+	}
+	if (km_rsa_pub_decode(k->public_data, k->public_len, &pub) != 0) {
+		return true; /* not ours to re-share: say so, leave it */
+	}
+	*scale = km_rsa_pub_scale_bits(pub);
+	*share = km_rsa_pub_share_bits(pub);
+	grown = *scale > KMD_REFRESH_RSA_SCALE_LIMIT
+	    || *share > KMD_REFRESH_RSA_SHARE_LIMIT;
+	km_rsa_pub_free(pub);
+	return grown;
+}
+
+/* Refreshes one key: the same holders, indices and threshold. */
+static void
+kmd_refresh_key(
+    kmd_state *st, const km_catalog_key *k, uint64_t age_ms, uint32_t secs)
+{
+	char msg[KM_PROTO_MESSAGE_MAX + 1];
+	kmd_refresh_slot *sl;
+	int r;
+
+	km_log_info("KMD-REFRESH",
+	    "started: key %s (%s) epoch %u -> %u, the same %zu holders, "
+	    "threshold %u (epoch %llu s old, interval %u s)",
+	    k->key_id, k->label, k->epoch, k->epoch + 1, k->nholders,
+	    k->threshold, (unsigned long long)(age_ms / 1000), secs);
+	r = kmd_evict_rs_run(st, k, k->holders, k->nholders, msg, sizeof(msg));
+	if (r == 0) {
+		km_log_info("KMD-REFRESH",
+		    "done: key %s (%s) is at epoch %u with the same holders "
+		    "and threshold; the old shares are deleted",
+		    k->key_id, k->label, k->epoch + 1);
+		return;
+	}
+	km_log_warn_r(r, "KMD-REFRESH",
+	    "failed: key %s (%s) stays at epoch %u: %s; next try in %d s",
+	    k->key_id, k->label, k->epoch, msg[0] ? msg : km_strerror(r),
+	    KMD_REFRESH_RETRY_MS / 1000);
+	pthread_mutex_lock(&kmd_evict_lock);
+	if ((sl = kmd_refresh_slot_get(k->key_id, k->epoch, km_now_ms()))
+	    != NULL) {
+		sl->retry_ms = km_now_ms() + KMD_REFRESH_RETRY_MS;
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
+}
+
+/*
+ * Every node notes the epochs it sees; the leader, while the posture
+ * policy's refresh interval is non-zero, refreshes the key whose epoch is
+ * oldest once it is older than the interval: one key per pass, on the
+ * sync thread (never a client's request path).
+ */
+static void
+kmd_refresh_pass(
+    kmd_state *st, const km_catalog_key *keys, size_t nkeys, bool leading)
+{
+	kmd_refresh_slot *sl;
+	const km_catalog_key *due = NULL, *finish = NULL;
+	uint64_t now = km_now_ms(), age = 0, oldest = 0;
+	uint32_t secs = 0;
+	char why[256];
+	int scale, share;
+	size_t i;
+
+	if (km_evict_refresh_interval(st->store, &secs) != 0) {
+		secs = 0;
+	}
+	pthread_mutex_lock(&kmd_evict_lock);
+	if (secs != kmd_refresh_last_s) {
+		kmd_refresh_last_s = secs;
+		if (secs != 0) {
+			km_log_info("KMD-REFRESH",
+			    "proactive refresh on: the leader rotates every "
+			    "key's shares every %u s",
+			    secs);
+		} else {
+			km_log_info("KMD-REFRESH", "proactive refresh off");
+		}
+	}
+	for (i = 0; i < nkeys; i++) {
+		const km_catalog_key *k = &keys[i];
+
+		if ((sl = kmd_refresh_slot_get(k->key_id, k->epoch, now))
+		    == NULL) {
+			continue;
+		}
+		if (sl->epoch != k->epoch) {
+			/* made current by an entry this node did not apply
+			 * live (a snapshot): its age starts now */
+			sl->epoch = k->epoch;
+			sl->since_ms = now;
+			sl->retry_ms = 0;
+		}
+		if (k->state == KM_KEY_RESHARING) {
+			if (sl->pend_epoch != k->next_epoch) {
+				sl->pend_epoch = k->next_epoch;
+				sl->pend_ms = now;
+			}
+			if (finish == NULL && kmd_refresh_pending_same(k)
+			    && now - sl->pend_ms >= KMD_REFRESH_GRACE_MS
+			    && now >= sl->retry_ms) {
+				finish = k;
+				sl->retry_ms = now + KMD_REFRESH_RETRY_MS;
+			}
+			continue;
+		}
+		sl->pend_epoch = 0;
+		if (secs == 0 || k->state != KM_KEY_ACTIVE
+		    || now < sl->retry_ms
+		    || now - sl->since_ms < (uint64_t)secs * 1000) {
+			continue;
+		}
+		if (due == NULL || sl->since_ms < oldest) {
+			due = k;
+			oldest = sl->since_ms;
+			age = now - sl->since_ms;
+		}
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
+	if (!leading || st->stopping) {
+		return;
+	}
+	if (finish != NULL) {
+		kmd_refresh_finish(st, finish);
+		return;
+	}
+	if (due == NULL) {
+		return;
+	}
+	/* the same rule every node applies to the entries (a key holding
+	 * an evicted node's index is the eviction's to re-share) */
+	if (km_evict_reshare_allowed(st->store, due, due->threshold,
+	        due->holders, due->nholders, true, NULL, why, sizeof(why))
+	    != 0) {
+		pthread_mutex_lock(&kmd_evict_lock);
+		if ((sl = kmd_refresh_slot_get(due->key_id, due->epoch, now))
+		    != NULL) {
+			sl->retry_ms = now + KMD_REFRESH_RETRY_MS;
+		}
+		pthread_mutex_unlock(&kmd_evict_lock);
+		return;
+	}
+	if (kmd_refresh_rsa_grown(due, &scale, &share)) {
+		km_log_warn("KMD-REFRESH",
+		    "failed: key %s (%s) is not refreshed any more at epoch "
+		    "%u: its RSA shares have grown through re-shares (scale "
+		    "%d bits, shares %d bits; docs/crypto-rsa.md, Growth); "
+		    "re-import or re-create it",
+		    due->key_id, due->label, due->epoch, scale, share);
+		pthread_mutex_lock(&kmd_evict_lock);
+		if ((sl = kmd_refresh_slot_get(due->key_id, due->epoch, now))
+		    != NULL) {
+			sl->retry_ms = UINT64_MAX; /* until its next epoch */
+		}
+		pthread_mutex_unlock(&kmd_evict_lock);
+		return;
+	}
+	kmd_refresh_key(st, due, age, secs);
+}
+
 void
 kmd_evict_tick(kmd_state *st)
 {
@@ -476,6 +851,7 @@ kmd_evict_tick(kmd_state *st)
 	km_catalog_key *keys = NULL;
 	size_t nev = 0, nkeys = 0, np, i;
 	uint64_t now = km_now_ms(), cut;
+	bool leading, busy = false;
 	int r;
 
 	cut = atomic_load(&kmd_evict_raft_refresh_ms);
@@ -489,20 +865,19 @@ kmd_evict_tick(kmd_state *st)
 	}
 	atomic_store(&kmd_evict_next_ms, now + KMD_EVICT_TICK_MS);
 	kmd_evict_test_accuse(st);
-	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0 || nev == 0) {
+	leading = kmd_evict_leading(st);
+	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0
+	    || km_catalog_key_list(st->store, &keys, &nkeys) != 0) {
 		goto out;
 	}
 	for (i = 0; i < nev; i++) {
 		/* the graph is rebuilt at start; keep the verdict there */
 		kmd_beacon_mark_evicted(st, ev[i].node, ev[i].reason);
-		if (kmd_evict_leading(st)) {
+		if (leading) {
 			kmd_evict_remove_voter(st, ev[i].node);
 		}
 	}
-	if (km_catalog_key_list(st->store, &keys, &nkeys) != 0) {
-		goto out;
-	}
-	for (i = 0; i < nkeys && !st->stopping; i++) {
+	for (i = 0; i < nkeys && nev > 0 && !st->stopping; i++) {
 		r = km_evict_plan(&keys[i], ev, nev, plan, &np);
 		if (r == KM_ERR_NOT_FOUND || r == KM_ERR_INVALID_ARG) {
 			continue;
@@ -511,14 +886,26 @@ kmd_evict_tick(kmd_state *st)
 			kmd_evict_report_below(st, &keys[i], np);
 			continue;
 		}
-		if (!kmd_evict_leading(st)) {
+		if (!leading) {
 			continue;
 		}
 		if (keys[i].state == KM_KEY_ACTIVE) {
 			kmd_evict_reshare_key(st, &keys[i], plan, np);
+			busy = true;
 		} else if (keys[i].state == KM_KEY_RESHARING) {
+			/* not busy: a pending epoch that is not the plan (a
+			 * refresh begun before the eviction) is the refresh
+			 * pass's to abort */
 			kmd_evict_finish_key(st, &keys[i], plan, np);
 		}
+	}
+	/* evictions first: a refresh waits for a pass with nothing else to
+	 * do (the key list above may be stale after a re-share) */
+	if (!busy && !st->stopping) {
+		/* an evicted node refreshes nothing (its entries would be
+		 * refused anyway) */
+		kmd_refresh_pass(
+		    st, keys, nkeys, leading && !atomic_load(&kmd_evict_self));
 	}
 out:
 	km_catalog_key_list_free(keys, nkeys);
@@ -642,7 +1029,21 @@ kmd_do_evict_vote(kmd_state *st, const km_identity *peer, km_buf *in,
 		    accused, st->cfg.name, why[0] ? why : "another node");
 		return r;
 	}
-	if ((r = kmd_evict_own_vote(st, accused, hash, info.hash, &v)) != 0) {
+	/* the certificate it votes against is the one it found in the
+	 * evidence itself, never the coordinator's word */
+	if (CRYPTO_memcmp(hash, info.cert_sha256, 32) != 0) {
+		km_log_warn("KMD-EVICT-VOTE",
+		    "no vote to evict %s (asked by %s): the certificate "
+		    "named is not the one that signed the bad reply",
+		    accused, peer->name);
+		snprintf(msg, msglen,
+		    "the certificate named is not %s's in the evidence",
+		    accused);
+		return KM_ERR_VERIFY;
+	}
+	if ((r = kmd_evict_own_vote(
+	         st, accused, info.cert_sha256, info.hash, &v))
+	    != 0) {
 		snprintf(msg, msglen, "cannot sign the vote");
 		return r;
 	}
@@ -659,7 +1060,8 @@ kmd_do_evict_vote(kmd_state *st, const km_identity *peer, km_buf *in,
  * certificate of that very member, signing the statement we asked. */
 static int
 kmd_evict_check_reply(kmd_state *st, const char *member, km_buf *rep,
-    const char *accused, const uint8_t evidence[32], km_catalog_vote *out)
+    const char *accused, const uint8_t cert_sha256[32],
+    const uint8_t evidence[32], km_catalog_vote *out)
 {
 	const uint8_t *c, *s, *g;
 	size_t cl, sl, gl;
@@ -675,6 +1077,7 @@ kmd_evict_check_reply(kmd_state *st, const char *member, km_buf *rep,
 	    || km_buf_remaining(rep) != 0 || cl == 0 || sl == 0 || gl == 0
 	    || km_evict_stmt_decode(s, sl, &vs) != 0
 	    || strcmp(vs.accused, accused) != 0
+	    || CRYPTO_memcmp(vs.cert_sha256, cert_sha256, 32) != 0
 	    || CRYPTO_memcmp(vs.evidence_sha256, evidence, 32) != 0) {
 		return KM_ERR_BAD_FORMAT;
 	}
@@ -729,8 +1132,8 @@ kmd_evict_reason(char *dst, size_t dstlen, const char *what)
 static void
 kmd_evict_gather(kmd_evict_job *job)
 {
-	static const uint8_t nohash[32];
 	kmd_state *st = job->st;
+	const uint8_t *certh = job->info.cert_sha256;
 	const char *accused = job->info.accused;
 	km_catalog_vote *votes = NULL;
 	km_catalog_payload p;
@@ -743,7 +1146,7 @@ kmd_evict_gather(kmd_evict_job *job)
 		goto out;
 	}
 	if ((r = kmd_evict_own_vote(
-	         st, accused, nohash, job->info.hash, &votes[nv]))
+	         st, accused, certh, job->info.hash, &votes[nv]))
 	    != 0) {
 		km_log_warn_r(r, "KMD-EVICT", "cannot sign our own vote");
 		goto out;
@@ -766,14 +1169,14 @@ kmd_evict_gather(kmd_evict_job *job)
 		km_buf_init(&rep);
 		r = km_rpc_request(&req, KM_MSG_EVICT_VOTE, NULL, 0, NULL);
 		r = r ? r : km_buf_put_cstring(&req, accused);
-		r = r ? r : km_buf_put_string(&req, nohash, 32);
+		r = r ? r : km_buf_put_string(&req, certh, 32);
 		r = r ? r : km_buf_put_string(&req, job->ev, job->len);
 		r = r ? r
 		      : km_rpc_call(st->peer_clients[i], &req,
 		          KMD_EVICT_VOTE_MS, &rep, m, sizeof(m));
 		if (r == 0) {
 			r = kmd_evict_check_reply(st, member, &rep, accused,
-			    job->info.hash, &votes[nv]);
+			    certh, job->info.hash, &votes[nv]);
 			if (r == 0) {
 				nv++;
 			}
@@ -799,6 +1202,7 @@ kmd_evict_gather(kmd_evict_job *job)
 	}
 	p.type = KM_CAT_EVICT;
 	snprintf(p.node, sizeof(p.node), "%s", accused);
+	memcpy(p.cert_sha256, certh, 32);
 	kmd_evict_reason(p.reason, sizeof(p.reason), job->info.what);
 	p.nvotes = nv;
 	p.votes = votes;

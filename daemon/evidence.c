@@ -30,6 +30,7 @@
 #include "daemon/evidence.h"
 #include "daemon/kmd.h"
 #include "mesh/rpc.h"
+#include "net/envelope.h"
 #include "proto/proto.h"
 #include "raft/raft.h"
 #include "store/catalog.h"
@@ -129,6 +130,9 @@ kmd_evidence_check(kmd_state *st, const uint8_t *ev, size_t len,
     kmd_evidence_info *info, char *why, size_t whylen)
 {
 	km_evidence_result res;
+	const uint8_t *req, *rep;
+	size_t reqlen, replen;
+	km_env env;
 	int r;
 
 	memset(info, 0, sizeof(*info));
@@ -147,6 +151,23 @@ kmd_evidence_check(kmd_state *st, const uint8_t *ev, size_t len,
 	info->index = res.index;
 	memcpy(info->hash, res.hash, sizeof(info->hash));
 	snprintf(info->what, sizeof(info->what), "%s", res.what);
+	/* the accused's certificate: the reply envelope's, which
+	 * km_evidence_verify() has just checked (chain, CRL, signature) */
+	if ((r = km_evidence_parse(ev, len, &req, &reqlen, &rep, &replen)) != 0
+	    || (r = km_env_parse(rep, replen, KM_EVIDENCE_ENV_MAX, &env)) != 0
+	    || env.cert_len == 0) {
+		snprintf(
+		    why, whylen, "the reply envelope cannot be read again");
+		memset(info, 0, sizeof(*info));
+		return r != 0 ? r : KM_ERR_BAD_FORMAT;
+	}
+	if (EVP_Digest(env.cert, env.cert_len, info->cert_sha256, NULL,
+	        EVP_sha256(), NULL)
+	    != 1) {
+		snprintf(why, whylen, "cannot hash the accused's certificate");
+		memset(info, 0, sizeof(*info));
+		return KM_ERR_CRYPTO;
+	}
 	return 0;
 }
 

@@ -19,7 +19,12 @@ typedef struct kmd_evidence_info {
 	uint32_t epoch;
 	uint32_t index;   /* the share index whose partial failed */
 	uint8_t hash[32]; /* SHA-256 of the evidence bytes */
-	char what[160];   /* one line: which check failed */
+	/* SHA-256 of the accused's certificate (DER), the one that signed
+	 * the reply envelope the evidence carries (zeros: not known, e.g. a
+	 * test build's hook evidence); the eviction votes and the EVICT entry
+	 * name it (docs/eviction.md) */
+	uint8_t cert_sha256[32];
+	char what[160]; /* one line: which check failed */
 } kmd_evidence_info;
 
 /**

@@ -30,7 +30,9 @@
  * an admin authorised in the last KMD_RS_AUTH_TTL_MS, or for exactly the
  * re-share that an eviction applied in the catalog calls for (the key's
  * holders less the evicted node's indices, the same threshold:
- * store/evict.h km_evict_plan, docs/eviction.md).  Only
+ * store/evict.h km_evict_plan, docs/eviction.md), or for a proactive
+ * refresh (the same holders and threshold while the posture policy has
+ * refresh on: km_evict_reshare_allowed, docs/resharing.md).  Only
  * the commit makes the new shares usable, and it deletes the old ones in
  * the same transaction on every holder (store/catalog.h).  The protocol
  * and why the order is crash-safe: docs/resharing.md.
@@ -297,29 +299,21 @@ kmd_rs_old_owner(const km_catalog_key *k, uint32_t idx)
 }
 
 /*
- * Authorised by an eviction in the catalog: @p is exactly the re-share
- * km_evict_plan() gives for @k from this node's own catalog.
+ * Authorised by the catalog without an admin: @p is exactly the re-share
+ * an eviction calls for (km_evict_plan), or a proactive refresh to the
+ * current holders and threshold while the posture policy has refresh on,
+ * judged from this node's own catalog (store/evict.h
+ * km_evict_reshare_allowed).
  */
 static bool
 kmd_rs_evict_authorised(
     kmd_state *st, const km_catalog_key *k, const kmd_rs_params *p)
 {
-	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
-	km_catalog_evicted *ev = NULL;
-	size_t nev = 0, np = 0, i;
-	bool ok;
+	char why[256];
 
-	if (km_catalog_evicted_list(st->store, &ev, &nev) != 0) {
-		return false;
-	}
-	ok = km_evict_plan(k, ev, nev, plan, &np) == 0
-	    && p->new_k == k->threshold && p->new_n == np;
-	for (i = 0; ok && i < np; i++) {
-		ok = p->holders[i].index == plan[i].index
-		    && strcmp(p->holders[i].node, plan[i].node) == 0;
-	}
-	free(ev);
-	return ok;
+	return km_evict_reshare_allowed(st->store, k, p->new_k, p->holders,
+	           p->new_n, true, NULL, why, sizeof(why))
+	    == 0;
 }
 
 /* An evicted node never deals: its share is what the re-share retires. */
@@ -1454,9 +1448,10 @@ done:
 }
 
 /*
- * The re-share an eviction calls for, coordinated by this node (the Raft
- * leader, daemon/evict.c) without an admin: every party checks on its own
- * that it is exactly km_evict_plan()'s (kmd_rs_evict_authorised).
+ * The re-share an eviction calls for, or a proactive refresh, coordinated
+ * by this node (the Raft leader, daemon/evict.c) without an admin: every
+ * party checks on its own that it is exactly km_evict_plan()'s, or the
+ * current holders and threshold with refresh on (kmd_rs_evict_authorised).
  * @pub receives "string new public data" for RESHARE_BEGIN.
  */
 int

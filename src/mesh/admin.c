@@ -405,11 +405,51 @@ km_mesh_default_policy(uint32_t key_type, bool allow_raw, km_buf *out)
 	return km_catalog_policy_encode(&p, out);
 }
 
-/* The two entries that make a key real: create (pending), activate. */
+/*
+ * The nodes a new key is dealt to: those of the admin's configuration that
+ * the catalog has not evicted (an evicted node refuses everything but
+ * partials, and every member refuses it: docs/eviction.md).  @live
+ * receives their indices in the configuration, in order; @left names the
+ * evicted ones for the caller's warning ("" when none).
+ */
 static int
-km_mesh_register(km_mesh *m, const char *key_id, const char *label,
-    uint32_t key_type, uint32_t bits, uint32_t threshold, bool allow_raw,
-    const uint8_t *pub, size_t publen, char *err, size_t errlen)
+km_mesh_members(km_mesh *m, size_t live[KM_MESH_MAX_NODES], size_t *nlive,
+    char *left, size_t leftlen, char *err, size_t errlen)
+{
+	km_view *v = NULL;
+	size_t i, off = 0;
+	int r;
+
+	*nlive = 0;
+	left[0] = '\0';
+	if ((r = km_view_new(m, &v)) != 0
+	    || (r = km_view_refresh(v, KM_ADMIN_TIMEOUT_MS, NULL)) != 0) {
+		r = km_fail(err, errlen, r,
+		    "cannot read the catalog (to leave evicted nodes out): %s",
+		    km_strerror(r));
+		goto out;
+	}
+	for (i = 0; i < km_mesh_count(m) && i < KM_MESH_MAX_NODES; i++) {
+		if (!km_view_evicted(v, km_mesh_name(m, i))) {
+			live[(*nlive)++] = i;
+		} else if (off < leftlen) {
+			off += (size_t)snprintf(left + off, leftlen - off,
+			    "%s%s", off ? ", " : "", km_mesh_name(m, i));
+		}
+	}
+	r = 0;
+out:
+	km_view_free(v);
+	return r;
+}
+
+/* The two entries that make a key real: create (pending), activate; the
+ * holders are @live (indices into the configuration), numbered 1..n. */
+static int
+km_mesh_register(km_mesh *m, const size_t *live, size_t nlive,
+    const char *key_id, const char *label, uint32_t key_type, uint32_t bits,
+    uint32_t threshold, bool allow_raw, const uint8_t *pub, size_t publen,
+    char *err, size_t errlen)
 {
 	km_catalog_holder holders[KM_MESH_MAX_NODES];
 	km_catalog_payload p;
@@ -422,10 +462,10 @@ km_mesh_register(km_mesh *m, const char *key_id, const char *label,
 		goto out;
 	}
 	memset(&p, 0, sizeof(p));
-	for (i = 0; i < km_mesh_count(m); i++) {
+	for (i = 0; i < nlive; i++) {
 		holders[i].index = (uint32_t)(i + 1);
 		snprintf(holders[i].node, sizeof(holders[i].node), "%s",
-		    km_mesh_name(m, i));
+		    km_mesh_name(m, live[i]));
 	}
 	p.type = KM_CAT_KEY_CREATE;
 	snprintf(p.key_id, sizeof(p.key_id), "%s", key_id);
@@ -434,7 +474,7 @@ km_mesh_register(km_mesh *m, const char *key_id, const char *label,
 	p.bits = bits;
 	p.threshold = threshold;
 	p.epoch = 1;
-	p.nholders = km_mesh_count(m);
+	p.nholders = nlive;
 	p.holders = holders;
 	p.public_data = (uint8_t *)pub;
 	p.public_len = publen;
@@ -525,8 +565,9 @@ km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
 	km_call_flag flag = { 0 };
 	km_buf req, view;
 	const uint8_t *body, *pub;
+	size_t live[KM_MESH_MAX_NODES], nlive = 0;
 	size_t len, publen, i, dealer = SIZE_MAX;
-	char last[160] = "", e2[256];
+	char last[160] = "", e2[256], left[256];
 	int r;
 
 	km_buf_init(&req);
@@ -544,29 +585,48 @@ km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
 		    "a key labelled '%s' already exists (%s)", label,
 		    existing.key_id);
 	}
-	for (i = 0; i < km_mesh_count(m) && dealer == SIZE_MAX; i++) {
-		if (km_mesh_status(m, i, KM_ADMIN_TIMEOUT_MS, &st, NULL,
-			NULL) == 0) {
-			dealer = i;
+	if ((r = km_mesh_members(
+	         m, live, &nlive, left, sizeof(left), err, errlen))
+	    != 0) {
+		return r;
+	}
+	if (threshold > nlive) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "threshold %u is not in 1..%zu (the mesh's nodes less the "
+		    "evicted %s)",
+		    threshold, nlive, left);
+	}
+	if (left[0] != '\0' && progress != NULL) {
+		snprintf(e2, sizeof(e2),
+		    "leaving out the evicted node(s) %s: %zu holders", left,
+		    nlive);
+		progress(arg, e2);
+	}
+	for (i = 0; i < nlive && dealer == SIZE_MAX; i++) {
+		if (km_mesh_status(
+		        m, live[i], KM_ADMIN_TIMEOUT_MS, &st, NULL, NULL)
+		    == 0) {
+			dealer = live[i];
 		}
 	}
 	if (dealer == SIZE_MAX) {
 		return km_fail(err, errlen, KM_ERR_QUORUM,
 		    "no node is reachable");
 	}
-	if ((r = km_mesh_new_key_id(key_id)) != 0 ||
-	    (r = km_rpc_request(&req, KM_MSG_KEY_CREATE, key_id, 1, NULL)) !=
-		0 ||
-	    (r = km_buf_put_cstring(&req, label)) != 0 ||
-	    (r = km_buf_put_u32(&req, key_type)) != 0 ||
-	    (r = km_buf_put_u32(&req, bits)) != 0 ||
-	    (r = km_buf_put_u32(&req, threshold)) != 0 ||
-	    (r = km_buf_put_u32(&req, (uint32_t)km_mesh_count(m))) != 0) {
+	if ((r = km_mesh_new_key_id(key_id)) != 0
+	    || (r = km_rpc_request(&req, KM_MSG_KEY_CREATE, key_id, 1, NULL))
+	        != 0
+	    || (r = km_buf_put_cstring(&req, label)) != 0
+	    || (r = km_buf_put_u32(&req, key_type)) != 0
+	    || (r = km_buf_put_u32(&req, bits)) != 0
+	    || (r = km_buf_put_u32(&req, threshold)) != 0
+	    || (r = km_buf_put_u32(&req, (uint32_t)nlive)) != 0) {
 		goto out;
 	}
-	for (i = 0; i < km_mesh_count(m); i++) {
-		if ((r = km_buf_put_u32(&req, (uint32_t)(i + 1))) != 0 ||
-		    (r = km_buf_put_cstring(&req, km_mesh_name(m, i))) != 0) {
+	for (i = 0; i < nlive; i++) {
+		if ((r = km_buf_put_u32(&req, (uint32_t)(i + 1))) != 0
+		    || (r = km_buf_put_cstring(&req, km_mesh_name(m, live[i])))
+		        != 0) {
 			goto out;
 		}
 	}
@@ -606,8 +666,8 @@ km_mesh_key_create(km_mesh *m, uint32_t key_type, uint32_t bits,
 	if (progress != NULL) {
 		progress(arg, "shares stored on every holder; activating");
 	}
-	r = km_mesh_register(m, key_id, label, key_type, bits, threshold,
-	    allow_raw, pub, publen, err, errlen);
+	r = km_mesh_register(m, live, nlive, key_id, label, key_type, bits,
+	    threshold, allow_raw, pub, publen, err, errlen);
 out:
 	km_net_call_free(call);
 	km_buf_free(&req);
@@ -671,7 +731,7 @@ km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
     uint32_t threshold, const char *label, bool allow_raw, char *key_id,
     char *err, size_t errlen)
 {
-	size_t n = km_mesh_count(m), i;
+	size_t live[KM_MESH_MAX_NODES], n = 0, i;
 	km_rsa_pub *rpub = NULL;
 	km_rsa_share *rshares[KM_MESH_MAX_NODES];
 	km_ec_group *g = NULL;
@@ -683,7 +743,7 @@ km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
 	BIGNUM *priv = NULL;
 	BIO *bio = NULL;
 	uint32_t key_type = 0, bits = 0;
-	char e2[256];
+	char e2[256], left[256];
 	int r;
 
 	memset(rshares, 0, sizeof(rshares));
@@ -693,13 +753,32 @@ km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
 		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
 		    "invalid label '%s'", label);
 	}
-	if (threshold == 0 || threshold > n) {
+	if (threshold == 0 || threshold > km_mesh_count(m)) {
 		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
-		    "threshold %u is not in 1..%zu", threshold, n);
+		    "threshold %u is not in 1..%zu", threshold,
+		    km_mesh_count(m));
 	}
 	if (km_mesh_key_find(m, label, &existing, e2, sizeof(e2)) == 0) {
 		return km_fail(err, errlen, KM_ERR_EXISTS,
 		    "a key labelled '%s' already exists", label);
+	}
+	if ((r = km_mesh_members(m, live, &n, left, sizeof(left), err, errlen))
+	    != 0) {
+		return r;
+	}
+	if (threshold > n) {
+		return km_fail(err, errlen, KM_ERR_INVALID_ARG,
+		    "threshold %u is not in 1..%zu (the mesh's nodes less the "
+		    "evicted %s)",
+		    threshold, n, left);
+	}
+	if (left[0] != '\0') {
+		/* XXX: km_mesh_key_import has no progress callback; this is
+		 * the CLI's only caller */
+		fprintf(stderr,
+		    "keymesh: key import: leaving out the evicted node(s) "
+		    "%s: %zu holders\n",
+		    left, n);
 	}
 	/* PEM or DER, RSA or EC: let OpenSSL's decoders tell */
 	if ((bio = BIO_new_mem_buf(data, (int)len)) == NULL) {
@@ -790,16 +869,16 @@ km_mesh_key_import(km_mesh *m, const uint8_t *data, size_t len,
 		    km_rsa_share_encode(rpub, rshares[i], &share) :
 		    km_ec_share_encode(g, eshares[i], &share);
 		if (r == 0) {
-			r = km_mesh_send_share(m, i, key_id, key_type, &pubenc,
-			    (uint32_t)(i + 1), &share, err, errlen);
+			r = km_mesh_send_share(m, live[i], key_id, key_type,
+			    &pubenc, (uint32_t)(i + 1), &share, err, errlen);
 		}
 		if (r != 0) {
 			km_mesh_abort_shares(m, key_id);
 			goto out;
 		}
 	}
-	r = km_mesh_register(m, key_id, label, key_type, bits, threshold,
-	    allow_raw, pubenc.data, pubenc.len, err, errlen);
+	r = km_mesh_register(m, live, n, key_id, label, key_type, bits,
+	    threshold, allow_raw, pubenc.data, pubenc.len, err, errlen);
 out:
 	km_buf_free(&share);
 	km_buf_free(&pubenc);

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "store/evict.h"
+#include "trust/policy.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -328,15 +329,118 @@ out:
 	return r;
 }
 
-/* RESHARE_BEGIN / COMMIT / ABORT by a node: only an eviction's re-share. */
+int
+km_evict_refresh_interval(km_store *s, uint32_t *secs)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	km_posture pol;
+	int r;
+
+	if (s == NULL || secs == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	*secs = 0;
+	r = km_catalog_posture_get(s, &data, &len);
+	if (r == KM_ERR_NOT_FOUND) {
+		return 0; /* no policy: no refresh */
+	}
+	if (r != 0) {
+		return r;
+	}
+	/* the catalog stores only what decoded at apply; a failure here
+	 * is refused, never read as "on" */
+	if ((r = km_posture_decode(data, len, &pol)) == 0) {
+		*secs = pol.refresh_s;
+	}
+	free(data);
+	return r;
+}
+
+int
+km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
+    uint32_t threshold, const km_catalog_holder *holders, size_t n,
+    bool need_policy, bool *refresh, char *why, size_t whylen)
+{
+	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
+	km_catalog_evicted *ev = NULL;
+	uint32_t secs = 0;
+	size_t nev = 0, np = 0;
+	int r;
+
+	if (s == NULL || k == NULL || (holders == NULL && n > 0)
+	    || why == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	why[0] = '\0';
+	if ((r = km_catalog_evicted_list(s, &ev, &nev)) != 0) {
+		return km_evict_fail(
+		    why, whylen, r, "cannot read the catalog");
+	}
+	r = km_evict_plan(k, ev, nev, plan, &np);
+	free(ev);
+	if (r == 0) {
+		/* an eviction calls for a re-share: that plan and no other
+		 * (a refresh must never hand an evicted node a new share) */
+		if (threshold != k->threshold
+		    || !km_evict_holders_equal(holders, n, plan, np)) {
+			return km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "key %s: a node may re-share it only as its "
+			    "eviction calls for",
+			    k->key_id);
+		}
+		if (refresh != NULL) {
+			*refresh = false;
+		}
+		return 0;
+	}
+	if (r == KM_ERR_QUORUM) {
+		return km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "key %s holds an evicted node's index and too few "
+		    "holders would remain without it",
+		    k->key_id);
+	}
+	if (r != KM_ERR_NOT_FOUND) {
+		return km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "key %s: cannot plan its re-share", k->key_id);
+	}
+	/* a proactive refresh: share rotation among the very same holders */
+	if (threshold != k->threshold
+	    || !km_evict_holders_equal(holders, n, k->holders, k->nholders)) {
+		return km_evict_fail(why, whylen, KM_ERR_AUTH,
+		    "key %s: a node may re-share it only to its current "
+		    "holders and threshold (a proactive refresh)",
+		    k->key_id);
+	}
+	if (need_policy) {
+		if ((r = km_evict_refresh_interval(s, &secs)) != 0) {
+			return km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "cannot read the posture policy (%s)",
+			    km_strerror(r));
+		}
+		if (secs == 0) {
+			return km_evict_fail(why, whylen, KM_ERR_AUTH,
+			    "key %s: proactive refresh is off in the posture "
+			    "policy and no eviction calls for a re-share",
+			    k->key_id);
+		}
+	}
+	if (refresh != NULL) {
+		*refresh = true;
+	}
+	return 0;
+}
+
+/* RESHARE_BEGIN / COMMIT / ABORT by a node: only an eviction's re-share
+ * or a proactive refresh (km_evict_reshare_allowed).  An ABORT of a
+ * pending epoch with the current holders and threshold needs neither the
+ * policy nor the absence of an eviction: it can only keep the current
+ * epoch. */
 static int
 km_evict_check_reshare(
     km_store *s, const km_catalog_payload *p, char *why, size_t whylen)
 {
-	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS];
-	km_catalog_evicted *ev = NULL;
 	km_catalog_key k;
-	size_t nev = 0, np = 0;
 	int r;
 
 	memset(&k, 0, sizeof(k));
@@ -344,40 +448,34 @@ km_evict_check_reshare(
 		return km_evict_fail(why, whylen, KM_ERR_AUTH,
 		    "no key %s to re-share", p->key_id);
 	}
-	if ((r = km_catalog_evicted_list(s, &ev, &nev)) != 0) {
-		r = km_evict_fail(why, whylen, r, "cannot read the catalog");
-		goto out;
-	}
-	if ((r = km_evict_plan(&k, ev, nev, plan, &np)) != 0) {
-		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
-		    "key %s: no eviction calls for a re-share (%s)", p->key_id,
-		    r == KM_ERR_QUORUM ? "too few holders would remain"
-		                       : "it holds no evicted node's index");
-		goto out;
-	}
 	if (p->type == KM_CAT_RESHARE_BEGIN) {
-		if (k.state != KM_KEY_ACTIVE || p->epoch != k.epoch + 1
-		    || p->threshold != k.threshold
-		    || !km_evict_holders_equal(
-		        p->holders, p->nholders, plan, np)) {
+		if (k.state != KM_KEY_ACTIVE || p->epoch != k.epoch + 1) {
 			r = km_evict_fail(why, whylen, KM_ERR_AUTH,
-			    "key %s: a node may begin only the re-share "
-			    "its eviction calls for",
-			    p->key_id);
+			    "key %s: a node may begin only epoch %u of an "
+			    "active key",
+			    p->key_id, k.epoch + 1);
 			goto out;
 		}
-	} else if (k.state != KM_KEY_RESHARING || p->epoch != k.next_epoch
-	    || k.next_threshold != k.threshold
-	    || !km_evict_holders_equal(
-	        k.next_holders, k.next_nholders, plan, np)) {
+		r = km_evict_reshare_allowed(s, &k, p->threshold, p->holders,
+		    p->nholders, true, NULL, why, whylen);
+	} else if (k.state != KM_KEY_RESHARING || p->epoch != k.next_epoch) {
 		r = km_evict_fail(why, whylen, KM_ERR_AUTH,
-		    "key %s: the pending epoch is not an eviction's re-share",
-		    p->key_id);
-		goto out;
+		    "key %s: epoch %u is not pending", p->key_id, p->epoch);
+	} else if (p->type == KM_CAT_RESHARE_ABORT
+	    && k.next_threshold == k.threshold
+	    && km_evict_holders_equal(
+	        k.next_holders, k.next_nholders, k.holders, k.nholders)) {
+		/* a pending refresh may always be aborted: that only keeps
+		 * the current epoch (and one begun before an eviction of
+		 * one of its holders can be neither committed nor followed
+		 * by the eviction's re-share otherwise) */
+		r = 0;
+	} else {
+		r = km_evict_reshare_allowed(s, &k, k.next_threshold,
+		    k.next_holders, k.next_nholders,
+		    p->type == KM_CAT_RESHARE_COMMIT, NULL, why, whylen);
 	}
-	r = 0;
 out:
-	free(ev);
 	km_catalog_key_free(&k);
 	return r;
 }

@@ -14,6 +14,7 @@
 #ifndef KM_STORE_EVICT_H
 #define KM_STORE_EVICT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,43 @@ int km_evict_plan(const km_catalog_key *k, const km_catalog_evicted *evicted,
     size_t nev, km_catalog_holder out[KM_CATALOG_MAX_HOLDERS], size_t *nout);
 
 /**
+ * km_evict_refresh_interval:
+ * @s: the store
+ * @secs: receives the posture policy's proactive-refresh interval in
+ *        seconds; 0 when it is off or the catalog has no posture policy
+ *
+ * Returns: 0, or an error reading or decoding the policy (then *@secs
+ * is 0).
+ */
+int km_evict_refresh_interval(km_store *s, uint32_t *secs);
+
+/**
+ * km_evict_reshare_allowed:
+ * @s: the store, at the state to judge against
+ * @k: the key, as it stands in @s
+ * @threshold, @holders, @n: the proposed new sharing
+ * @need_policy: whether a refresh needs the posture policy's refresh on
+ *               (false only for aborting a pending refresh)
+ * @refresh: receives true when allowed as a proactive refresh, false when
+ *           as an eviction's re-share (may be NULL)
+ * @why, @whylen: one line when refused
+ *
+ * The re-shares a node may carry out without an admin (catalog state
+ * only, so every replica and every party decides alike):
+ *   - when @k holds an index of an evicted node: exactly km_evict_plan();
+ *   - otherwise, when the posture policy's refresh interval is non-zero:
+ *     exactly @k's current holders (same nodes, same indices) and
+ *     threshold, i.e. share rotation (docs/resharing.md, "Proactive
+ *     refresh").  WARNING: this is what keeps a compromised leader from
+ *     moving shares: it can only rotate them, as often as it likes.
+ *
+ * Returns: 0 when allowed; KM_ERR_AUTH (or a store error) with @why.
+ */
+int km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
+    uint32_t threshold, const km_catalog_holder *holders, size_t n,
+    bool need_policy, bool *refresh, char *why, size_t whylen);
+
+/**
  * km_evict_authorise:
  * @s: the store, at the state just before @e
  * @x509: the mesh CA store
@@ -111,10 +149,14 @@ int km_evict_plan(const km_catalog_key *k, const km_catalog_evicted *evicted,
  *     certificate of the mesh CA, its statement names the entry's node,
  *     certificate hash and one evidence hash, and its signature holds;
  *     the signer itself is a current member and not the accused;
- *   - RESHARE_BEGIN that re-shares a key exactly as km_evict_plan() says
- *     (same threshold, epoch + 1);
- *   - RESHARE_COMMIT / RESHARE_ABORT of a pending epoch that is exactly
- *     such a re-share.
+ *   - RESHARE_BEGIN of epoch + 1 of an active key that
+ *     km_evict_reshare_allowed() allows (an eviction's plan, or a
+ *     proactive refresh while the posture policy has it on);
+ *   - RESHARE_COMMIT of a pending epoch that is such a re-share (a
+ *     refresh: with the policy's refresh still on);
+ *   - RESHARE_ABORT of a pending epoch that is such a re-share, or that
+ *     has the current holders and threshold whatever the policy and the
+ *     evictions say now (aborting keeps the current epoch).
  * Anything else a node signs is refused.
  *
  * Returns: 0 when authorised; KM_ERR_AUTH, KM_ERR_VERIFY, KM_ERR_REVOKED,

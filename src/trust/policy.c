@@ -49,7 +49,9 @@ km_posture_ok(const km_posture *p)
 	        || p->max_age_ms > KM_POSTURE_AGE_MAX_MS)) {
 		return false;
 	}
-	if (p->refresh_s > KM_POSTURE_REFRESH_MAX_S) {
+	if (p->refresh_s != 0
+	    && (p->refresh_s < KM_POSTURE_REFRESH_MIN_S
+	        || p->refresh_s > KM_POSTURE_REFRESH_MAX_S)) {
 		return false;
 	}
 	for (i = 0; i < p->nbinaries; i++) {

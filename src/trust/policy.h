@@ -28,7 +28,9 @@
 /* the bounds of the maximum beacon age, when set (0: the daemon's own) */
 #define KM_POSTURE_AGE_MIN_MS 500u
 #define KM_POSTURE_AGE_MAX_MS 3600000u
-/* the proactive-refresh interval: 0 (off) or up to a year */
+/* the proactive-refresh interval: 0 (off), or from 5 s (a re-share takes
+ * seconds; less would only keep every key re-sharing) up to a year */
+#define KM_POSTURE_REFRESH_MIN_S 5u
 #define KM_POSTURE_REFRESH_MAX_S 31536000u
 /* the largest encoded policy: far above a full one */
 #define KM_POSTURE_MAX_LEN 8192
@@ -42,7 +44,7 @@ typedef struct km_posture {
 	char models[KM_POSTURE_MAX_MODELS][KM_BEACON_TOKEN_MODEL_MAX + 1];
 	bool secure_boot;    /* true: a beacon must say "on" */
 	uint32_t max_age_ms; /* 0: the daemons' beacon_max_age_ms */
-	uint32_t refresh_s;  /* proactive refresh; 0: off (stored only) */
+	uint32_t refresh_s;  /* proactive refresh (daemon/evict.c); 0: off */
 } km_posture;
 
 /** km_posture_init: the empty policy, which allows everything. */

@@ -22,6 +22,9 @@
 #   - `keymesh node evict` by an admin: one-line errors (unknown node,
 #     already evicted, no name, a bad reason), then a second eviction
 #     re-shares the keys again, to 3 of 3;
+#   - `keymesh key create` / `key import` after the evictions deal to the
+#     remaining nodes only (the client.conf still lists the evicted ones)
+#     and say so; the new RSA key signs through the module;
 #   - both evicted nodes leave the Raft voters: with them gone and one
 #     more node killed, the two others still elect a coordinator.
 #
@@ -311,6 +314,50 @@ check "... rsa1 goes to 3 of 3 at epoch 3" wait_key rsa1 "3/3 3 active" 60000
 check "... ec1 too" wait_key ec1 "3/3 3 active" 30000
 check "RSA signing verifies at epoch 3" sign_ok
 check "ECDH equals OpenSSL's at epoch 3" ecdh_ok
+
+# ---- new keys leave the evicted nodes out (the client.conf still lists
+# them)
+
+"$keymesh" key create --type rsa:2048 --label after >"$out" \
+	2>"$dir/create.err"
+check "key create after two evictions: 3 of 3 on the others" \
+	eval "test \"\$(key_line after)\" = '3/3 1 active'"
+check "... it says it leaves the evicted nodes out" \
+	eval "grep -q 'leaving out the evicted node(s) .*$acc' \
+	'$dir/create.err' && grep -q 'leaving out the evicted node(s) \
+.*$acc2' '$dir/create.err'"
+p11 --read-object --type pubkey --label after -o "$dir/after.der" \
+	>/dev/null 2>&1 &&
+	openssl pkey -pubin -inform DER -in "$dir/after.der" \
+		-out "$dir/after.pem" 2>/dev/null
+# pkcs11-tool --sign picks the private key by --id only (as --derive)
+after_id=$(p11 --list-objects --type privkey 2>/dev/null |
+	awk '$1 == "label:" { l = $2 } $1 == "ID:" && l == "after" { print $2; exit }')
+after_ok() {
+	rm -f "$dir/sig2"
+	p11 --sign -m SHA256-RSA-PKCS --id "$after_id" -i "$dir/data" \
+		-o "$dir/sig2" >"$dir/sign2.out" 2>&1 &&
+		openssl dgst -sha256 -verify "$dir/after.pem" \
+			-signature "$dir/sig2" "$dir/data" >/dev/null 2>&1
+}
+until=$(($(now_ms) + 15000))
+while [ "$(now_ms)" -lt $until ] && ! after_ok; do
+	sleep 0.5
+done
+check "... and it signs through the module (OpenSSL verifies)" after_ok
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+	-out "$dir/imp.key" 2>/dev/null
+"$keymesh" key import --file "$dir/imp.key" --label imported \
+	--threshold 2 >"$out" 2>"$dir/import.err"
+check "key import after two evictions: 2 of 3 on the others" \
+	eval "test \"\$(key_line imported)\" = '2/3 1 active'"
+check "... it says it leaves the evicted nodes out" \
+	grep -q "key import: leaving out the evicted node(s)" "$dir/import.err"
+"$keymesh" key create --type ec:p256 --label toobig --threshold 4 \
+	>"$out" 2>&1
+check "a threshold above the nodes left: a clear error" \
+	eval "grep -q '^keymesh: key create: threshold 4 is not in 1..3 (the \
+mesh.s nodes less the evicted' '$out' && test -z \"\$(key_line toobig)\""
 
 # ---- the evicted nodes leave the Raft majority
 

@@ -189,6 +189,12 @@ check "the EVICT entry committed with the members' votes" \
 	grep -q "eviction of $bad committed with [0-9]* votes" "$dir/all.log"
 check "$bad learns that it is evicted" \
 	grep -q 'KMD-EVICTED.*IS EVICTED' "$mesh/$bad/keymeshd.log"
+# the EVICT entry names the very certificate that signed the bad reply
+bad_sha=$(openssl x509 -in "$mesh/ca/certs/$bad.crt" -outform DER 2>/dev/null |
+	openssl dgst -sha256 -r | cut -d' ' -f1)
+check "the EVICT entry names $bad's certificate (sha256 ${bad_sha:0:16}...)" \
+	grep -q "node $bad evicted (.*certificate sha256 $bad_sha)" \
+	"$dir/all.log"
 
 # ---- the keys at the new epoch, through the module
 

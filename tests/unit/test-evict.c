@@ -2,8 +2,9 @@
  * Eviction: the vote statement and EVICT codecs, the vote quorum, and the
  * apply-time authority of node-signed entries (store/evict.h): an admin
  * evicts alone; a node needs k valid votes of distinct current members,
- * none the accused; a node may re-share only as an eviction says.  Plus
- * the PKI deny-list.
+ * none the accused; a node may re-share only as an eviction says, or to
+ * the same holders and threshold while the posture policy has proactive
+ * refresh on.  Plus the PKI deny-list.
  *
  * A fresh CA issues node1..node6 (node6 revoked), an admin and a client;
  * a store holds one RSA-like key, 3 of 5 on node1..node5 (the store does
@@ -22,6 +23,7 @@
 #include "store/catalog.h"
 #include "store/evict.h"
 #include "store/store.h"
+#include "trust/policy.h"
 #include "util/err.h"
 #include "util/util.h"
 
@@ -563,7 +565,7 @@ test_reshare_authority(void)
 	p.public_len = 4;
 	before = t_seq();
 	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
-	CU_ASSERT(strstr(why, "only the re-share its eviction") != NULL);
+	CU_ASSERT(strstr(why, "only as its eviction calls for") != NULL);
 	p.holders = plan;
 	p.threshold = 2;
 	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
@@ -621,6 +623,224 @@ test_reshare_authority(void)
 	km_catalog_key_free(&k);
 }
 
+/* An admin's POSTURE_SET with only @refresh_s set. */
+static int
+t_set_refresh(uint32_t refresh_s)
+{
+	km_catalog_payload p;
+	km_posture pol;
+	km_buf pb;
+	char why[256];
+	int r, result = -1;
+
+	km_buf_init(&pb);
+	km_posture_init(&pol);
+	pol.refresh_s = refresh_s;
+	if ((r = km_posture_encode(&pol, &pb)) != 0) {
+		return r;
+	}
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_POSTURE_SET;
+	p.trust = pb.data;
+	p.trust_len = pb.len;
+	r = t_apply(&p, "adm", &result, why, sizeof(why));
+	km_buf_free(&pb);
+	return r != 0 ? r : result;
+}
+
+/* A node-signed RESHARE_BEGIN of k2 at @epoch. */
+static int
+t_refresh_begin(const char *signer, uint32_t epoch, uint32_t threshold,
+    km_catalog_holder *h, size_t n, char *why, size_t whylen)
+{
+	km_catalog_payload p;
+	int r, result = -1;
+
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k2");
+	p.epoch = epoch;
+	p.threshold = threshold;
+	p.nholders = n;
+	p.holders = h;
+	p.public_data = (uint8_t *)"pubR";
+	p.public_len = 4;
+	r = t_apply(&p, signer, &result, why, whylen);
+	return r != 0 ? r : result;
+}
+
+static int
+t_refresh_end(const char *signer, uint32_t type, uint32_t epoch, char *why,
+    size_t whylen)
+{
+	km_catalog_payload p;
+	int r, result = -1;
+
+	memset(&p, 0, sizeof(p));
+	p.type = type;
+	snprintf(p.key_id, sizeof(p.key_id), "k2");
+	p.epoch = epoch;
+	r = t_apply(&p, signer, &result, why, whylen);
+	return r != 0 ? r : result;
+}
+
+static km_catalog_key
+t_key(const char *id)
+{
+	km_catalog_key k;
+
+	memset(&k, 0, sizeof(k));
+	CU_ASSERT_FATAL(km_catalog_key_get(t_store, id, &k) == 0);
+	return k;
+}
+
+/*
+ * Proactive refresh (docs/resharing.md): a node's re-share of a key to
+ * its very holders and threshold is accepted only while the posture
+ * policy's refresh interval is non-zero; other holders or thresholds are
+ * refused either way; an ABORT of a pending refresh always passes.  Runs
+ * after test_reshare_authority (node4 and node5 evicted; k1 holds node4).
+ */
+static void
+test_refresh_authority(void)
+{
+	km_catalog_holder h3[3] = {
+		{ 1, "node1" },
+		{ 2, "node2" },
+		{ 3, "node3" },
+	};
+	km_catalog_holder other[3], swapped[3];
+	km_catalog_payload p;
+	km_catalog_key k;
+	km_posture pol;
+	km_buf pb;
+	uint32_t secs = 99;
+	char why[256];
+	int result = -1;
+
+	/* the codec's bounds: 0 (off) or 5 s .. a year */
+	km_buf_init(&pb);
+	km_posture_init(&pol);
+	pol.refresh_s = KM_POSTURE_REFRESH_MIN_S - 1;
+	CU_ASSERT(km_posture_encode(&pol, &pb) == KM_ERR_INVALID_ARG);
+	km_buf_free(&pb);
+	km_buf_init(&pb);
+	pol.refresh_s = KM_POSTURE_REFRESH_MIN_S;
+	CU_ASSERT_FATAL(km_posture_encode(&pol, &pb) == 0);
+	pb.data[pb.len - 1] = KM_POSTURE_REFRESH_MIN_S - 1; /* uint32 BE */
+	CU_ASSERT(
+	    km_posture_decode(pb.data, pb.len, &pol) == KM_ERR_BAD_FORMAT);
+	km_buf_free(&pb);
+	/* no posture policy: off */
+	CU_ASSERT(km_evict_refresh_interval(t_store, &secs) == 0 && secs == 0);
+
+	/* k2: 2 of 3 on node1..node3, active at epoch 1 */
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_CREATE;
+	snprintf(p.key_id, sizeof(p.key_id), "k2");
+	snprintf(p.label, sizeof(p.label), "ec");
+	p.key_type = KM_KEY_EC_P256;
+	p.bits = 256;
+	p.threshold = 2;
+	p.epoch = 1;
+	p.nholders = 3;
+	p.holders = h3;
+	p.public_data = (uint8_t *)"pubE";
+	p.public_len = 4;
+	p.policy = (uint8_t *)"\0\0\0\0\0\0\0\0";
+	p.policy_len = 8;
+	CU_ASSERT_FATAL(
+	    t_apply(&p, "adm", &result, why, sizeof(why)) == 0 && result == 0);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_KEY_ACTIVATE;
+	snprintf(p.key_id, sizeof(p.key_id), "k2");
+	p.epoch = 1;
+	CU_ASSERT_FATAL(
+	    t_apply(&p, "adm", &result, why, sizeof(why)) == 0 && result == 0);
+
+	/* refresh off: the same holders are refused */
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "proactive refresh is off") != NULL);
+
+	/* refresh on */
+	CU_ASSERT_FATAL(t_set_refresh(5) == 0);
+	CU_ASSERT(km_evict_refresh_interval(t_store, &secs) == 0 && secs == 5);
+	/* other holders, swapped indices, another threshold, a skipped
+	 * epoch, an evicted signer: refused */
+	memcpy(other, h3, sizeof(other));
+	snprintf(other[2].node, sizeof(other[2].node), "node1");
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 2, other, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "current holders and threshold") != NULL);
+	memcpy(swapped, h3, sizeof(swapped));
+	snprintf(swapped[0].node, sizeof(swapped[0].node), "node2");
+	snprintf(swapped[1].node, sizeof(swapped[1].node), "node1");
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 2, swapped, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 2, h3, 2, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 3, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 2, 1, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(
+	    t_refresh_begin("node5", 2, 2, h3, 3, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "node5 is evicted") != NULL);
+	k = t_key("k2");
+	CU_ASSERT(k.epoch == 1 && k.state == KM_KEY_ACTIVE);
+	km_catalog_key_free(&k);
+
+	/* exactly the same holders and threshold: begun and committed */
+	CU_ASSERT(
+	    t_refresh_begin("node2", 2, 2, h3, 3, why, sizeof(why)) == 0);
+	CU_ASSERT(
+	    t_refresh_end("node3", KM_CAT_RESHARE_COMMIT, 2, why, sizeof(why))
+	    == 0);
+	k = t_key("k2");
+	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE && k.threshold == 2
+	    && k.nholders == 3 && strcmp(k.holders[2].node, "node3") == 0);
+	km_catalog_key_free(&k);
+
+	/* begun, then refresh turned off: no commit, but an abort */
+	CU_ASSERT(
+	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) == 0);
+	CU_ASSERT_FATAL(t_set_refresh(0) == 0);
+	CU_ASSERT(
+	    t_refresh_end("node1", KM_CAT_RESHARE_COMMIT, 3, why, sizeof(why))
+	    != 0);
+	CU_ASSERT(strstr(why, "proactive refresh is off") != NULL);
+	CU_ASSERT(
+	    t_refresh_end("node1", KM_CAT_RESHARE_ABORT, 3, why, sizeof(why))
+	    == 0);
+	k = t_key("k2");
+	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE);
+	km_catalog_key_free(&k);
+	/* and no new one */
+	CU_ASSERT(
+	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
+
+	/* refresh on again: a key holding an evicted node's index (k1 holds
+	 * node4's) is only the eviction's to re-share, never refreshed */
+	CU_ASSERT_FATAL(t_set_refresh(3600) == 0);
+	k = t_key("k1");
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k1");
+	p.epoch = k.epoch + 1;
+	p.threshold = k.threshold;
+	p.nholders = k.nholders;
+	p.holders = k.holders;
+	p.public_data = (uint8_t *)"pubX";
+	p.public_len = 4;
+	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "only as its eviction calls for") != NULL);
+	km_catalog_key_free(&k);
+	CU_ASSERT_FATAL(t_set_refresh(0) == 0);
+}
+
 static void
 test_plan(void)
 {
@@ -668,6 +888,7 @@ static const kmt_test t_tests[] = {
 	{ "refusals", test_refusals },
 	{ "evict_by_votes", test_evict_by_votes },
 	{ "reshare_authority", test_reshare_authority },
+	{ "refresh_authority", test_refresh_authority },
 	{ "plan", test_plan },
 	KMT_END,
 };
