@@ -245,6 +245,20 @@ kmc_parse_threshold(const char *cmd, const char *s, const km_mesh_conf *mc,
 	return 0;
 }
 
+/* The new key's share count as the catalog has it (evicted nodes are
+ * left out of a new key), else @fallback. */
+static uint32_t
+kmc_holders_of(km_mesh *m, const char *key_id, size_t fallback)
+{
+	km_key_info info;
+	char err[256];
+
+	if (km_mesh_key_find(m, key_id, &info, err, sizeof(err)) == 0) {
+		return info.nholders;
+	}
+	return (uint32_t)fallback;
+}
+
 static int
 kmc_key_create(int argc, char **argv)
 {
@@ -288,17 +302,17 @@ kmc_key_create(int argc, char **argv)
 		km_mesh_close(m);
 		return r;
 	}
-	fprintf(stderr, "creating %s key '%s', %u of %zu...\n", v[1], v[3], k,
-	    mc.nnodes);
+	fprintf(stderr, "creating %s key '%s', threshold %u...\n", v[1], v[3],
+	    k);
 	r = km_mesh_key_create(m, type, bits, k, v[3], raw, kmc_progress, NULL,
 	    key_id, err, sizeof(err));
 	if (r != 0) {
 		km_mesh_close(m);
 		return kmc_fail("key create", "%s", err);
 	}
-	printf("created %s key '%s' (id %s), %u of %zu\n",
+	printf("created %s key '%s' (id %s), %u of %u\n",
 	    km_key_type_name(type, bits, tn, sizeof(tn)), v[3], key_id, k,
-	    mc.nnodes);
+	    kmc_holders_of(m, key_id, mc.nnodes));
 	km_mesh_close(m);
 	return 0;
 }
@@ -345,9 +359,9 @@ kmc_key_import(int argc, char **argv)
 		r = kmc_fail("key import", "%s", err);
 		goto out;
 	}
-	printf("imported key '%s' (id %s), %u of %zu; the key file is "
+	printf("imported key '%s' (id %s), %u of %u; the key file is "
 	       "still on disk: delete it\n",
-	    v[3], key_id, k, mc.nnodes);
+	    v[3], key_id, k, kmc_holders_of(m, key_id, mc.nnodes));
 	r = 0;
 out:
 	if (data != NULL) {

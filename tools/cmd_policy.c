@@ -44,21 +44,6 @@ kmc_policy_open(
 	return 0;
 }
 
-static int
-kmc_hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
 /*
  * @s as one safe line for an error message: at most 64 characters, each
  * one that is not printable ASCII shown as '?', so that a value with a
@@ -108,7 +93,7 @@ kmc_policy_parse(
 {
 	char shown[68];
 	size_t j;
-	int i, k;
+	int i;
 
 	km_posture_init(p);
 	*conf = NULL;
@@ -143,17 +128,10 @@ kmc_policy_parse(
 				    "digits, not '%s'",
 				    kmc_policy_shown(v, shown));
 			}
-			for (k = 0; k < 32; k++) {
-				int hi = kmc_hexval(v[2 * k]);
-				int lo = kmc_hexval(v[2 * k + 1]);
-
-				if (hi < 0 || lo < 0) {
-					return kmc_usage(cmd,
-					    "--allow-binary '%s' is not "
-					    "hex",
-					    kmc_policy_shown(v, shown));
-				}
-				h[k] = (uint8_t)(hi << 4 | lo);
+			if (km_unhex(v, h, sizeof(h)) != 0) {
+				return kmc_usage(cmd,
+				    "--allow-binary '%s' is not hex",
+				    kmc_policy_shown(v, shown));
 			}
 			for (j = 0; j < p->nbinaries; j++) {
 				if (memcmp(p->binaries[j], h, 32) == 0) {
@@ -238,10 +216,13 @@ kmc_policy_parse(
 			}
 		} else if (strcmp(o, "--refresh-interval") == 0) {
 			if (!kmc_policy_uint(v, 0, KM_POSTURE_REFRESH_MAX_S,
-			        &p->refresh_s)) {
+			        &p->refresh_s)
+			    || (p->refresh_s != 0
+			        && p->refresh_s < KM_POSTURE_REFRESH_MIN_S)) {
 				return kmc_usage(cmd,
-				    "--refresh-interval is a number of "
-				    "seconds from 0 (off) to %u, not '%s'",
+				    "--refresh-interval is 0 (off) or %u to %u "
+				    "seconds, not '%s'",
+				    KM_POSTURE_REFRESH_MIN_S,
 				    KM_POSTURE_REFRESH_MAX_S,
 				    kmc_policy_shown(v, shown));
 			}
