@@ -490,6 +490,9 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	 * sessions go, whose last one logs out) */
 	km_p11_evidence_drain(KM_P11_EVIDENCE_DRAIN_MS);
 	km_p11_evidence_stop();
+	/* the refresher too: it syncs the catalog view into the object
+	 * table freed below, and calls nodes */
+	km_p11_refresh_stop();
 	/* WARNING: the application must not call in from other threads
 	 * while it finalises (PKCS#11 §5.4); sessions are freed here */
 	for (i = 0; i < km_p11.nsessions; i++) {
@@ -508,8 +511,6 @@ km_p11_finalize(CK_VOID_PTR reserved)
 	}
 	km_secure_strfree(km_p11.pin);
 	km_secret_wipe(km_p11.ticket, sizeof(km_p11.ticket));
-	/* before the mesh closes: the refresher calls nodes */
-	km_p11_refresh_stop();
 	km_view_free(km_p11.view);
 	km_mesh_close(km_p11.admin);
 	km_mesh_close(km_p11.mesh);

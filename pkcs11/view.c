@@ -38,6 +38,7 @@
 
 #include "mesh/admin.h"
 #include "mesh/rpc.h"
+#include "mesh/view.h"
 #include "net/net.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/rank.h"
@@ -154,6 +155,55 @@ km_p11_view_bw(const km_trust_view *tv, const km_trust_view_node *n)
 	return count > 0 ? (uint32_t)(sum / count) : 0;
 }
 
+/*
+ * Who is quarantined or evicted, and the coordinator's score, come from
+ * the client's own signed catalog view (src/mesh/view.c checks every
+ * TRUST_VERDICT and EVICT entry's signatures and authority), never from
+ * the one node that answered the graph: a compromised node must not be
+ * able to make this client stop asking honest holders.  The graph gives
+ * only what it observes itself (up or unreachable) and the beacons'
+ * health (load, queue, bandwidth).
+ */
+static void
+km_p11_view_verdicts(km_p11_node_view *nv, size_t n)
+{
+	const km_view_verdict *vd;
+	const char *name;
+	size_t i;
+
+	pthread_mutex_lock(&km_p11.view_lock);
+	for (i = 0; i < n && i < KM_MESH_MAX_NODES; i++) {
+		name = km_mesh_name(km_p11.mesh, i);
+		if (nv[i].state != KM_TRUST_UNREACHABLE) {
+			nv[i].state = KM_TRUST_UP;
+		}
+		nv[i].score = KM_TRUST_SCORE_MAX;
+		nv[i].reason[0] = '\0';
+		if (km_p11.view == NULL) {
+			continue;
+		}
+		if (km_view_evicted(km_p11.view, name)) {
+			nv[i].have = true;
+			nv[i].state = KM_TRUST_EVICTED;
+			nv[i].score = 0;
+			snprintf(nv[i].reason, sizeof(nv[i].reason),
+			    "evicted (catalog)");
+		} else if ((vd = km_view_verdict_find(km_p11.view, name))
+		    != NULL) {
+			nv[i].score = vd->score > KM_TRUST_SCORE_MAX
+			    ? KM_TRUST_SCORE_MAX
+			    : vd->score;
+			if (vd->quarantined) {
+				nv[i].have = true;
+				nv[i].state = KM_TRUST_QUARANTINED;
+				snprintf(nv[i].reason, sizeof(nv[i].reason),
+				    "%s", vd->reason);
+			}
+		}
+	}
+	pthread_mutex_unlock(&km_p11.view_lock);
+}
+
 /* Keeps the numbers of @tv, per mesh node, for the hot path. */
 static void
 km_p11_view_store(const km_trust_view *tv, size_t from)
@@ -182,6 +232,7 @@ km_p11_view_store(const km_trust_view *tv, size_t from)
 		nv[j].bw_kbps = km_p11_view_bw(tv, t);
 		snprintf(nv[j].reason, sizeof(nv[j].reason), "%s", t->reason);
 	}
+	km_p11_view_verdicts(nv, n);
 	pthread_mutex_lock(&km_p11.trust_lock);
 	memcpy(km_p11.trust, nv, sizeof(nv));
 	km_p11.trust_at_ms = km_p11_mono_ms();
@@ -277,6 +328,9 @@ km_p11_refresh_once(void)
 	double ms = 0;
 	int r = KM_ERR_QUORUM;
 
+	/* the signed catalog first: verdicts and evictions come from it
+	 * (km_p11_view_verdicts); at most once a second, as searches do */
+	(void)km_p11_view_sync(false);
 	c = km_p11_rf.coord;
 	if (c < 0 || km_p11_rf.rounds % KM_P11_VIEW_LEADER_EVERY == 0
 	    || !km_net_client_connected(

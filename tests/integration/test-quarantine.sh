@@ -133,7 +133,7 @@ bad "--allow-binary (64 non-hex)" "is not hex" --allow-binary \
 	"$(printf 'g%.0s' $(seq 64))"
 bad "--max-beacon-age 5" "number of ms from 500" --max-beacon-age 5
 bad "--max-beacon-age 12x" "number of ms from 500" --max-beacon-age 12x
-bad "--refresh-interval -1" "number of seconds" --refresh-interval -1
+bad "--refresh-interval -1" "0 (off) or 5 to" --refresh-interval -1
 bad "--secure-boot maybe" "'required' or 'any'" --secure-boot maybe
 bad "--frobnicate 1" "unknown option '--frobnicate'" --frobnicate 1
 bad "--allow-version (no value)" "needs a value" --allow-version
