@@ -55,4 +55,14 @@ int kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
 int kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
     km_buf *out, uint8_t digest[32], char *msg, size_t msglen);
 
+/**
+ * kmd_evidence_tick:
+ * Called every 100 ms by the daemon's sync thread: acts on evidence held
+ * against a former leader (daemon/evidence.c), once a new leader is known:
+ * kmd_evict_on_evidence() here when this node leads, a forward to the new
+ * leader otherwise; ends a suspicion when the node is evicted or its time
+ * is up.
+ */
+void kmd_evidence_tick(kmd_state *st);
+
 #endif
