@@ -381,7 +381,7 @@ kmd_evidence_tick(kmd_state *st)
 		h = kmd_ev_held_list[i];
 		pthread_mutex_unlock(&kmd_ev_lock);
 		now = km_now_ms();
-		if (!h.used || now < h.next_ms) {
+		if (!h.used) {
 			continue;
 		}
 		if (km_catalog_evicted_get(st->store, h.info.accused, NULL)
@@ -398,6 +398,9 @@ kmd_evidence_tick(kmd_state *st)
 			    "%u s; its Raft links are accepted again",
 			    h.info.accused, h.ms / 1000);
 			goto drop;
+		}
+		if (now < h.next_ms) {
+			continue;
 		}
 		role = kmd_raft_role(st, leader, sizeof(leader));
 		if (strcmp(role, "leader") == 0) {
