@@ -223,11 +223,11 @@ typedef struct kmd_ev_held {
 	kmd_evidence_info info;
 	uint8_t *ev;
 	size_t len;
-	unsigned ms;        /* the suspicion's length */
-	uint64_t until_ms;  /* km_now_ms() when the suspicion ends */
-	uint64_t next_ms;   /* not acted on again before */
-	bool forwarded;     /* handed to a new leader that is not us */
-	bool acted;         /* kmd_evict_on_evidence() called here */
+	unsigned ms;       /* the suspicion's length */
+	uint64_t until_ms; /* km_now_ms() when the suspicion ends */
+	uint64_t next_ms;  /* not acted on again before */
+	bool forwarded;    /* handed to a new leader that is not us */
+	bool acted;        /* kmd_evict_on_evidence() called here */
 } kmd_ev_held;
 
 static kmd_ev_held kmd_ev_held_list[KMD_EVIDENCE_HOLD]; /* kmd_ev_lock */
@@ -246,8 +246,8 @@ kmd_ev_held_free(kmd_ev_held *h)
  * KM_ERR_ALLOC.
  */
 static int
-kmd_evidence_hold(const kmd_evidence_info *info, const uint8_t *ev,
-    size_t len, unsigned ms)
+kmd_evidence_hold(
+    const kmd_evidence_info *info, const uint8_t *ev, size_t len, unsigned ms)
 {
 	kmd_ev_held *h = NULL;
 	uint8_t *copy;
@@ -312,15 +312,16 @@ kmd_evidence_pass_on(kmd_state *st, const kmd_evidence_info *info,
 		r = km_rpc_request(&req, KM_MSG_EVIDENCE, NULL, 0, NULL);
 		r = r ? r : km_buf_put_string(&req, ev, len);
 		r = r ? r
-		      : km_rpc_call(
-		          c, &req, KMD_EVIDENCE_FWD_MS, &rep, msg, sizeof(msg));
+		      : km_rpc_call(c, &req, KMD_EVIDENCE_FWD_MS, &rep, msg,
+		          sizeof(msg));
 		if (r == 0) {
 			n++;
 		} else {
 			km_log_warn_r(r, "KMD-EVIDENCE-LEADER",
 			    "%s did not take the evidence against the leader "
 			    "%s: %s",
-			    name, info->accused, msg[0] ? msg : km_strerror(r));
+			    name, info->accused,
+			    msg[0] ? msg : km_strerror(r));
 		}
 		km_buf_free(&req);
 		km_buf_free(&rep);
@@ -331,8 +332,8 @@ kmd_evidence_pass_on(kmd_state *st, const kmd_evidence_info *info,
 /* The leader is the accused: hold, stop following it, pass it on. */
 static void
 kmd_evidence_leader_accused(kmd_state *st, const km_identity *peer,
-    const kmd_evidence_info *info, const uint8_t *ev, size_t len,
-    char *note, size_t notelen)
+    const kmd_evidence_info *info, const uint8_t *ev, size_t len, char *note,
+    size_t notelen)
 {
 	unsigned ms = kmd_fault_suspect_ms(KMD_EVIDENCE_SUSPECT_MS), n = 0;
 	int r;
@@ -362,8 +363,15 @@ kmd_evidence_leader_accused(kmd_state *st, const km_identity *peer,
 	    "noted by %s; the leader %s is the accused: %s stops following "
 	    "it%s",
 	    st->cfg.name, info->accused, st->cfg.name,
-	    peer->role != KM_ROLE_NODE ? " and passed the evidence on"
-	                               : "");
+	    peer->role != KM_ROLE_NODE ? " and passed the evidence on" : "");
+}
+
+/* Slot @i still holds the evidence @hash (kmd_ev_lock held). */
+static bool
+kmd_ev_held_same(size_t i, const uint8_t hash[32])
+{
+	return kmd_ev_held_list[i].used
+	    && memcmp(kmd_ev_held_list[i].info.hash, hash, 32) == 0;
 }
 
 void
@@ -377,11 +385,18 @@ kmd_evidence_tick(kmd_state *st)
 	int r;
 
 	for (i = 0; i < KMD_EVIDENCE_HOLD && !st->stopping; i++) {
+		uint8_t *mine = NULL;
+
+		/* a copy: a handler may replace the slot meanwhile */
 		pthread_mutex_lock(&kmd_ev_lock);
 		h = kmd_ev_held_list[i];
+		if (h.used && (mine = malloc(h.len)) != NULL) {
+			memcpy(mine, h.ev, h.len);
+		}
 		pthread_mutex_unlock(&kmd_ev_lock);
+		h.ev = mine;
 		now = km_now_ms();
-		if (!h.used) {
+		if (!h.used || mine == NULL) {
 			continue;
 		}
 		if (km_catalog_evicted_get(st->store, h.info.accused, NULL)
@@ -400,6 +415,7 @@ kmd_evidence_tick(kmd_state *st)
 			goto drop;
 		}
 		if (now < h.next_ms) {
+			free(mine);
 			continue;
 		}
 		role = kmd_raft_role(st, leader, sizeof(leader));
@@ -409,9 +425,9 @@ kmd_evidence_tick(kmd_state *st)
 				    "%s leads now: acting on the evidence "
 				    "against the former leader %s",
 				    st->cfg.name, h.info.accused);
+				(void)kmd_trust_note(st, h.info.accused,
+				    KM_TRUST_EV_BAD_PARTIAL);
 			}
-			(void)kmd_trust_note(
-			    st, h.info.accused, KM_TRUST_EV_BAD_PARTIAL);
 			r = kmd_evict_on_evidence(
 			    st, &h.info, h.ev, h.len, why, sizeof(why));
 			if (r != 0) {
@@ -433,25 +449,29 @@ kmd_evidence_tick(kmd_state *st)
 			h.forwarded = r == 0;
 			h.next_ms = now + KMD_EVIDENCE_RETRY_MS;
 		} else {
+			free(mine);
 			continue;
 		}
 		pthread_mutex_lock(&kmd_ev_lock);
-		if (kmd_ev_held_list[i].used && kmd_ev_held_list[i].ev == h.ev) {
+		if (kmd_ev_held_same(i, h.info.hash)) {
 			kmd_ev_held_list[i].acted = h.acted;
 			kmd_ev_held_list[i].forwarded = h.forwarded;
 			kmd_ev_held_list[i].next_ms = h.next_ms;
 		}
 		pthread_mutex_unlock(&kmd_ev_lock);
+		free(mine);
 		continue;
-drop:
+	drop:
 		if (st->raft != NULL) {
-			(void)km_raft_suspend_peer(st->raft, h.info.accused, 0);
+			(void)km_raft_suspend_peer(
+			    st->raft, h.info.accused, 0);
 		}
 		pthread_mutex_lock(&kmd_ev_lock);
-		if (kmd_ev_held_list[i].used && kmd_ev_held_list[i].ev == h.ev) {
+		if (kmd_ev_held_same(i, h.info.hash)) {
 			kmd_ev_held_free(&kmd_ev_held_list[i]);
 		}
 		pthread_mutex_unlock(&kmd_ev_lock);
+		free(mine);
 	}
 }
 
@@ -518,8 +538,8 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 		 * following it and tell the others (one hop); the next leader
 		 * acts on it (docs/eviction.md "When the leader is the
 		 * accused") */
-		kmd_evidence_leader_accused(st, peer, &info, ev, len, note,
-		    sizeof(note));
+		kmd_evidence_leader_accused(
+		    st, peer, &info, ev, len, note, sizeof(note));
 	} else if (peer->role == KM_ROLE_NODE) {
 		/* forwarded to us, but we do not lead (any more): one hop */
 		snprintf(note, sizeof(note),

@@ -874,7 +874,8 @@ test_suspend_leader(void)
 	snprintf(name, sizeof(name), "n%d", leader + 1);
 	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f1].r, "no name!", 1000)
 	    == KM_ERR_INVALID_ARG);
-	CU_ASSERT(km_raft_suspend_peer(NULL, name, 1000) == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    km_raft_suspend_peer(NULL, name, 1000) == KM_ERR_INVALID_ARG);
 
 	/* One follower alone: the leader keeps its majority. */
 	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f1].r, name, 3000) == 0);
