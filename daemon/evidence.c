@@ -22,6 +22,7 @@
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,32 @@ kmd_evidence_leader_accused(kmd_state *st, const km_identity *peer,
 	    peer->role != KM_ROLE_NODE ? " and passed the evidence on" : "");
 }
 
+/*
+ * When this node last knew a Raft leader (itself included), 0 before the
+ * first tick.  A node that has known none for KMD_EVIDENCE_CUTOFF_MS may
+ * have been cut off by the others (a suspicion, or an eviction it never
+ * received): its catalog may be behind, so it serves none
+ * (kmd_evidence_cut_off).
+ */
+#define KMD_EVIDENCE_CUTOFF_MS 5000
+static _Atomic uint64_t kmd_ev_leader_seen_ms;
+
+bool
+kmd_evidence_cut_off(kmd_state *st, char *msg, size_t msglen)
+{
+	uint64_t seen = atomic_load(&kmd_ev_leader_seen_ms), now = km_now_ms();
+
+	if (st->raft == NULL || seen == 0
+	    || now - seen <= KMD_EVIDENCE_CUTOFF_MS) {
+		return false;
+	}
+	snprintf(msg, msglen,
+	    "%s has known no Raft leader for %llu s: its catalog may be "
+	    "behind; ask another node",
+	    st->cfg.name, (unsigned long long)((now - seen) / 1000));
+	return true;
+}
+
 /* Slot @i still holds the evidence @hash (kmd_ev_lock held). */
 static bool
 kmd_ev_held_same(size_t i, const uint8_t hash[32])
@@ -384,6 +411,11 @@ kmd_evidence_tick(kmd_state *st)
 	size_t i;
 	int r;
 
+	role = kmd_raft_role(st, leader, sizeof(leader));
+	if (strcmp(role, "leader") == 0 || leader[0] != '\0'
+	    || atomic_load(&kmd_ev_leader_seen_ms) == 0) {
+		atomic_store(&kmd_ev_leader_seen_ms, km_now_ms());
+	}
 	for (i = 0; i < KMD_EVIDENCE_HOLD && !st->stopping; i++) {
 		uint8_t *mine = NULL;
 

@@ -65,4 +65,14 @@ int kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
  */
 void kmd_evidence_tick(kmd_state *st);
 
+/**
+ * kmd_evidence_cut_off:
+ * True, with one line in @msg, when this node (with Raft) has known no
+ * Raft leader for 5 s: the others may have cut it off (it is an accused or
+ * evicted former leader), so its catalog may be behind and it serves none;
+ * a client's view then asks another node (daemon/service.c, catalog
+ * fetch).
+ */
+bool kmd_evidence_cut_off(kmd_state *st, char *msg, size_t msglen);
+
 #endif

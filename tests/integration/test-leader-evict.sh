@@ -2,7 +2,9 @@
 # The misbehaving node is the coordinator itself (docs/eviction.md "When
 # the leader is the accused"; issue #7 items 1 and 5), on a 5-node 3-of-5
 # dev mesh of a test build (--enable-test-hooks):
-#   - an RSA key (dealer) and an EC key (DKG); the current coordinator (the
+#   - node1 is made the coordinator (the others get a longer election
+#     timeout): it is the node clients read the catalog from first;
+#   - an RSA key (dealer) and an EC key (DKG); the coordinator (the
 #     Raft leader) turns faulty WITHOUT a restart, so it stays leader: the
 #     test hook KEYMESHD_TEST_FAULT_FILE (daemon/fault.c) makes it answer
 #     every partial with a wrong value from the moment the file names it;
@@ -114,6 +116,23 @@ while [ "$(now_ms)" -lt $until ] && [ -z "$(coordinator)" ]; do
 done
 coord=$(coordinator)
 check "the mesh elects a coordinator ($coord)" test -n "$coord"
+
+# node1 shall lead: it is the first node of every client's configuration,
+# the one whose catalog a client reads first, so its being cut off must
+# not leave clients with its stale catalog.  The others get a longer
+# election timeout and restart one by one; node1 wins the elections.
+for i in 2 3 4 5; do
+	"$keymesh" dev stop --dir "$mesh" --node $i >/dev/null 2>&1
+	echo "election_ms = 2500" >>"$mesh/node$i/keymeshd.conf"
+	"$keymesh" dev start --dir "$mesh" --node $i >"$out" 2>&1 ||
+		fail_now "node$i restarts" "$(tail -n 3 "$out")"
+done
+until=$(($(now_ms) + 20000))
+while [ "$(now_ms)" -lt $until ] && [ "$(coordinator)" != node1 ]; do
+	sleep 0.2
+done
+coord=$(coordinator)
+check "node1 leads ($coord)" test "$coord" = node1
 "$keymesh" key create --type rsa:2048 --label lrsa >"$out" 2>&1
 check "an RSA key, 3 of 5" eval "test \"\$(key_line lrsa)\" = '3/5 1 active'"
 "$keymesh" key create --type ec:p256 --label lec >"$out" 2>&1
