@@ -368,29 +368,56 @@ kmd_evidence_leader_accused(kmd_state *st, const km_identity *peer,
 }
 
 /*
- * When this node last knew a Raft leader (itself included), 0 before the
- * first tick.  A node that has known none for KMD_EVIDENCE_CUTOFF_MS may
- * have been cut off by the others (a suspicion, or an eviction it never
- * received): its catalog may be behind, so it serves none
- * (kmd_evidence_cut_off).
+ * A node cut off by the others (an accused former leader they suspend, or
+ * an evicted one that never received its EVICT) knows no Raft leader, and
+ * its peers hang up on its Raft handshakes.  Its catalog may be behind, so
+ * it serves none (kmd_evidence_cut_off).  A node that merely lost the
+ * majority (most members down) sees failed connects, not refusals, and
+ * goes on serving the catalog it has.  Both times are km_now_ms(), 0 when
+ * not yet seen; kmd_evidence_tick keeps them.
  */
 #define KMD_EVIDENCE_CUTOFF_MS 5000
-static _Atomic uint64_t kmd_ev_leader_seen_ms;
+static _Atomic uint64_t kmd_ev_leader_seen_ms; /* a leader was known */
+static _Atomic uint64_t kmd_ev_refused_ms;     /* a Raft refusal grew */
+static uint64_t kmd_ev_refused_count;          /* sync thread only */
 
 bool
 kmd_evidence_cut_off(kmd_state *st, char *msg, size_t msglen)
 {
-	uint64_t seen = atomic_load(&kmd_ev_leader_seen_ms), now = km_now_ms();
+	uint64_t seen = atomic_load(&kmd_ev_leader_seen_ms);
+	uint64_t refused = atomic_load(&kmd_ev_refused_ms), now = km_now_ms();
 
 	if (st->raft == NULL || seen == 0
-	    || now - seen <= KMD_EVIDENCE_CUTOFF_MS) {
+	    || now - seen <= KMD_EVIDENCE_CUTOFF_MS || refused == 0
+	    || now - refused > KMD_EVIDENCE_CUTOFF_MS) {
 		return false;
 	}
 	snprintf(msg, msglen,
-	    "%s has known no Raft leader for %llu s: its catalog may be "
-	    "behind; ask another node",
+	    "%s has known no Raft leader for %llu s and its peers refuse it: "
+	    "its catalog may be behind; ask another node",
 	    st->cfg.name, (unsigned long long)((now - seen) / 1000));
 	return true;
+}
+
+/* Keeps the times kmd_evidence_cut_off() looks at (sync thread). */
+static void
+kmd_evidence_watch_raft(kmd_state *st)
+{
+	km_raft_info info;
+	uint64_t now = km_now_ms();
+
+	if (st->raft == NULL) {
+		return;
+	}
+	km_raft_info_get(st->raft, &info);
+	if (info.state == KM_RAFT_LEADER || info.leader_id != 0
+	    || atomic_load(&kmd_ev_leader_seen_ms) == 0) {
+		atomic_store(&kmd_ev_leader_seen_ms, now);
+	}
+	if (info.tls_refused != kmd_ev_refused_count) {
+		kmd_ev_refused_count = info.tls_refused;
+		atomic_store(&kmd_ev_refused_ms, now);
+	}
 }
 
 /* Slot @i still holds the evidence @hash (kmd_ev_lock held). */
@@ -411,11 +438,7 @@ kmd_evidence_tick(kmd_state *st)
 	size_t i;
 	int r;
 
-	role = kmd_raft_role(st, leader, sizeof(leader));
-	if (strcmp(role, "leader") == 0 || leader[0] != '\0'
-	    || atomic_load(&kmd_ev_leader_seen_ms) == 0) {
-		atomic_store(&kmd_ev_leader_seen_ms, km_now_ms());
-	}
+	kmd_evidence_watch_raft(st);
 	for (i = 0; i < KMD_EVIDENCE_HOLD && !st->stopping; i++) {
 		uint8_t *mine = NULL;
 

@@ -68,10 +68,10 @@ void kmd_evidence_tick(kmd_state *st);
 /**
  * kmd_evidence_cut_off:
  * True, with one line in @msg, when this node (with Raft) has known no
- * Raft leader for 5 s: the others may have cut it off (it is an accused or
- * evicted former leader), so its catalog may be behind and it serves none;
- * a client's view then asks another node (daemon/service.c, catalog
- * fetch).
+ * Raft leader for 5 s while its peers refuse its Raft handshakes: the
+ * others have cut it off (an accused or evicted former leader), so its
+ * catalog may be behind and it serves none; a client's view then asks
+ * another node (daemon/service.c, catalog fetch).
  */
 bool kmd_evidence_cut_off(kmd_state *st, char *msg, size_t msglen);
 
