@@ -418,6 +418,23 @@ kmd_evidence_watch_raft(kmd_state *st)
 		kmd_ev_refused_count = info.tls_refused;
 		atomic_store(&kmd_ev_refused_ms, now);
 	}
+	/* say so once each time it starts and ends */
+	{
+		static bool was;
+		char why[200];
+		bool is = kmd_evidence_cut_off(st, why, sizeof(why));
+
+		if (is && !was) {
+			km_log_warn("KMD-CUT-OFF",
+			    "%s: this node serves no catalog until it knows "
+			    "a leader again",
+			    why);
+		} else if (!is && was) {
+			km_log_info("KMD-CUT-OFF", "%s serves its catalog again",
+			    st->cfg.name);
+		}
+		was = is;
+	}
 }
 
 /* Slot @i still holds the evidence @hash (kmd_ev_lock held). */

@@ -226,6 +226,8 @@ check "the EVICT entry committed with the members' votes" \
 	grep -q "eviction of $bad committed with [0-9]* votes" "$dir/all.log"
 check "$bad never voted nor gathered votes against itself" \
 	eval "! grep -q 'gathering votes to evict $bad' '$mesh/$bad/keymeshd.log'"
+check "$bad, cut off, stopped serving its stale catalog to clients" \
+	grep -q "KMD-CUT-OFF.*serves no catalog" "$mesh/$bad/keymeshd.log"
 check "the suspicion ended with the eviction" \
 	grep -q "KMD-EVIDENCE-LEADER.*$bad is evicted: the suspicion ends" \
 	"$dir/all.log"
