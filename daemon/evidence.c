@@ -430,8 +430,8 @@ kmd_evidence_watch_raft(kmd_state *st)
 			    "a leader again",
 			    why);
 		} else if (!is && was) {
-			km_log_info("KMD-CUT-OFF", "%s serves its catalog again",
-			    st->cfg.name);
+			km_log_info("KMD-CUT-OFF",
+			    "%s serves its catalog again", st->cfg.name);
 		}
 		was = is;
 	}
