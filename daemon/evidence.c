@@ -22,7 +22,9 @@
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -216,6 +218,356 @@ kmd_evidence_forward(kmd_state *st, const char *name, const uint8_t *ev,
 	return r;
 }
 
+/* ---- evidence against the leader (docs/eviction.md) -------------------
+ *
+ * The leader cannot judge itself.  A follower that accepts evidence
+ * against the current leader:
+ *   1. holds it (below), and refuses the leader's Raft links for
+ *      KMD_EVIDENCE_SUSPECT_MS (km_raft_suspend_peer): a suspicion, not
+ *      the deny-list; it ends by itself;
+ *   2. passes it on, when a client sent it, to every other connected
+ *      member but the accused, one hop, as itself; each checks it on its
+ *      own and does the same (without passing it on again);
+ *   3. acts on it once a new leader is known: as the leader it calls
+ *      kmd_evict_on_evidence() (again every KMD_EVIDENCE_RETRY_MS while
+ *      the accused is not evicted), otherwise it forwards it to the new
+ *      leader once.
+ * Once a majority of the members hold it, the accused reaches no majority,
+ * steps down after an election timeout (libraft, Raft §6.2), and the
+ * others elect a leader among themselves.
+ */
+#define KMD_EVIDENCE_HOLD       4
+#define KMD_EVIDENCE_SUSPECT_MS 60000
+#define KMD_EVIDENCE_RETRY_MS   5000
+
+typedef struct kmd_ev_held {
+	bool used;
+	kmd_evidence_info info;
+	uint8_t *ev;
+	size_t len;
+	unsigned ms;       /* the suspicion's length */
+	uint64_t until_ms; /* km_now_ms() when the suspicion ends */
+	uint64_t next_ms;  /* not acted on again before */
+	bool forwarded;    /* handed to a new leader that is not us */
+	bool acted;        /* kmd_evict_on_evidence() called here */
+} kmd_ev_held;
+
+static kmd_ev_held kmd_ev_held_list[KMD_EVIDENCE_HOLD]; /* kmd_ev_lock */
+
+static void
+kmd_ev_held_free(kmd_ev_held *h)
+{
+	free(h->ev);
+	memset(h, 0, sizeof(*h));
+}
+
+/*
+ * Holds @ev against @info->accused for @ms.  Returns 0 when held now,
+ * KM_ERR_EXISTS when evidence against that node is held already (the
+ * suspicion is not made longer: one suspicion at a time per node),
+ * KM_ERR_ALLOC.
+ */
+static int
+kmd_evidence_hold(
+    const kmd_evidence_info *info, const uint8_t *ev, size_t len, unsigned ms)
+{
+	kmd_ev_held *h = NULL;
+	uint8_t *copy;
+	size_t i;
+
+	if ((copy = malloc(len)) == NULL) {
+		return KM_ERR_ALLOC;
+	}
+	memcpy(copy, ev, len);
+	pthread_mutex_lock(&kmd_ev_lock);
+	for (i = 0; i < KMD_EVIDENCE_HOLD; i++) {
+		if (kmd_ev_held_list[i].used
+		    && strcmp(kmd_ev_held_list[i].info.accused, info->accused)
+		        == 0) {
+			pthread_mutex_unlock(&kmd_ev_lock);
+			free(copy);
+			return KM_ERR_EXISTS;
+		}
+	}
+	for (i = 0; i < KMD_EVIDENCE_HOLD; i++) {
+		if (!kmd_ev_held_list[i].used) {
+			h = &kmd_ev_held_list[i];
+			break;
+		}
+		if (h == NULL || kmd_ev_held_list[i].until_ms < h->until_ms) {
+			h = &kmd_ev_held_list[i];
+		}
+	}
+	kmd_ev_held_free(h); /* full: the one ending first makes room */
+	h->used = true;
+	h->info = *info;
+	h->ev = copy;
+	h->len = len;
+	h->ms = ms;
+	h->until_ms = km_now_ms() + ms;
+	pthread_mutex_unlock(&kmd_ev_lock);
+	return 0;
+}
+
+/* Passes @ev on to every other connected member but the accused, one hop,
+ * as this node.  Returns how many took it. */
+static unsigned
+kmd_evidence_pass_on(kmd_state *st, const kmd_evidence_info *info,
+    const uint8_t *ev, size_t len)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < st->cfg.npeers && !st->stopping; i++) {
+		const char *name = st->cfg.peers[i].name;
+		struct km_net_client *c = st->peer_clients[i];
+		char msg[KM_PROTO_MESSAGE_MAX + 1] = "";
+		km_buf req, rep;
+		int r;
+
+		if (strcmp(name, st->cfg.name) == 0
+		    || strcmp(name, info->accused) == 0 || c == NULL
+		    || !km_net_client_connected(c)) {
+			continue;
+		}
+		km_buf_init(&req);
+		km_buf_init(&rep);
+		r = km_rpc_request(&req, KM_MSG_EVIDENCE, NULL, 0, NULL);
+		r = r ? r : km_buf_put_string(&req, ev, len);
+		r = r ? r
+		      : km_rpc_call(c, &req, KMD_EVIDENCE_FWD_MS, &rep, msg,
+		          sizeof(msg));
+		if (r == 0) {
+			n++;
+		} else {
+			km_log_warn_r(r, "KMD-EVIDENCE-LEADER",
+			    "%s did not take the evidence against the leader "
+			    "%s: %s",
+			    name, info->accused,
+			    msg[0] ? msg : km_strerror(r));
+		}
+		km_buf_free(&req);
+		km_buf_free(&rep);
+	}
+	return n;
+}
+
+/* The leader is the accused: hold, stop following it, pass it on. */
+static void
+kmd_evidence_leader_accused(kmd_state *st, const km_identity *peer,
+    const kmd_evidence_info *info, const uint8_t *ev, size_t len, char *note,
+    size_t notelen)
+{
+	unsigned ms = kmd_fault_suspect_ms(KMD_EVIDENCE_SUSPECT_MS), n = 0;
+	int r;
+
+	r = kmd_evidence_hold(info, ev, len, ms);
+	if (r == 0) {
+		int sr = km_raft_suspend_peer(st->raft, info->accused, ms);
+
+		km_log_warn_r(sr, "KMD-EVIDENCE-LEADER",
+		    "the leader %s is the accused: %s refuses its Raft links "
+		    "for %u s%s; the next leader acts on the evidence",
+		    info->accused, st->cfg.name, ms / 1000,
+		    sr == 0 ? "" : " (could not: see the error)");
+	} else if (r != KM_ERR_EXISTS) {
+		km_log_warn_r(r, "KMD-EVIDENCE-LEADER",
+		    "cannot hold the evidence against the leader %s",
+		    info->accused);
+	}
+	if (peer->role != KM_ROLE_NODE) {
+		n = kmd_evidence_pass_on(st, info, ev, len);
+		km_log_warn("KMD-EVIDENCE-LEADER",
+		    "evidence against the leader %s passed on to %u "
+		    "member(s)",
+		    info->accused, n);
+	}
+	snprintf(note, notelen,
+	    "noted by %s; the leader %s is the accused: %s stops following "
+	    "it%s",
+	    st->cfg.name, info->accused, st->cfg.name,
+	    peer->role != KM_ROLE_NODE ? " and passed the evidence on" : "");
+}
+
+/*
+ * A node cut off by the others (an accused former leader they suspend, or
+ * an evicted one that never received its EVICT) knows no Raft leader, and
+ * its peers hang up on its Raft handshakes.  Its catalog may be behind, so
+ * it serves none (kmd_evidence_cut_off).  A node that merely lost the
+ * majority (most members down) sees failed connects, not refusals, and
+ * goes on serving the catalog it has.  Both times are km_now_ms(), 0 when
+ * not yet seen; kmd_evidence_tick keeps them.
+ */
+#define KMD_EVIDENCE_CUTOFF_MS 5000
+static _Atomic uint64_t kmd_ev_leader_seen_ms; /* a leader was known */
+static _Atomic uint64_t kmd_ev_refused_ms;     /* a Raft refusal grew */
+static uint64_t kmd_ev_refused_count;          /* sync thread only */
+
+bool
+kmd_evidence_cut_off(kmd_state *st, char *msg, size_t msglen)
+{
+	uint64_t seen = atomic_load(&kmd_ev_leader_seen_ms);
+	uint64_t refused = atomic_load(&kmd_ev_refused_ms), now = km_now_ms();
+
+	if (st->raft == NULL || seen == 0
+	    || now - seen <= KMD_EVIDENCE_CUTOFF_MS || refused == 0
+	    || now - refused > KMD_EVIDENCE_CUTOFF_MS) {
+		return false;
+	}
+	snprintf(msg, msglen,
+	    "%s has known no Raft leader for %llu s and its peers refuse it: "
+	    "its catalog may be behind; ask another node",
+	    st->cfg.name, (unsigned long long)((now - seen) / 1000));
+	return true;
+}
+
+/* Keeps the times kmd_evidence_cut_off() looks at (sync thread). */
+static void
+kmd_evidence_watch_raft(kmd_state *st)
+{
+	km_raft_info info;
+	uint64_t now = km_now_ms();
+
+	if (st->raft == NULL) {
+		return;
+	}
+	km_raft_info_get(st->raft, &info);
+	if (info.state == KM_RAFT_LEADER || info.leader_id != 0
+	    || atomic_load(&kmd_ev_leader_seen_ms) == 0) {
+		atomic_store(&kmd_ev_leader_seen_ms, now);
+	}
+	if (info.tls_refused != kmd_ev_refused_count) {
+		kmd_ev_refused_count = info.tls_refused;
+		atomic_store(&kmd_ev_refused_ms, now);
+	}
+	/* say so once each time it starts and ends */
+	{
+		static bool was;
+		char why[200];
+		bool is = kmd_evidence_cut_off(st, why, sizeof(why));
+
+		if (is && !was) {
+			km_log_warn("KMD-CUT-OFF",
+			    "%s: this node serves no catalog until it knows "
+			    "a leader again",
+			    why);
+		} else if (!is && was) {
+			km_log_info("KMD-CUT-OFF",
+			    "%s serves its catalog again", st->cfg.name);
+		}
+		was = is;
+	}
+}
+
+/* Slot @i still holds the evidence @hash (kmd_ev_lock held). */
+static bool
+kmd_ev_held_same(size_t i, const uint8_t hash[32])
+{
+	return kmd_ev_held_list[i].used
+	    && memcmp(kmd_ev_held_list[i].info.hash, hash, 32) == 0;
+}
+
+void
+kmd_evidence_tick(kmd_state *st)
+{
+	char leader[KM_NAME_MAX + 1], why[200], note[200];
+	kmd_ev_held h;
+	const char *role;
+	uint64_t now;
+	size_t i;
+	int r;
+
+	kmd_evidence_watch_raft(st);
+	for (i = 0; i < KMD_EVIDENCE_HOLD && !st->stopping; i++) {
+		uint8_t *mine = NULL;
+
+		/* a copy: a handler may replace the slot meanwhile */
+		pthread_mutex_lock(&kmd_ev_lock);
+		h = kmd_ev_held_list[i];
+		if (h.used && (mine = malloc(h.len)) != NULL) {
+			memcpy(mine, h.ev, h.len);
+		}
+		pthread_mutex_unlock(&kmd_ev_lock);
+		h.ev = mine;
+		now = km_now_ms();
+		if (!h.used || mine == NULL) {
+			continue;
+		}
+		if (km_catalog_evicted_get(st->store, h.info.accused, NULL)
+		    == 0) {
+			km_log_info("KMD-EVIDENCE-LEADER",
+			    "%s is evicted: the suspicion ends, the deny-list "
+			    "refuses it from now on",
+			    h.info.accused);
+			goto drop;
+		}
+		if (now >= h.until_ms) {
+			km_log_warn("KMD-EVIDENCE-LEADER",
+			    "suspicion of %s expired: no eviction followed in "
+			    "%u s; its Raft links are accepted again",
+			    h.info.accused, h.ms / 1000);
+			goto drop;
+		}
+		if (now < h.next_ms) {
+			free(mine);
+			continue;
+		}
+		role = kmd_raft_role(st, leader, sizeof(leader));
+		if (strcmp(role, "leader") == 0) {
+			if (!h.acted) {
+				km_log_warn("KMD-EVIDENCE-LEADER",
+				    "%s leads now: acting on the evidence "
+				    "against the former leader %s",
+				    st->cfg.name, h.info.accused);
+				(void)kmd_trust_note(st, h.info.accused,
+				    KM_TRUST_EV_BAD_PARTIAL);
+			}
+			r = kmd_evict_on_evidence(
+			    st, &h.info, h.ev, h.len, why, sizeof(why));
+			if (r != 0) {
+				km_log_warn_r(r, "KMD-EVIDENCE-NOT-ACTED",
+				    "evidence against %s not acted on: %s",
+				    h.info.accused, why);
+			}
+			h.acted = true;
+			h.next_ms = now + KMD_EVIDENCE_RETRY_MS;
+		} else if (leader[0] != '\0' && !h.forwarded
+		    && strcmp(leader, h.info.accused) != 0
+		    && strcmp(leader, st->cfg.name) != 0) {
+			r = kmd_evidence_forward(
+			    st, leader, h.ev, h.len, note, sizeof(note));
+			km_log(r == 0 ? KM_LOG_INFO : KM_LOG_WARN,
+			    "KMD-EVIDENCE-LEADER", __func__, r,
+			    "evidence against the former leader %s: %s",
+			    h.info.accused, note);
+			h.forwarded = r == 0;
+			h.next_ms = now + KMD_EVIDENCE_RETRY_MS;
+		} else {
+			free(mine);
+			continue;
+		}
+		pthread_mutex_lock(&kmd_ev_lock);
+		if (kmd_ev_held_same(i, h.info.hash)) {
+			kmd_ev_held_list[i].acted = h.acted;
+			kmd_ev_held_list[i].forwarded = h.forwarded;
+			kmd_ev_held_list[i].next_ms = h.next_ms;
+		}
+		pthread_mutex_unlock(&kmd_ev_lock);
+		free(mine);
+		continue;
+	drop:
+		if (st->raft != NULL) {
+			(void)km_raft_suspend_peer(
+			    st->raft, h.info.accused, 0);
+		}
+		pthread_mutex_lock(&kmd_ev_lock);
+		if (kmd_ev_held_same(i, h.info.hash)) {
+			kmd_ev_held_free(&kmd_ev_held_list[i]);
+		}
+		pthread_mutex_unlock(&kmd_ev_lock);
+		free(mine);
+	}
+}
+
 int
 kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
     km_buf *out, uint8_t digest[32], char *msg, size_t msglen)
@@ -273,6 +625,14 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 			    "evidence against %s noted, not acted on: %s",
 			    info.accused, why);
 		}
+	} else if (leader[0] != '\0' && strcmp(leader, info.accused) == 0
+	    && strcmp(info.accused, st->cfg.name) != 0) {
+		/* the coordinator is the accused: it would judge itself.  Stop
+		 * following it and tell the others (one hop); the next leader
+		 * acts on it (docs/eviction.md "When the leader is the
+		 * accused") */
+		kmd_evidence_leader_accused(
+		    st, peer, &info, ev, len, note, sizeof(note));
 	} else if (peer->role == KM_ROLE_NODE) {
 		/* forwarded to us, but we do not lead (any more): one hop */
 		snprintf(note, sizeof(note),
@@ -281,14 +641,6 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 	} else if (leader[0] == '\0') {
 		snprintf(note, sizeof(note),
 		    "noted by %s; no Raft leader is known", st->cfg.name);
-	} else if (strcmp(leader, info.accused) == 0) {
-		/* the coordinator is the accused: it would judge itself */
-		snprintf(note, sizeof(note),
-		    "noted by %s; not forwarded: the leader %s is the accused",
-		    st->cfg.name, leader);
-		km_log_warn("KMD-EVIDENCE-LEADER",
-		    "evidence against the leader %s is not forwarded to it",
-		    leader);
 	} else if (kmd_evidence_forward(
 	               st, leader, ev, len, note, sizeof(note))
 	    != 0) {

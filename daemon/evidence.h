@@ -60,4 +60,24 @@ int kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
 int kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
     km_buf *out, uint8_t digest[32], char *msg, size_t msglen);
 
+/**
+ * kmd_evidence_tick:
+ * Called every 100 ms by the daemon's sync thread: acts on evidence held
+ * against a former leader (daemon/evidence.c), once a new leader is known:
+ * kmd_evict_on_evidence() here when this node leads, a forward to the new
+ * leader otherwise; ends a suspicion when the node is evicted or its time
+ * is up.
+ */
+void kmd_evidence_tick(kmd_state *st);
+
+/**
+ * kmd_evidence_cut_off:
+ * True, with one line in @msg, when this node (with Raft) has known no
+ * Raft leader for 5 s while its peers refuse its Raft handshakes: the
+ * others have cut it off (an accused or evicted former leader), so its
+ * catalog may be behind and it serves none; a client's view then asks
+ * another node (daemon/service.c, catalog fetch).
+ */
+bool kmd_evidence_cut_off(kmd_state *st, char *msg, size_t msglen);
+
 #endif

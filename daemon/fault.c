@@ -4,6 +4,15 @@
  *
  * KEYMESHD_TEST_FAULT=corrupt-partials makes this daemon return corrupted
  * partial results, so tests can check that clients catch and name it.
+ *
+ * KEYMESHD_TEST_FAULT_FILE=PATH turns a running daemon faulty the same way
+ * once PATH exists and holds its node name (one line), without a restart:
+ * so the Raft leader can turn faulty and stay leader
+ * (tests/integration/test-leader-evict.sh).
+ *
+ * KEYMESHD_TEST_SUSPECT_MS=N (1000..600000) shortens or lengthens how long
+ * a follower refuses a leader it holds evidence against (daemon/evidence.c,
+ * 60 s otherwise).
  */
 #include "config.h"
 
@@ -88,15 +97,66 @@ kmd_fault_init(kmd_state *st)
 #endif
 }
 
+#ifdef KM_TEST_HOOKS
+/* True once KEYMESHD_TEST_FAULT_FILE holds this node's name. */
+static bool
+kmd_fault_file_names_us(kmd_state *st)
+{
+	const char *path = getenv("KEYMESHD_TEST_FAULT_FILE");
+	char line[KM_NAME_MAX + 2];
+	size_t n = 0;
+	FILE *f;
+
+	if (path == NULL || *path == '\0' || (f = fopen(path, "r")) == NULL) {
+		return false;
+	}
+	if (fgets(line, sizeof(line), f) != NULL) {
+		n = strcspn(line, "\r\n");
+		line[n] = '\0';
+	}
+	fclose(f);
+	return n > 0 && strcmp(line, st->cfg.name) == 0;
+}
+#endif
+
 bool
 kmd_fault_corrupt_partials(kmd_state *st)
 {
 #ifdef KM_TEST_HOOKS
-	return st->fault_corrupt;
+	if (__atomic_load_n(&st->fault_corrupt, __ATOMIC_RELAXED)) {
+		return true;
+	}
+	if (kmd_fault_file_names_us(st)) {
+		__atomic_store_n(&st->fault_corrupt, true, __ATOMIC_RELAXED);
+		km_log_warn("KMD-TEST-FAULT",
+		    "test fault: this node returns corrupted partials from "
+		    "now on (%s)",
+		    getenv("KEYMESHD_TEST_FAULT_FILE"));
+		return true;
+	}
+	return false;
 #else
 	(void)st;
 	return false;
 #endif
+}
+
+unsigned
+kmd_fault_suspect_ms(unsigned dflt)
+{
+#ifdef KM_TEST_HOOKS
+	const char *v = getenv("KEYMESHD_TEST_SUSPECT_MS");
+	unsigned long n;
+	char *end = NULL;
+
+	if (v != NULL && *v != '\0') {
+		n = strtoul(v, &end, 10);
+		if (*end == '\0' && n >= 1000 && n <= 600000) {
+			return (unsigned)n;
+		}
+	}
+#endif
+	return dflt;
 }
 
 #ifdef KM_TEST_HOOKS

@@ -252,6 +252,7 @@ int kmd_catalog_propose(kmd_state *st, const uint8_t *data, size_t len,
 void kmd_fault_init(kmd_state *st);
 void kmd_fault_dealing(const char *key_id);
 bool kmd_fault_corrupt_partials(kmd_state *st);
+unsigned kmd_fault_suspect_ms(unsigned dflt);
 struct km_rsa_partial;
 int kmd_fault_tamper_rsa(const struct km_rsa_pub *pub,
     struct km_rsa_partial *part);

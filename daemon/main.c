@@ -30,6 +30,7 @@
 #include <openssl/pem.h>
 
 #include "daemon/evict.h"
+#include "daemon/evidence.h"
 #include "daemon/kmd.h"
 #include "daemon/token.h"
 #include "net/net.h"
@@ -232,6 +233,8 @@ kmd_sync_thread(void *arg)
 		}
 		/* the leader re-shares evicted nodes' keys (evict.c) */
 		kmd_evict_tick(st);
+		/* evidence held against a former leader (evidence.c) */
+		kmd_evidence_tick(st);
 		ticks++;
 		usleep(100 * 1000);
 	}

@@ -365,6 +365,10 @@ kmd_dispatch(kmd_req *q)
 		    q->out,
 		    q->msg, sizeof(q->msg));
 	case KM_MSG_CATALOG_FETCH:
+		/* a node cut off from Raft may be behind (evidence.c) */
+		if (kmd_evidence_cut_off(q->st, q->msg, sizeof(q->msg))) {
+			return KM_ERR_STALE;
+		}
 		return kmd_do_catalog_fetch(q->st, q->in, q->out, q->msg,
 		    sizeof(q->msg));
 	case KM_MSG_BEACON:

@@ -60,6 +60,7 @@ typedef struct km_raft_prop km_raft_prop;
 
 static void km_raft_switch_store(km_raft *r, bool stopping);
 static void km_raft_start_remove(km_raft *r, bool stopping);
+static void km_raft_apply_suspend(km_raft *r, bool stopping);
 
 struct km_raft_prop {
 	struct raft_apply req;
@@ -100,6 +101,11 @@ struct km_raft {
 	bool remove_done;
 	int remove_rc;
 	struct raft_change change;
+	/* km_raft_suspend_peer() to the loop, one at a time (crl_mu) */
+	char suspend_name[KM_NAME_MAX + 1]; /* "": none asked */
+	uint64_t suspend_until_ns;          /* 0: lift */
+	bool suspend_done;
+	int suspend_rc;
 
 	/* Loop thread only. */
 	uv_loop_t loop;
@@ -461,6 +467,7 @@ km_raft_wake(uv_async_t *a)
 	}
 	km_raft_switch_store(r, stopping);
 	km_raft_start_remove(r, stopping);
+	km_raft_apply_suspend(r, stopping);
 	if (stopping && !r->closing) {
 		km_raft_refresh(r);
 		r->closing = true;
@@ -518,6 +525,31 @@ km_raft_start_remove(km_raft *r, bool stopping)
 	pthread_mutex_lock(&r->mu);
 	r->remove_rc = rc;
 	r->remove_done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* A suspension from km_raft_suspend_peer(): hand it to the transport. */
+static void
+km_raft_apply_suspend(km_raft *r, bool stopping)
+{
+	char name[KM_NAME_MAX + 1];
+	uint64_t until;
+
+	pthread_mutex_lock(&r->mu);
+	snprintf(name, sizeof(name), "%s", r->suspend_name);
+	until = r->suspend_until_ns;
+	r->suspend_name[0] = '\0';
+	pthread_mutex_unlock(&r->mu);
+	if (name[0] == '\0') {
+		return;
+	}
+	if (!stopping && !r->closing) {
+		km_raft_transport_suspend(&r->transport, name, until);
+	}
+	pthread_mutex_lock(&r->mu);
+	r->suspend_rc = stopping || r->closing ? KM_ERR_CLOSED : 0;
+	r->suspend_done = true;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->mu);
 }
@@ -988,6 +1020,35 @@ km_raft_remove_voter(km_raft *r, uint64_t id, unsigned timeout_ms)
 		}
 	}
 	rc = r->remove_done ? r->remove_rc : KM_ERR_TIMEOUT;
+	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&r->crl_mu);
+	return rc;
+}
+
+int
+km_raft_suspend_peer(km_raft *r, const char *name, unsigned ms)
+{
+	int rc;
+
+	if (r == NULL || name == NULL || !km_name_valid(name)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	pthread_mutex_lock(&r->crl_mu); /* one change at a time */
+	pthread_mutex_lock(&r->mu);
+	if (r->stopping) {
+		pthread_mutex_unlock(&r->mu);
+		pthread_mutex_unlock(&r->crl_mu);
+		return KM_ERR_CLOSED;
+	}
+	snprintf(r->suspend_name, sizeof(r->suspend_name), "%s", name);
+	r->suspend_until_ns
+	    = ms == 0 ? 0 : km_mono_ns() + (uint64_t)ms * 1000000ull;
+	r->suspend_done = false;
+	uv_async_send(&r->async);
+	while (!r->suspend_done) {
+		pthread_cond_wait(&r->cond, &r->mu);
+	}
+	rc = r->suspend_rc;
 	pthread_mutex_unlock(&r->mu);
 	pthread_mutex_unlock(&r->crl_mu);
 	return rc;

@@ -156,6 +156,27 @@ int km_raft_set_crl(km_raft *r, const char *crl_pem);
  */
 int km_raft_remove_voter(km_raft *r, uint64_t id, unsigned timeout_ms);
 
+/* How many peers km_raft_suspend_peer() holds at a time. */
+#define KM_RAFT_SUSPEND_MAX 8
+
+/**
+ * km_raft_suspend_peer:
+ * @r: a running server
+ * @name: a member's node name
+ * @ms: how long to refuse it; 0 lifts a suspension
+ *
+ * Refuses @name's Raft connections, both ways, for @ms (its open links are
+ * cut at once).  keymeshd does this to a leader it holds checked evidence
+ * against (docs/eviction.md "When the leader is the accused"): once a
+ * majority of the members do, the leader no longer reaches a majority,
+ * steps down, and the others elect a new one.  Unlike the CRL and the
+ * deny-list it is a suspicion and ends by itself.  Returns once the loop
+ * has applied it.
+ *
+ * Returns: 0, KM_ERR_INVALID_ARG (not a valid name), KM_ERR_CLOSED.
+ */
+int km_raft_suspend_peer(km_raft *r, const char *name, unsigned ms);
+
 /* What km_raft_info() reports. */
 typedef struct km_raft_info {
 	int state;          /* KM_RAFT_FOLLOWER, ... */

@@ -111,6 +111,12 @@ struct km_rt {
 	km_raft_tls_stats stats;
 	uint64_t log_ns;     /* when a refusal was last logged */
 	uint64_t suppressed; /* refusals not logged since */
+	/* Peers refused for a while (km_raft_suspend_peer): a suspicion, not
+	 * a revocation.  Loop thread only. */
+	struct {
+		char name[KM_NAME_MAX + 1]; /* "" = free slot */
+		uint64_t until_ns;          /* km_mono_ns() */
+	} suspended[KM_RAFT_SUSPEND_MAX];
 };
 
 /* A refused peer retries every few hundred ms: log one refusal in this. */
@@ -453,6 +459,28 @@ out:
 
 /* ---- authentication ---------------------------------------------------- */
 
+/* True while @name is suspended; an expired slot is freed here. */
+static bool
+km_rt_is_suspended(km_rt *t, const char *name)
+{
+	uint64_t now = km_mono_ns();
+	size_t i;
+
+	for (i = 0; i < KM_RAFT_SUSPEND_MAX; i++) {
+		if (t->suspended[i].name[0] == '\0') {
+			continue;
+		}
+		if (now >= t->suspended[i].until_ns) {
+			t->suspended[i].name[0] = '\0';
+			continue;
+		}
+		if (strcmp(t->suspended[i].name, name) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * The TLS handshake finished: check the peer beyond what OpenSSL did.  The
  * chain and CRL are checked again through km_pki_verify(), which also reads
@@ -482,6 +510,11 @@ km_rconn_verify_peer(km_rconn *c, const char **why)
 	snprintf(c->peer_cert_name, sizeof(c->peer_cert_name), "%s", id.name);
 	if (c->client && strcmp(id.name, c->peer->name) != 0) {
 		*why = "certificate name is not the member dialled";
+		return KM_ERR_AUTH;
+	}
+	if (km_rt_is_suspended(c->t, id.name)) {
+		*why = "suspended for a while: evidence against it "
+		       "(km_raft_suspend_peer)";
 		return KM_ERR_AUTH;
 	}
 	return 0;
@@ -957,6 +990,56 @@ km_raft_transport_set_store(struct raft_uv_transport *rt, X509_STORE *store)
 		km_rconn_close(c, RAFT_NOCONNECTION);
 	}
 	return 0;
+}
+
+void
+km_raft_transport_suspend(
+    struct raft_uv_transport *rt, const char *name, uint64_t until_ns)
+{
+	km_rt *t = rt->impl;
+	km_rconn *c, *next;
+	size_t i, slot = KM_RAFT_SUSPEND_MAX;
+
+	for (i = 0; i < KM_RAFT_SUSPEND_MAX; i++) {
+		if (strcmp(t->suspended[i].name, name) == 0) {
+			slot = i;
+			break;
+		}
+	}
+	if (until_ns == 0) { /* lifted */
+		if (slot < KM_RAFT_SUSPEND_MAX) {
+			t->suspended[slot].name[0] = '\0';
+		}
+		return;
+	}
+	for (i = 0; slot == KM_RAFT_SUSPEND_MAX && i < KM_RAFT_SUSPEND_MAX;
+	     i++) {
+		if (t->suspended[i].name[0] == '\0') {
+			slot = i;
+		}
+	}
+	if (slot == KM_RAFT_SUSPEND_MAX) {
+		/* full: the suspension that ends first makes room */
+		slot = 0;
+		for (i = 1; i < KM_RAFT_SUSPEND_MAX; i++) {
+			if (t->suspended[i].until_ns
+			    < t->suspended[slot].until_ns) {
+				slot = i;
+			}
+		}
+	}
+	snprintf(t->suspended[slot].name, sizeof(t->suspended[slot].name),
+	    "%s", name);
+	t->suspended[slot].until_ns = until_ns;
+	/* Links to it already open are cut now; a new one is refused after
+	 * its handshake (km_rconn_verify_peer). */
+	for (c = t->conns; c != NULL; c = next) {
+		next = c->next;
+		if ((c->peer != NULL && strcmp(c->peer->name, name) == 0)
+		    || strcmp(c->peer_cert_name, name) == 0) {
+			km_rconn_close(c, RAFT_NOCONNECTION);
+		}
+	}
 }
 
 /* ---- set-up ------------------------------------------------------------ */

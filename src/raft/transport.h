@@ -75,6 +75,19 @@ void km_raft_transport_free(struct raft_uv_transport *t);
 int km_raft_transport_set_store(
     struct raft_uv_transport *t, X509_STORE *store);
 
+/**
+ * km_raft_transport_suspend:
+ * @name: a member's certificate name
+ * @until_ns: km_mono_ns() time the suspension ends; 0 lifts it
+ *
+ * Refuses @name's Raft links, both ways, until @until_ns: the open ones
+ * are closed now, a new one is refused once its handshake names it.  At
+ * most KM_RAFT_SUSPEND_MAX names at a time (the one ending first makes
+ * room).  Separate from the CRL and the deny-list: it ends by itself.
+ */
+void km_raft_transport_suspend(
+    struct raft_uv_transport *t, const char *name, uint64_t until_ns);
+
 /** km_raft_transport_stats: a copy of the counters. */
 void km_raft_transport_stats(
     struct raft_uv_transport *t, km_raft_tls_stats *st);

@@ -847,6 +847,79 @@ test_kill9_follower(void)
 	t_cluster_stop(&cl);
 }
 
+/*
+ * A suspicion (km_raft_suspend_peer, docs/eviction.md "When the leader is
+ * the accused"): one follower refusing the leader changes nothing for the
+ * others; both followers refusing it depose it (it reaches no majority and
+ * steps down) and a new leader is elected among them; once the suspension
+ * runs out the old leader is accepted again and catches up.
+ */
+static void
+test_suspend_leader(void)
+{
+	tcluster cl;
+	km_raft_info info;
+	char name[8];
+	int leader, next, unsure = 0, ok;
+	size_t f1, f2;
+	uint64_t end, old_count;
+
+	t_cluster_init(&cl, 3);
+	CU_ASSERT_FATAL(t_cluster_start(&cl) == 0);
+	leader = t_wait_leader(&cl, T_LEADER_MS, 0);
+	CU_ASSERT_FATAL(leader >= 0);
+	ok = t_propose_n(&cl, "s", 3, &unsure);
+	f1 = (size_t)(leader + 1) % 3;
+	f2 = (size_t)(leader + 2) % 3;
+	snprintf(name, sizeof(name), "n%d", leader + 1);
+	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f1].r, "no name!", 1000)
+	    == KM_ERR_INVALID_ARG);
+	CU_ASSERT(
+	    km_raft_suspend_peer(NULL, name, 1000) == KM_ERR_INVALID_ARG);
+
+	/* One follower alone: the leader keeps its majority. */
+	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f1].r, name, 3000) == 0);
+	cl.outsider = 1u << f1;
+	t_sleep_ms(3 * T_ELECTION_MS);
+	km_raft_info_get(cl.nodes[leader].r, &info);
+	CU_ASSERT(info.state == KM_RAFT_LEADER);
+	km_raft_info_get(cl.nodes[f1].r, &info);
+	CU_ASSERT(info.tls_refused > 0);
+	ok += t_propose_n(&cl, "t", 3, &unsure);
+	CU_ASSERT(ok == 6);
+	/* lifted early: f1 follows the leader again */
+	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f1].r, name, 0) == 0);
+	cl.outsider = 0;
+	CU_ASSERT(t_converged(&cl, (uint64_t)ok, 0, T_CONVERGE_MS));
+	CU_ASSERT(t_wait_leader(&cl, T_LEADER_MS, 0) == leader);
+
+	/* Both followers: the leader is deposed within the fail-over bound. */
+	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f1].r, name, 6000) == 0);
+	CU_ASSERT(km_raft_suspend_peer(cl.nodes[f2].r, name, 6000) == 0);
+	cl.outsider = 1u << leader;
+	next = t_wait_leader(&cl, T_FAILOVER_MS, 1u << leader);
+	CU_ASSERT_FATAL(next == (int)f1 || next == (int)f2);
+	end = t_ms() + T_FAILOVER_MS;
+	do {
+		km_raft_info_get(cl.nodes[leader].r, &info);
+		if (info.state != KM_RAFT_LEADER) {
+			break;
+		}
+		t_sleep_ms(20);
+	} while (t_ms() < end);
+	CU_ASSERT(info.state != KM_RAFT_LEADER);
+	ok += t_propose_n(&cl, "u", 3, &unsure);
+	CU_ASSERT(ok == 9);
+	old_count = t_count(&cl, (size_t)leader);
+	CU_ASSERT(old_count < (uint64_t)ok);
+
+	/* The suspicion runs out by itself: the old leader catches up. */
+	cl.outsider = 0;
+	CU_ASSERT(t_converged(&cl, (uint64_t)ok, 0, T_CONVERGE_MS + 6000));
+	CU_ASSERT(t_wait_leader(&cl, T_LEADER_MS, 0) >= 0);
+	t_cluster_stop(&cl);
+}
+
 static void
 test_bad_config(void)
 {
@@ -886,6 +959,7 @@ static const kmt_test raft_tests[] = {
 	{ "refuse_wrong_name", test_refuse_wrong_name },
 	{ "revoke_at_run_time", test_revoke_at_run_time },
 	{ "kill9_follower", test_kill9_follower },
+	{ "suspend_leader", test_suspend_leader },
 	KMT_END,
 };
 
