@@ -26,6 +26,7 @@ typedef struct km_view_signer {
 } km_view_signer;
 
 struct km_view {
+	uint32_t refresh_s; /* the posture policy's refresh interval */
 	km_mesh *mesh;
 	X509_STORE *store;
 	uint64_t seq;
@@ -335,6 +336,16 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 	case KM_CAT_TRUST_VERDICT:
 		km_view_apply_verdict(v, &p);
 		break;
+	case KM_CAT_POSTURE_SET: {
+		km_posture pol;
+
+		/* only the refresh interval matters here (a proactive
+		 * refresh's node-signed entries, km_view_refresh_allowed) */
+		if (km_posture_decode(p.trust, p.trust_len, &pol) == 0) {
+			v->refresh_s = pol.refresh_s;
+		}
+		break;
+	}
 	case KM_CAT_KEY_ATTRS:
 		if (k != NULL && k->state != KM_KEY_DESTROYED) {
 			free(k->app_id);
@@ -724,6 +735,66 @@ out:
 }
 
 /*
+ * The proactive refresh a node may carry out without an admin, as the
+ * daemons allow it (store/evict.c km_evict_reshare_allowed): with the
+ * posture policy's refresh interval on, exactly the key's current holders
+ * (same nodes, same indices) and threshold; an ABORT of such a pending
+ * epoch whatever the policy; never for a key that holds an index of an
+ * evicted node (that one gets the eviction's plan only).
+ */
+static int
+km_view_refresh_allowed(const km_view *v, const km_view_key *k,
+    const km_catalog_payload *p)
+{
+	km_catalog_holder *cur = NULL, *next = NULL;
+	size_t i, n = KM_CATALOG_MAX_HOLDERS;
+	int r = KM_ERR_AUTH;
+
+	if (k == NULL || k->nholders > n || k->next_nholders > n
+	    || p->nholders > n) {
+		return KM_ERR_AUTH;
+	}
+	for (i = 0; i < k->nholders; i++) {
+		if (km_view_evicted(v, k->holders[i].node)) {
+			return KM_ERR_AUTH;
+		}
+	}
+	if ((cur = calloc(n, sizeof(*cur))) == NULL
+	    || (next = calloc(n, sizeof(*next))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	km_view_holders_sorted(k->holders, k->nholders, cur);
+	if (p->type == KM_CAT_RESHARE_BEGIN) {
+		if (v->refresh_s == 0 || k->state != KM_KEY_ACTIVE
+		    || p->epoch != k->epoch + 1 || p->threshold != k->threshold) {
+			goto out;
+		}
+		km_view_holders_sorted(p->holders, p->nholders, next);
+		if (km_view_holders_equal(next, p->nholders, cur, k->nholders)) {
+			r = 0;
+		}
+	} else if (p->type == KM_CAT_RESHARE_COMMIT
+	    || p->type == KM_CAT_RESHARE_ABORT) {
+		if ((p->type == KM_CAT_RESHARE_COMMIT && v->refresh_s == 0)
+		    || k->state != KM_KEY_RESHARING || p->epoch != k->next_epoch
+		    || k->next_threshold != k->threshold) {
+			goto out;
+		}
+		km_view_holders_sorted(
+		    k->next_holders, k->next_nholders, next);
+		if (km_view_holders_equal(
+		        next, k->next_nholders, cur, k->nholders)) {
+			r = 0;
+		}
+	}
+out:
+	free(cur);
+	free(next);
+	return r;
+}
+
+/*
  * A node-signed entry in the view.  The daemons check its full authority
  * at apply (km_evict_authorise: k votes of current members, or exactly the
  * re-share an eviction calls for).  The view checks the same with what it
@@ -760,6 +831,9 @@ km_view_node_entry(
 		r = km_view_reshare_allowed(k,
 		    (const char(*)[KM_NAME_MAX + 1]) v->evicted, v->nevicted,
 		    &p);
+		if (r == KM_ERR_AUTH) {
+			r = km_view_refresh_allowed(v, k, &p);
+		}
 		km_catalog_payload_free(&p);
 		return r;
 	}
