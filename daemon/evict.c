@@ -429,18 +429,28 @@ static int
 kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
     const km_catalog_holder *plan, size_t n, char *msg, size_t msglen)
 {
+	km_catalog_vote *acks = NULL;
 	km_catalog_payload p;
 	const uint8_t *pd;
-	size_t pdlen;
+	size_t pdlen, nacks = 0;
 	km_buf pub;
 	int r;
 
 	km_buf_init(&pub);
 	memset(&p, 0, sizeof(p));
 	msg[0] = '\0';
-	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, msg, msglen))
+	if ((acks = calloc(KM_CATALOG_MAX_HOLDERS, sizeof(*acks))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = kmd_reshare_evicted(
+	         st, k, plan, n, &pub, acks, msg, msglen))
 	    != 0) {
 		goto out;
+	}
+	/* one per distinct new holder node, packed from the front */
+	while (nacks < KM_CATALOG_MAX_HOLDERS && acks[nacks].cert != NULL) {
+		nacks++;
 	}
 	pub.off = 0;
 	if ((r = km_buf_get_string_ptr(
@@ -457,6 +467,8 @@ kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
 	p.holders = (km_catalog_holder *)plan;
 	p.public_data = (uint8_t *)pd;
 	p.public_len = pdlen;
+	p.votes = acks;
+	p.nvotes = nacks;
 	if ((r = kmd_evict_append(st, &p, "RESHARE_BEGIN")) != 0) {
 		/* the prepared shares are never used; the next attempt's
 		 * hello drops them */
@@ -475,6 +487,7 @@ kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
 	}
 out:
 	km_buf_free(&pub);
+	km_catalog_votes_free(acks, KM_CATALOG_MAX_HOLDERS);
 	return r;
 }
 

@@ -405,6 +405,12 @@ main(int argc, char **argv)
 		    st->cfg.state_dir, km_strerror(r));
 		goto fail;
 	}
+	/* whose shares: a re-share's commit keeps the old ones when this
+	 * node got no new share (store.h km_store_set_node) */
+	if ((r = km_store_set_node(st->store, st->cfg.name)) != 0) {
+		snprintf(err, sizeof(err), "invalid node name");
+		goto fail;
+	}
 	kmd_fault_init(st);
 	if ((r = kmd_evict_start(st)) != 0) {
 		snprintf(err, sizeof(err), "cannot read the evicted nodes: %s",

@@ -420,6 +420,7 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 				break;
 			}
 			k->next_epoch = p.epoch;
+			k->next_acked = p.nvotes > 0;
 			k->next_threshold = p.threshold;
 			k->next_nholders = p.nholders;
 			memcpy(k->next_holders, p.holders,
@@ -724,6 +725,46 @@ out:
 }
 
 /*
+ * The daemons' ack rule (store/evict.h km_evict_authorise) as far as the
+ * view can go without the member table: a node-signed RESHARE_BEGIN holds
+ * the key's current public key and carries a valid ack of its public data
+ * from exactly every new holder node, none of them evicted; a node-signed
+ * RESHARE_COMMIT only follows such a BEGIN.  @k was found by the caller's
+ * km_view_reshare_allowed (not NULL).
+ */
+static int
+km_view_reshare_acked(
+    km_view *v, const km_view_key *k, const km_catalog_payload *p)
+{
+	km_identity ids[KM_CATALOG_VOTES_MAX];
+	char why[256];
+	size_t n = 0, i;
+	int r;
+
+	if (p->type == KM_CAT_RESHARE_COMMIT) {
+		return k->next_acked ? 0 : KM_ERR_AUTH;
+	}
+	if (p->type != KM_CAT_RESHARE_BEGIN) {
+		return 0;
+	}
+	if ((r = km_reshare_pub_same(k->key_type, k->public_data,
+	         k->public_len, p->public_data, p->public_len, p->threshold,
+	         p->nholders, why, sizeof(why)))
+	        != 0
+	    || (r = km_reshare_acks_verify(
+	            v->store, true, p, ids, &n, why, sizeof(why)))
+	        != 0) {
+		return r;
+	}
+	for (i = 0; i < n; i++) {
+		if (km_view_evicted(v, ids[i].name)) {
+			return KM_ERR_REVOKED;
+		}
+	}
+	return 0;
+}
+
+/*
  * A node-signed entry in the view.  The daemons check its full authority
  * at apply (km_evict_authorise: k votes of current members, or exactly the
  * re-share an eviction calls for).  The view checks the same with what it
@@ -760,6 +801,9 @@ km_view_node_entry(
 		r = km_view_reshare_allowed(k,
 		    (const char(*)[KM_NAME_MAX + 1]) v->evicted, v->nevicted,
 		    &p);
+		if (r == 0) {
+			r = km_view_reshare_acked(v, k, &p);
+		}
 		km_catalog_payload_free(&p);
 		return r;
 	}

@@ -43,6 +43,8 @@ typedef struct km_view_key {
 	km_catalog_holder next_holders[KM_CATALOG_MAX_HOLDERS];
 	uint8_t *next_public_data;
 	size_t next_public_len;
+	/* its RESHARE_BEGIN carried the new holders' acks (checked) */
+	bool next_acked;
 	/* KEY_ATTRS: the application's CKA_ID, when one was set */
 	bool has_app_id;
 	uint8_t *app_id;
