@@ -865,3 +865,36 @@ out:
 	km_buf_free(&tbs);
 	return r;
 }
+
+int
+km_evict_verdict_signer(
+    km_store *s, const char *node, char *why, size_t whylen)
+{
+	km_catalog_node_name *names = NULL;
+	uint32_t maxt = 0;
+	size_t n = 0;
+	int r;
+
+	if (s == NULL || node == NULL || why == NULL) {
+		return KM_ERR_INVALID_ARG;
+	}
+	why[0] = '\0';
+	if ((r = km_catalog_evicted_get(s, node, NULL)) == 0) {
+		return km_evict_fail(why, whylen, KM_ERR_REVOKED,
+		    "verdict signed by %s, which is evicted", node);
+	}
+	if (r != KM_ERR_NOT_FOUND) {
+		return km_evict_fail(
+		    why, whylen, r, "cannot read the catalog");
+	}
+	if ((r = km_catalog_mesh_nodes(s, &names, &n, &maxt)) != 0) {
+		return km_evict_fail(
+		    why, whylen, r, "cannot read the catalog");
+	}
+	r = n == 0 || km_evict_is_member(node, names, n)
+	    ? 0
+	    : km_evict_fail(why, whylen, KM_ERR_AUTH,
+	          "verdict signed by %s, which is not a member node", node);
+	free(names);
+	return r;
+}

@@ -260,4 +260,26 @@ int km_reshare_pub_same(uint32_t key_type, const uint8_t *cur, size_t curlen,
 int km_evict_authorise(km_store *s, X509_STORE *x509,
     const km_catalog_entry *e, km_identity *signer, char *why, size_t whylen);
 
+/**
+ * km_evict_verdict_signer:
+ * @s: the store, at the state just before the verdict
+ * @node: the name in the verdict's signing node certificate
+ * @why, @whylen: one line when refused
+ *
+ * Whether a TRUST_VERDICT signed by @node may apply (docs/trust.md,
+ * "Verdicts"): never from an evicted node; and, once the catalog names
+ * any member node (km_catalog_mesh_nodes: the members table and the
+ * holders of live keys), only from one of them.  A catalog that names
+ * none (a mesh with no key yet) has no shares to protect: then any node
+ * that is not evicted.  Catalog state only, so every replica decides
+ * alike.  Who was leader is not in the catalog: the daemons only ever
+ * propose verdicts as the leader (daemon/catalog.c), and refuse them
+ * through catalog-append.
+ *
+ * Returns: 0; KM_ERR_REVOKED (evicted), KM_ERR_AUTH (not a member) or a
+ * store error, with @why.
+ */
+int km_evict_verdict_signer(
+    km_store *s, const char *node, char *why, size_t whylen);
+
 #endif /* KM_STORE_EVICT_H */

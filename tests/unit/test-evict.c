@@ -1161,6 +1161,34 @@ test_refresh_authority(void)
 	CU_ASSERT_FATAL(t_set_refresh(0) == 0);
 }
 
+/* Who may sign a TRUST_VERDICT (review finding 2): never an evicted
+ * node, only a member once the catalog names members.  Runs after
+ * test_refresh_authority (node4, node5 evicted; node1..3 hold keys). */
+static void
+test_verdict_signer(void)
+{
+	char why[256], sdir[4200];
+	km_store *empty = NULL;
+
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node1", why, sizeof(why))
+	    == 0);
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node5", why, sizeof(why))
+	    == KM_ERR_REVOKED);
+	CU_ASSERT(strstr(why, "evicted") != NULL);
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node4", why, sizeof(why))
+	    == KM_ERR_REVOKED);
+	/* a valid node certificate of the CA, but no member */
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node6", why, sizeof(why))
+	    == KM_ERR_AUTH);
+	CU_ASSERT(strstr(why, "not a member") != NULL);
+	/* a catalog naming no member yet: any node not evicted */
+	snprintf(sdir, sizeof(sdir), "%s/empty", t_ca);
+	CU_ASSERT_FATAL(km_store_open_dir(sdir, &empty) == 0);
+	CU_ASSERT(km_evict_verdict_signer(empty, "node6", why, sizeof(why))
+	    == 0);
+	km_store_close(empty);
+}
+
 static void
 test_plan(void)
 {
@@ -1210,6 +1238,7 @@ static const kmt_test t_tests[] = {
 	{ "ack_codec", test_ack_codec },
 	{ "reshare_authority", test_reshare_authority },
 	{ "refresh_authority", test_refresh_authority },
+	{ "verdict_signer", test_verdict_signer },
 	{ "plan", test_plan },
 	KMT_END,
 };
