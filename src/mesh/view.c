@@ -689,9 +689,20 @@ km_view_reshare_allowed(const km_view_key *k,
 	ck.threshold = k->threshold;
 	ck.nholders = k->nholders;
 	ck.holders = cur;
-	if (km_evict_plan(&ck, ev, nev, plan, &np) != 0) {
-		goto out; /* no eviction calls for a re-share of it */
+	r = km_evict_plan(&ck, ev, nev, plan, &np);
+	if (r == KM_ERR_NOT_FOUND) {
+		/* no eviction calls for one: only a proactive refresh, the
+		 * very same holders and threshold (store/evict.c
+		 * km_evict_reshare_allowed).  XXX whether the posture policy
+		 * has refresh on is the daemons' check only; the acks and
+		 * the public key are checked (km_view_reshare_acked) */
+		memcpy(plan, cur, k->nholders * sizeof(*cur));
+		np = k->nholders;
+	} else if (r != 0) {
+		r = KM_ERR_AUTH;
+		goto out; /* too few holders would remain */
 	}
+	r = KM_ERR_AUTH;
 	if (p->type == KM_CAT_RESHARE_BEGIN) {
 		if (k->state != KM_KEY_ACTIVE || p->epoch != k->epoch + 1
 		    || p->threshold != k->threshold || p->nholders > n) {
@@ -709,7 +720,12 @@ km_view_reshare_allowed(const km_view_key *k,
 		}
 		km_view_holders_sorted(
 		    k->next_holders, k->next_nholders, next);
-		if (!km_view_holders_equal(next, k->next_nholders, plan, np)) {
+		/* an abort of a pending refresh (the current holders) is
+		 * always the daemons' to accept: it keeps the epoch */
+		if (!km_view_holders_equal(next, k->next_nholders, plan, np)
+		    && (p->type != KM_CAT_RESHARE_ABORT
+		        || !km_view_holders_equal(
+		            next, k->next_nholders, cur, k->nholders))) {
 			goto out;
 		}
 	} else {
@@ -871,6 +887,11 @@ out:
 	} else if (r == 0 && e->type == KM_CAT_TRUST_VERDICT
 	    && id.role == KM_ROLE_NODE) {
 		r = km_view_verdict_allowed(&id, e->payload, e->payload_len);
+		/* the daemons refuse an evicted signer's verdict at apply
+		 * (store/evict.h km_evict_verdict_signer) */
+		if (r == 0 && km_view_evicted(v, id.name)) {
+			r = KM_ERR_REVOKED;
+		}
 	} else if (r == 0 &&
 	    !(id.role == KM_ROLE_ADMIN && e->type != KM_CAT_TRUST_VERDICT) &&
 	    !(id.role == KM_ROLE_CLIENT &&

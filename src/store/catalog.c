@@ -716,8 +716,12 @@ km_catalog_payload_encode(const km_catalog_payload *p, km_buf *out)
 		(void)km_buf_put_u32(out, p->threshold);
 		km_put_holders(out, p);
 		(void)km_buf_put_string(out, p->public_data, p->public_len);
-		/* the new holders' acks (votes field), none from an admin */
-		km_cat_votes_put(out, p);
+		/* the new holders' acks (votes field): absent when there
+		 * are none (an admin's), so that entries from before the
+		 * field encode as they did */
+		if (p->nvotes > 0) {
+			km_cat_votes_put(out, p);
+		}
 		break;
 	case KM_CAT_MEMBER_ADD:
 		(void)km_buf_put_cstring(out, p->node);
@@ -890,7 +894,13 @@ km_catalog_payload_decode(
 		km_get_holders(&b, &n);
 		km_get_bytes(
 		    &b, &n.public_data, &n.public_len, KM_CATALOG_PUBLIC_MAX);
-		km_cat_votes_get(&b, &n);
+		/* one encoding only: no field, or at least one ack */
+		if (!km_buf_failed(&b) && km_buf_remaining(&b) > 0) {
+			km_cat_votes_get(&b, &n);
+			if (n.nvotes == 0) {
+				b.failed = true;
+			}
+		}
 		break;
 	case KM_CAT_MEMBER_ADD:
 		km_get_name(&b, n.node, false);
