@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -55,6 +56,10 @@
 #define KMD_EVICT_BELOW_MAX 64   /* keys reported below threshold */
 
 static pthread_mutex_t kmd_evict_lock = PTHREAD_MUTEX_INITIALIZER;
+/* vote-gathering threads running (detached; kmd_evict_stop waits for
+ * them), under kmd_evict_lock */
+static unsigned kmd_evict_nthreads;
+static pthread_cond_t kmd_evict_cv = PTHREAD_COND_INITIALIZER;
 static uint8_t *kmd_evict_cert; /* this node's certificate, DER */
 static size_t kmd_evict_cert_len;
 static char kmd_evict_running[KM_NAME_MAX + 1]; /* a vote under way */
@@ -1213,6 +1218,9 @@ kmd_evict_gather(kmd_evict_job *job)
 		    accused, nv, k);
 		goto out;
 	}
+	if (st->stopping) {
+		goto out; /* the daemon is stopping: no entry now */
+	}
 	p.type = KM_CAT_EVICT;
 	snprintf(p.node, sizeof(p.node), "%s", accused);
 	memcpy(p.cert_sha256, certh, 32);
@@ -1250,7 +1258,34 @@ kmd_evict_thread(void *arg)
 	kmd_evict_gather(job);
 	free(job->ev);
 	free(job);
+	pthread_mutex_lock(&kmd_evict_lock);
+	kmd_evict_nthreads--;
+	pthread_cond_broadcast(&kmd_evict_cv);
+	pthread_mutex_unlock(&kmd_evict_lock);
 	return NULL;
+}
+
+void
+kmd_evict_stop(kmd_state *st)
+{
+	struct timespec ts;
+	bool said = false;
+
+	(void)st; /* the caller has set st->stopping */
+	pthread_mutex_lock(&kmd_evict_lock);
+	while (kmd_evict_nthreads > 0) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 5;
+		if (pthread_cond_timedwait(&kmd_evict_cv, &kmd_evict_lock, &ts)
+		        != 0
+		    && !said) {
+			km_log_info("KMD-EVICT",
+			    "waiting for %u vote round(s) to end",
+			    kmd_evict_nthreads);
+			said = true;
+		}
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
 }
 
 int
@@ -1296,7 +1331,13 @@ kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
 	job->info = *info;
 	memcpy(job->ev, ev, len);
 	job->len = len;
+	pthread_mutex_lock(&kmd_evict_lock);
+	kmd_evict_nthreads++;
+	pthread_mutex_unlock(&kmd_evict_lock);
 	if (pthread_create(&t, NULL, kmd_evict_thread, job) != 0) {
+		pthread_mutex_lock(&kmd_evict_lock);
+		kmd_evict_nthreads--;
+		pthread_mutex_unlock(&kmd_evict_lock);
 		goto fail;
 	}
 	(void)pthread_detach(t);

@@ -41,6 +41,16 @@ void kmd_evict_applied(kmd_state *st, const km_catalog_entry *e);
 int kmd_evict_start(kmd_state *st);
 
 /**
+ * kmd_evict_stop:
+ * Waits until every vote-gathering thread has returned (they see
+ * st->stopping and end within one vote round-trip each).  Call after
+ * the server stops (no new evidence, so no new thread) and before Raft
+ * stops, the peer connections close and the store closes: a thread uses
+ * all three.
+ */
+void kmd_evict_stop(kmd_state *st);
+
+/**
  * kmd_evict_tick:
  * Called often (the daemon's sync thread): on the Raft leader, re-shares
  * every key that still holds an index of an evicted node, one at a time,
