@@ -28,6 +28,7 @@
 #include "store/catalog.h"
 #include "store/evict.h"
 #include "store/store.h"
+#include "trust/evidence.h"
 #include "trust/policy.h"
 #include "util/err.h"
 #include "util/util.h"
@@ -1189,6 +1190,53 @@ test_verdict_signer(void)
 	km_store_close(empty);
 }
 
+/* Evidence is counted once per (accused, reply envelope) (review finding
+ * 4): a reporter re-signing its request makes a new blob with a new hash,
+ * never a new key. */
+static void
+test_dedupe_key(void)
+{
+	static const uint8_t req1[] = "request envelope, signed once";
+	static const uint8_t req2[] = "request envelope, signed again";
+	static const uint8_t rep1[] = "the accused's bad reply";
+	static const uint8_t rep2[] = "another bad reply";
+	uint8_t k1[32], k2[32], k3[32], k4[32], h1[32], h2[32];
+	km_buf b1, b2, b3;
+
+	km_buf_init(&b1);
+	km_buf_init(&b2);
+	km_buf_init(&b3);
+	CU_ASSERT_FATAL(km_evidence_encode(&b1, req1, sizeof(req1), rep1,
+	                    sizeof(rep1))
+	    == 0);
+	CU_ASSERT_FATAL(km_evidence_encode(&b2, req2, sizeof(req2), rep1,
+	                    sizeof(rep1))
+	    == 0);
+	CU_ASSERT_FATAL(km_evidence_encode(&b3, req1, sizeof(req1), rep2,
+	                    sizeof(rep2))
+	    == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "node3", k1) == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b2.data, b2.len, "node3", k2) == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b3.data, b3.len, "node3", k3) == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "node4", k4) == 0);
+	/* the whole blobs differ, the key does not */
+	CU_ASSERT(EVP_Digest(b1.data, b1.len, h1, NULL, EVP_sha256(), NULL));
+	CU_ASSERT(EVP_Digest(b2.data, b2.len, h2, NULL, EVP_sha256(), NULL));
+	CU_ASSERT(memcmp(h1, h2, 32) != 0);
+	CU_ASSERT(memcmp(k1, k2, 32) == 0);
+	/* another reply, or another accused: another key */
+	CU_ASSERT(memcmp(k1, k3, 32) != 0);
+	CU_ASSERT(memcmp(k1, k4, 32) != 0);
+	/* bad input */
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len - 1, "node3", k1)
+	    != 0);
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "bad name!", k1)
+	    == KM_ERR_INVALID_ARG);
+	km_buf_free(&b1);
+	km_buf_free(&b2);
+	km_buf_free(&b3);
+}
+
 static void
 test_plan(void)
 {
@@ -1239,6 +1287,7 @@ static const kmt_test t_tests[] = {
 	{ "reshare_authority", test_reshare_authority },
 	{ "refresh_authority", test_refresh_authority },
 	{ "verdict_signer", test_verdict_signer },
+	{ "dedupe_key", test_dedupe_key },
 	{ "plan", test_plan },
 	KMT_END,
 };
