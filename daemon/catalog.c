@@ -771,8 +771,9 @@ kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
 	 * never forwarded): one relayed here from any peer, signed by any
 	 * node certificate, would let one node quarantine the others */
 	if ((r = kmd_catalog_refuse_verdict(p, len)) != 0) {
-		snprintf(msg, msglen, "a trust verdict is proposed only by the "
-				      "leader itself, never appended");
+		snprintf(msg, msglen,
+		    "a trust verdict is proposed only by the leader itself, "
+		    "never appended");
 		km_log_warn("KMD-VERDICT-REFUSE",
 		    "TRUST_VERDICT from %s through catalog-append refused",
 		    peer->name);

@@ -448,8 +448,7 @@ kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
 		r = KM_ERR_ALLOC;
 		goto out;
 	}
-	if ((r = kmd_reshare_evicted(
-	         st, k, plan, n, &pub, acks, msg, msglen))
+	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, acks, msg, msglen))
 	    != 0) {
 		goto out;
 	}

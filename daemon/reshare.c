@@ -1094,8 +1094,7 @@ kmd_rs_get_ack(km_buf *v, km_catalog_vote *out)
 }
 
 static int kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in,
-    km_catalog_vote *acks,
-    km_buf *out, char *msg, size_t msglen);
+    km_catalog_vote *acks, km_buf *out, char *msg, size_t msglen);
 
 /* One step on this party; @peer's role decides what it may ask. */
 static int
@@ -1440,9 +1439,9 @@ kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in,
 			    &v, reply.data + reply.off, reply.len - reply.off);
 			if (km_buf_get_string_ptr(
 			        &v, &pd, &pdlen, KM_CATALOG_PUBLIC_MAX)
-			    != 0
-			    || kmd_rs_get_ack(&v,
-			           acks != NULL ? &acks[i] : NULL)
+			        != 0
+			    || kmd_rs_get_ack(
+			           &v, acks != NULL ? &acks[i] : NULL)
 			        != 0) {
 				r = KM_ERR_BAD_FORMAT;
 				snprintf(why, sizeof(why),

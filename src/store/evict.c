@@ -575,11 +575,11 @@ km_reshare_acks_verify(X509_STORE *x509, bool replay,
 			    "ack %zu: malformed statement", i + 1);
 		}
 		r = replay ? km_pki_verify_signed_replay(x509, v->cert,
-		                 v->cert_len, KM_ROLE_NODE, v->stmt,
-		                 v->stmt_len, v->sig, v->sig_len, &ids[i])
+		        v->cert_len, KM_ROLE_NODE, v->stmt, v->stmt_len,
+		        v->sig, v->sig_len, &ids[i])
 		           : km_pki_verify_signed(x509, v->cert, v->cert_len,
-		                 KM_ROLE_NODE, v->stmt, v->stmt_len, v->sig,
-		                 v->sig_len, &ids[i]);
+		               KM_ROLE_NODE, v->stmt, v->stmt_len, v->sig,
+		               v->sig_len, &ids[i]);
 		if (r != 0) {
 			return km_evict_fail(why, whylen, r,
 			    "ack %zu: not signed by a valid node certificate "
@@ -658,8 +658,7 @@ km_reshare_pub_same(uint32_t key_type, const uint8_t *cur, size_t curlen,
 			goto out;
 		}
 		/* N and e: the public key a client verifies with */
-		if (EVP_PKEY_eq(km_rsa_pub_pkey(ra), km_rsa_pub_pkey(rb))
-		        != 1
+		if (EVP_PKEY_eq(km_rsa_pub_pkey(ra), km_rsa_pub_pkey(rb)) != 1
 		    || km_rsa_pub_k(rb) != threshold
 		    || km_rsa_pub_n(rb) != n) {
 			r = km_evict_fail(why, whylen, KM_ERR_AUTH,
@@ -708,8 +707,8 @@ out:
  * signer is a current member and not evicted (km_reshare_acks_verify
  * checked the rest). */
 static int
-km_evict_check_acks(km_store *s, X509_STORE *x509,
-    const km_catalog_payload *p, char *why, size_t whylen)
+km_evict_check_acks(km_store *s, X509_STORE *x509, const km_catalog_payload *p,
+    char *why, size_t whylen)
 {
 	km_identity ids[KM_CATALOG_VOTES_MAX];
 	km_catalog_node_name *names = NULL;
@@ -894,7 +893,7 @@ km_evict_verdict_signer(
 	r = n == 0 || km_evict_is_member(node, names, n)
 	    ? 0
 	    : km_evict_fail(why, whylen, KM_ERR_AUTH,
-	          "verdict signed by %s, which is not a member node", node);
+	        "verdict signed by %s, which is not a member node", node);
 	free(names);
 	return r;
 }

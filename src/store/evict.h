@@ -146,8 +146,8 @@ int km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
  */
 typedef struct km_reshare_ack {
 	char key_id[KM_NAME_MAX + 1];
-	uint32_t epoch;             /* the new epoch */
-	uint8_t public_sha256[32];  /* SHA-256 of the new public data */
+	uint32_t epoch;            /* the new epoch */
+	uint8_t public_sha256[32]; /* SHA-256 of the new public data */
 } km_reshare_ack;
 
 /**

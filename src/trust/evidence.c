@@ -547,8 +547,8 @@ out:
 }
 
 int
-km_evidence_dedupe_key(const uint8_t *ev, size_t len, const char *accused,
-    uint8_t out[32])
+km_evidence_dedupe_key(
+    const uint8_t *ev, size_t len, const char *accused, uint8_t out[32])
 {
 	const uint8_t *req, *rep;
 	size_t reqlen, replen;

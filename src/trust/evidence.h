@@ -173,7 +173,7 @@ int km_evidence_verify(const uint8_t *ev, size_t len, X509_STORE *store,
  * Returns: 0, a km_evidence_parse() error, KM_ERR_INVALID_ARG,
  * KM_ERR_CRYPTO.
  */
-int km_evidence_dedupe_key(const uint8_t *ev, size_t len, const char *accused,
-    uint8_t out[32]);
+int km_evidence_dedupe_key(
+    const uint8_t *ev, size_t len, const char *accused, uint8_t out[32]);
 
 #endif /* KM_TRUST_EVIDENCE_H */

@@ -101,7 +101,8 @@ t_acks(km_catalog_payload *p, const char *const *only, size_t nonly,
 	} else {
 		for (i = 0; i < p->nholders; i++) {
 			for (j = 0; j < n; j++) {
-				if (strcmp(names[j], p->holders[i].node) == 0) {
+				if (strcmp(names[j], p->holders[i].node)
+				    == 0) {
 					break;
 				}
 			}
@@ -658,8 +659,8 @@ t_share_state(const char *key, uint32_t epoch, uint32_t index)
 
 /* Applies @p as @signer; 0 when applied with outcome 0. */
 static int
-t_try(const km_catalog_payload *p, const char *signer, char *why,
-    size_t whylen)
+t_try(
+    const km_catalog_payload *p, const char *signer, char *why, size_t whylen)
 {
 	int r, result = -1;
 
@@ -803,8 +804,8 @@ test_reshare_authority(void)
 	 * new one: the commit must keep the old (defence in depth) */
 	CU_ASSERT_FATAL(km_store_set_node(t_store, "node1") == 0);
 	CU_ASSERT(km_store_set_node(t_store, "bad name!") != 0);
-	CU_ASSERT_FATAL(km_store_share_prepare(t_store, "k1", 1, 1,
-	                    (const uint8_t *)"old", 3, 0)
+	CU_ASSERT_FATAL(km_store_share_prepare(
+	                    t_store, "k1", 1, 1, (const uint8_t *)"old", 3, 0)
 	    == 0);
 	CU_ASSERT_FATAL(km_store_share_commit(t_store, "k1", 1) == 0);
 	memset(&p, 0, sizeof(p));
@@ -882,8 +883,8 @@ test_ack_codec(void)
 	/* an eviction vote is no ack, and the other way round */
 	CU_ASSERT_FATAL(t_id_load("node2", &id) == 0);
 	memset(&v, 0, sizeof(v));
-	CU_ASSERT_FATAL(km_reshare_ack_sign(
-	                    id.key, id.der, id.len, "k1", 7, NULL, 0, &v)
+	CU_ASSERT_FATAL(
+	    km_reshare_ack_sign(id.key, id.der, id.len, "k1", 7, NULL, 0, &v)
 	    == 0);
 	CU_ASSERT(km_reshare_ack_decode(v.stmt, v.stmt_len, &d) == 0);
 	{
@@ -1080,14 +1081,14 @@ test_refresh_authority(void)
 	 * store is node2's now, with its old share and its prepared new
 	 * one: the commit drops the old */
 	CU_ASSERT_FATAL(km_store_set_node(t_store, "node2") == 0);
-	CU_ASSERT_FATAL(km_store_share_prepare(t_store, "k2", 1, 2,
-	                    (const uint8_t *)"old", 3, 0)
+	CU_ASSERT_FATAL(km_store_share_prepare(
+	                    t_store, "k2", 1, 2, (const uint8_t *)"old", 3, 0)
 	    == 0);
 	CU_ASSERT_FATAL(km_store_share_commit(t_store, "k2", 1) == 0);
 	CU_ASSERT(
 	    t_refresh_begin("node2", 2, 2, h3, 3, why, sizeof(why)) == 0);
-	CU_ASSERT_FATAL(km_store_share_prepare(t_store, "k2", 2, 2,
-	                    (const uint8_t *)"new", 3, 0)
+	CU_ASSERT_FATAL(km_store_share_prepare(
+	                    t_store, "k2", 2, 2, (const uint8_t *)"new", 3, 0)
 	    == 0);
 	CU_ASSERT(
 	    t_refresh_end("node3", KM_CAT_RESHARE_COMMIT, 2, why, sizeof(why))
@@ -1171,8 +1172,8 @@ test_verdict_signer(void)
 	char why[256], sdir[4200];
 	km_store *empty = NULL;
 
-	CU_ASSERT(km_evict_verdict_signer(t_store, "node1", why, sizeof(why))
-	    == 0);
+	CU_ASSERT(
+	    km_evict_verdict_signer(t_store, "node1", why, sizeof(why)) == 0);
 	CU_ASSERT(km_evict_verdict_signer(t_store, "node5", why, sizeof(why))
 	    == KM_ERR_REVOKED);
 	CU_ASSERT(strstr(why, "evicted") != NULL);
@@ -1185,8 +1186,8 @@ test_verdict_signer(void)
 	/* a catalog naming no member yet: any node not evicted */
 	snprintf(sdir, sizeof(sdir), "%s/empty", t_ca);
 	CU_ASSERT_FATAL(km_store_open_dir(sdir, &empty) == 0);
-	CU_ASSERT(km_evict_verdict_signer(empty, "node6", why, sizeof(why))
-	    == 0);
+	CU_ASSERT(
+	    km_evict_verdict_signer(empty, "node6", why, sizeof(why)) == 0);
 	km_store_close(empty);
 }
 
@@ -1206,14 +1207,14 @@ test_dedupe_key(void)
 	km_buf_init(&b1);
 	km_buf_init(&b2);
 	km_buf_init(&b3);
-	CU_ASSERT_FATAL(km_evidence_encode(&b1, req1, sizeof(req1), rep1,
-	                    sizeof(rep1))
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&b1, req1, sizeof(req1), rep1, sizeof(rep1))
 	    == 0);
-	CU_ASSERT_FATAL(km_evidence_encode(&b2, req2, sizeof(req2), rep1,
-	                    sizeof(rep1))
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&b2, req2, sizeof(req2), rep1, sizeof(rep1))
 	    == 0);
-	CU_ASSERT_FATAL(km_evidence_encode(&b3, req1, sizeof(req1), rep2,
-	                    sizeof(rep2))
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&b3, req1, sizeof(req1), rep2, sizeof(rep2))
 	    == 0);
 	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "node3", k1) == 0);
 	CU_ASSERT(km_evidence_dedupe_key(b2.data, b2.len, "node3", k2) == 0);
@@ -1228,8 +1229,8 @@ test_dedupe_key(void)
 	CU_ASSERT(memcmp(k1, k3, 32) != 0);
 	CU_ASSERT(memcmp(k1, k4, 32) != 0);
 	/* bad input */
-	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len - 1, "node3", k1)
-	    != 0);
+	CU_ASSERT(
+	    km_evidence_dedupe_key(b1.data, b1.len - 1, "node3", k1) != 0);
 	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "bad name!", k1)
 	    == KM_ERR_INVALID_ARG);
 	km_buf_free(&b1);
