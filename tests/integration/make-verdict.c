@@ -49,7 +49,8 @@ main(int argc, char **argv)
 
 	if (argc != 6 || !km_name_valid(argv[2]) || !km_name_valid(argv[4])
 	    || strtoull(argv[3], NULL, 10) == 0) {
-		return mv_fail("usage: make-verdict CADIR SIGNER SEQ NODE OUT");
+		return mv_fail(
+		    "usage: make-verdict CADIR SIGNER SEQ NODE OUT");
 	}
 	km_buf_init(&pl);
 	km_buf_init(&tbs);
@@ -57,8 +58,7 @@ main(int argc, char **argv)
 	km_buf_init(&out);
 	memset(&e, 0, sizeof(e));
 	if (km_pki_path(path, sizeof(path), argv[1], argv[2], ".crt") != 0
-	    || km_pki_load_cert(path, &x) != 0
-	    || (n = i2d_X509(x, &der)) <= 0
+	    || km_pki_load_cert(path, &x) != 0 || (n = i2d_X509(x, &der)) <= 0
 	    || km_pki_path(path, sizeof(path), argv[1], argv[2], ".key") != 0
 	    || km_pki_load_key(path, &key) != 0) {
 		rc = mv_fail("cannot load the signer's certificate and key");
