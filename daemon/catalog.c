@@ -54,8 +54,41 @@
  * callback cannot: the store is locked then). */
 typedef struct kmd_verify_ctx {
 	kmd_state *st;
-	bool node_ok; /* km_evict_authorise() passed */
+	bool node_ok;    /* km_evict_authorise() passed */
+	bool verdict_ok; /* km_evict_verdict_signer() passed */
 } kmd_verify_ctx;
+
+/* A TRUST_VERDICT's signer, against the catalog before the apply (the
+ * callback cannot read it): not evicted, a member (store/evict.h
+ * km_evict_verdict_signer).  The signature itself: kmd_catalog_verify. */
+static bool
+kmd_catalog_verdict_precheck(kmd_state *st, const km_catalog_entry *e)
+{
+	const unsigned char *p = e->signer;
+	km_identity id;
+	X509 *x = NULL;
+	char why[256];
+	int r;
+
+	if (e->type != KM_CAT_TRUST_VERDICT) {
+		return false;
+	}
+	if (e->signer == NULL || e->signer_len == 0
+	    || (x = d2i_X509(NULL, &p, (long)e->signer_len)) == NULL
+	    || km_pki_identity(x, &id) != 0) {
+		X509_free(x);
+		return false;
+	}
+	X509_free(x);
+	if ((r = km_evict_verdict_signer(st->store, id.name, why, sizeof(why)))
+	    != 0) {
+		km_log_warn_r(r, "KMD-VERDICT-REFUSE",
+		    "catalog entry %llu refused: %s",
+		    (unsigned long long)e->seq, why);
+		return false;
+	}
+	return true;
+}
 
 /* An admin of this mesh signs every entry; a client only objects; a
  * member node only what km_evict_authorise() allowed. */
@@ -85,6 +118,9 @@ kmd_catalog_verify(void *arg, const km_catalog_entry *e, const uint8_t *tbs,
 		if (r == 0) {
 			r = kmd_trust_check_verdict(&id, e->payload,
 			    e->payload_len);
+		}
+		if (r == 0 && !ctx->verdict_ok) {
+			r = KM_ERR_AUTH; /* evicted or not a member */
 		}
 		return r;
 	}
@@ -264,6 +300,7 @@ kmd_catalog_apply_bytes_x(kmd_state *st, const uint8_t *data, size_t len,
 	}
 	vctx.st = st;
 	vctx.node_ok = kmd_evict_precheck(st, &e);
+	vctx.verdict_ok = kmd_catalog_verdict_precheck(st, &e);
 	r = km_catalog_apply(st->store, &e, kmd_catalog_verify, &vctx, result);
 	if (r == 0) {
 		km_log_info("KMD-CATALOG-APPLY", "applied catalog entry %llu "
@@ -700,6 +737,23 @@ kmd_catalog_propose(kmd_state *st, const uint8_t *data, size_t len,
 	return kmd_raft_append(st, &self, data, len, result, msg, msglen);
 }
 
+/* KM_ERR_AUTH when @p is a TRUST_VERDICT entry (its type is read from
+ * the strict decoder; a malformed entry is left to the usual path). */
+static int
+kmd_catalog_refuse_verdict(const uint8_t *p, size_t len)
+{
+	km_catalog_entry e;
+	uint32_t type;
+
+	memset(&e, 0, sizeof(e));
+	if (km_catalog_entry_decode(p, len, &e) != 0) {
+		return 0;
+	}
+	type = e.type;
+	km_catalog_entry_clear(&e);
+	return type == KM_CAT_TRUST_VERDICT ? KM_ERR_AUTH : 0;
+}
+
 int
 kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
     const km_req_hdr *hdr, km_buf *in, km_buf *out, char *msg, size_t msglen)
@@ -712,6 +766,18 @@ kmd_do_catalog_append(kmd_state *st, const km_identity *peer,
 	    km_buf_remaining(in) != 0) {
 		snprintf(msg, msglen, "malformed catalog-append request");
 		return KM_ERR_BAD_FORMAT;
+	}
+	/* WARNING: a verdict is the leader's own (kmd_catalog_propose,
+	 * never forwarded): one relayed here from any peer, signed by any
+	 * node certificate, would let one node quarantine the others */
+	if ((r = kmd_catalog_refuse_verdict(p, len)) != 0) {
+		snprintf(msg, msglen,
+		    "a trust verdict is proposed only by the leader itself, "
+		    "never appended");
+		km_log_warn("KMD-VERDICT-REFUSE",
+		    "TRUST_VERDICT from %s through catalog-append refused",
+		    peer->name);
+		return r;
 	}
 	if (peer->role == KM_ROLE_CLIENT &&
 	    (r = kmd_catalog_client_check(st, peer, hdr, p, len, msg,

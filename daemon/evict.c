@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -55,6 +56,10 @@
 #define KMD_EVICT_BELOW_MAX 64   /* keys reported below threshold */
 
 static pthread_mutex_t kmd_evict_lock = PTHREAD_MUTEX_INITIALIZER;
+/* vote-gathering threads running (detached; kmd_evict_stop waits for
+ * them), under kmd_evict_lock */
+static unsigned kmd_evict_nthreads;
+static pthread_cond_t kmd_evict_cv = PTHREAD_COND_INITIALIZER;
 static uint8_t *kmd_evict_cert; /* this node's certificate, DER */
 static size_t kmd_evict_cert_len;
 static char kmd_evict_running[KM_NAME_MAX + 1]; /* a vote under way */
@@ -429,18 +434,27 @@ static int
 kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
     const km_catalog_holder *plan, size_t n, char *msg, size_t msglen)
 {
+	km_catalog_vote *acks = NULL;
 	km_catalog_payload p;
 	const uint8_t *pd;
-	size_t pdlen;
+	size_t pdlen, nacks = 0;
 	km_buf pub;
 	int r;
 
 	km_buf_init(&pub);
 	memset(&p, 0, sizeof(p));
 	msg[0] = '\0';
-	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, msg, msglen))
+	if ((acks = calloc(KM_CATALOG_MAX_HOLDERS, sizeof(*acks))) == NULL) {
+		r = KM_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = kmd_reshare_evicted(st, k, plan, n, &pub, acks, msg, msglen))
 	    != 0) {
 		goto out;
+	}
+	/* one per distinct new holder node, packed from the front */
+	while (nacks < KM_CATALOG_MAX_HOLDERS && acks[nacks].cert != NULL) {
+		nacks++;
 	}
 	pub.off = 0;
 	if ((r = km_buf_get_string_ptr(
@@ -457,6 +471,8 @@ kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
 	p.holders = (km_catalog_holder *)plan;
 	p.public_data = (uint8_t *)pd;
 	p.public_len = pdlen;
+	p.votes = acks;
+	p.nvotes = nacks;
 	if ((r = kmd_evict_append(st, &p, "RESHARE_BEGIN")) != 0) {
 		/* the prepared shares are never used; the next attempt's
 		 * hello drops them */
@@ -475,6 +491,7 @@ kmd_evict_rs_run(kmd_state *st, const km_catalog_key *k,
 	}
 out:
 	km_buf_free(&pub);
+	km_catalog_votes_free(acks, KM_CATALOG_MAX_HOLDERS);
 	return r;
 }
 
@@ -1200,6 +1217,9 @@ kmd_evict_gather(kmd_evict_job *job)
 		    accused, nv, k);
 		goto out;
 	}
+	if (st->stopping) {
+		goto out; /* the daemon is stopping: no entry now */
+	}
 	p.type = KM_CAT_EVICT;
 	snprintf(p.node, sizeof(p.node), "%s", accused);
 	memcpy(p.cert_sha256, certh, 32);
@@ -1237,7 +1257,34 @@ kmd_evict_thread(void *arg)
 	kmd_evict_gather(job);
 	free(job->ev);
 	free(job);
+	pthread_mutex_lock(&kmd_evict_lock);
+	kmd_evict_nthreads--;
+	pthread_cond_broadcast(&kmd_evict_cv);
+	pthread_mutex_unlock(&kmd_evict_lock);
 	return NULL;
+}
+
+void
+kmd_evict_stop(kmd_state *st)
+{
+	struct timespec ts;
+	bool said = false;
+
+	(void)st; /* the caller has set st->stopping */
+	pthread_mutex_lock(&kmd_evict_lock);
+	while (kmd_evict_nthreads > 0) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 5;
+		if (pthread_cond_timedwait(&kmd_evict_cv, &kmd_evict_lock, &ts)
+		        != 0
+		    && !said) {
+			km_log_info("KMD-EVICT",
+			    "waiting for %u vote round(s) to end",
+			    kmd_evict_nthreads);
+			said = true;
+		}
+	}
+	pthread_mutex_unlock(&kmd_evict_lock);
 }
 
 int
@@ -1283,7 +1330,13 @@ kmd_evict_on_evidence(kmd_state *st, const kmd_evidence_info *info,
 	job->info = *info;
 	memcpy(job->ev, ev, len);
 	job->len = len;
+	pthread_mutex_lock(&kmd_evict_lock);
+	kmd_evict_nthreads++;
+	pthread_mutex_unlock(&kmd_evict_lock);
 	if (pthread_create(&t, NULL, kmd_evict_thread, job) != 0) {
+		pthread_mutex_lock(&kmd_evict_lock);
+		kmd_evict_nthreads--;
+		pthread_mutex_unlock(&kmd_evict_lock);
 		goto fail;
 	}
 	(void)pthread_detach(t);

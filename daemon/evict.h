@@ -41,6 +41,16 @@ void kmd_evict_applied(kmd_state *st, const km_catalog_entry *e);
 int kmd_evict_start(kmd_state *st);
 
 /**
+ * kmd_evict_stop:
+ * Waits until every vote-gathering thread has returned (they see
+ * st->stopping and end within one vote round-trip each).  Call after
+ * the server stops (no new evidence, so no new thread) and before Raft
+ * stops, the peer connections close and the store closes: a thread uses
+ * all three.
+ */
+void kmd_evict_stop(kmd_state *st);
+
+/**
  * kmd_evict_tick:
  * Called often (the daemon's sync thread): on the Raft leader, re-shares
  * every key that still holds an index of an evicted node, one at a time,
@@ -66,10 +76,12 @@ int kmd_evict_own_cert(kmd_state *st, const uint8_t **der, size_t *len);
 int kmd_catalog_append_own(kmd_state *st, const km_catalog_payload *p,
     int *result, char *msg, size_t msglen);
 
-/* reshare.c: the re-share an eviction calls for, coordinated here. */
+/* reshare.c: the re-share an eviction calls for, coordinated here;
+ * @acks (KM_CATALOG_MAX_HOLDERS zeroed entries) receives the new holder
+ * nodes' signed acks of @pub, for RESHARE_BEGIN. */
 int kmd_reshare_evicted(kmd_state *st, const km_catalog_key *k,
-    const km_catalog_holder *plan, size_t n, km_buf *pub, char *msg,
-    size_t msglen);
+    const km_catalog_holder *plan, size_t n, km_buf *pub,
+    km_catalog_vote *acks, char *msg, size_t msglen);
 
 /* beacon.c: the evicted verdict in the trust graph. */
 void kmd_beacon_mark_evicted(

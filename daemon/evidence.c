@@ -76,6 +76,17 @@ kmd_evidence_seen(const uint8_t hash[32])
 	return seen;
 }
 
+/* The key evidence is deduplicated and scored by: one per (accused,
+ * reply envelope), which a client cannot vary by re-signing its request
+ * (trust/evidence.h km_evidence_dedupe_key; review finding 4).  An
+ * error counts as seen: nothing is noted or acted on twice. */
+static int
+kmd_evidence_dedupe(const uint8_t *ev, size_t len,
+    const kmd_evidence_info *info, uint8_t key[32])
+{
+	return km_evidence_dedupe_key(ev, len, info->accused, key);
+}
+
 /* Forgets @hash again (its forward failed: a retry may get through). */
 static void
 kmd_evidence_unsee(const uint8_t hash[32])
@@ -574,6 +585,7 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 {
 	kmd_evidence_info info;
 	const uint8_t *ev = NULL;
+	uint8_t dkey[32];
 	size_t len = 0;
 	char why[200], note[200], leader[KM_NAME_MAX + 1];
 	const char *role;
@@ -593,7 +605,8 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 		snprintf(msg, msglen, "evidence refused: %s", why);
 		return r;
 	}
-	if (kmd_evidence_seen(info.hash)) {
+	if (kmd_evidence_dedupe(ev, len, &info, dkey) != 0
+	    || kmd_evidence_seen(dkey)) {
 		snprintf(
 		    note, sizeof(note), "already noted by %s", st->cfg.name);
 		goto reply;
@@ -644,7 +657,7 @@ kmd_do_evidence(kmd_state *st, const km_identity *peer, km_buf *in,
 	} else if (kmd_evidence_forward(
 	               st, leader, ev, len, note, sizeof(note))
 	    != 0) {
-		kmd_evidence_unsee(info.hash);
+		kmd_evidence_unsee(dkey);
 	}
 reply:
 	if (km_buf_put_cstring(out, info.accused) != 0

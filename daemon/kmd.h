@@ -217,6 +217,10 @@ struct km_trust_graph;
 /* Loads the policy and verdicts from the store and starts the proposer
  * thread; after the store is open, before Raft starts. */
 int kmd_trust_init(kmd_state *st, char *err, size_t errlen);
+/* Joins the proposer thread (it proposes into Raft: before Raft stops);
+ * kmd_trust_stop then frees the state (after Raft stops: its apply path
+ * calls kmd_trust_applied). */
+void kmd_trust_halt(kmd_state *st);
 void kmd_trust_stop(kmd_state *st);
 /* A POSTURE_SET or TRUST_VERDICT entry was applied (catalog.c). */
 void kmd_trust_applied(kmd_state *st, uint32_t type, const uint8_t *payload,

@@ -408,6 +408,12 @@ main(int argc, char **argv)
 		    st->cfg.state_dir, km_strerror(r));
 		goto fail;
 	}
+	/* whose shares: a re-share's commit keeps the old ones when this
+	 * node got no new share (store.h km_store_set_node) */
+	if ((r = km_store_set_node(st->store, st->cfg.name)) != 0) {
+		snprintf(err, sizeof(err), "invalid node name");
+		goto fail;
+	}
 	kmd_fault_init(st);
 	if ((r = kmd_evict_start(st)) != 0) {
 		snprintf(err, sizeof(err), "cannot read the evicted nodes: %s",
@@ -487,10 +493,18 @@ main(int argc, char **argv)
 	if (sync_started) {
 		pthread_join(sync, NULL);
 	}
+	/* WARNING: the order matters (review finding 3).  The server first:
+	 * its handlers use the beacon, trust and store, and start vote
+	 * threads.  Then every thread that proposes into Raft or calls
+	 * peers (vote rounds, the trust proposer), then Raft (its apply
+	 * path uses the beacon and trust state), then the beacon (its
+	 * thread calls peers), and only then what they all used. */
+	km_net_server_stop(st->server);
+	kmd_evict_stop(st);
+	kmd_trust_halt(st);
+	kmd_raft_stop(st);
 	kmd_beacon_stop(st);
 	kmd_trust_stop(st);
-	km_net_server_stop(st->server);
-	kmd_raft_stop(st);
 	for (i = 0; i < (int)st->cfg.npeers; i++) {
 		km_net_client_close(st->peer_clients[i]);
 	}

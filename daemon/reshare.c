@@ -45,7 +45,12 @@
  *   2 deal    (node):   params, uint32 np, np x (string node, string cert)
  *                       -> messages
  *   3 receive (node):   params, messages for this node
- *                       -> string new public data
+ *                       -> string new public data, string certificate
+ *                       (DER), string ack statement, string signature:
+ *                       this node's signed ack of the public data it
+ *                       computed itself (store/evict.h km_reshare_ack),
+ *                       which a node-signed RESHARE_BEGIN must carry
+ *                       from every new holder node
  *   8 authorise (admin): as start -> (nothing); the admin sends it to
  *                       every node before it asks the coordinator
  *   9 abort   (node):   uint32 new_epoch -> (nothing)
@@ -757,6 +762,9 @@ kmd_rs_receive(kmd_state *st, const km_req_hdr *h, km_buf *in, km_buf *out,
 	km_rsa_pub *rpub = NULL;
 	km_ec_group *g = NULL;
 	km_ec_pub *epub = NULL;
+	km_catalog_vote ack;
+	const uint8_t *der;
+	size_t derlen;
 	km_buf pub0;
 	uint32_t j;
 	char aad[160];
@@ -948,7 +956,20 @@ kmd_rs_receive(kmd_state *st, const km_req_hdr *h, km_buf *in, km_buf *out,
 		    "%s is not a new holder of %s", st->cfg.name, h->key_id);
 		goto out;
 	}
+	/* our ack: only ever for the public data we computed above */
+	memset(&ack, 0, sizeof(ack));
+	if ((r = kmd_evict_own_cert(st, &der, &derlen)) != 0
+	    || (r = km_reshare_ack_sign(st->idkey, der, derlen, h->key_id,
+	            p.new_epoch, pub0.data, pub0.len, &ack))
+	        != 0) {
+		r = kmd_fail(msg, msglen, r, "cannot sign the re-share ack");
+		goto out;
+	}
 	r = km_buf_put_string(out, pub0.data, pub0.len);
+	r = r ? r : km_buf_put_string(out, ack.cert, ack.cert_len);
+	r = r ? r : km_buf_put_string(out, ack.stmt, ack.stmt_len);
+	r = r ? r : km_buf_put_string(out, ack.sig, ack.sig_len);
+	km_evict_vote_clear(&ack);
 	km_log_info("KMD-RESHARE-PREPARED",
 	    "prepared %zu new share(s) of %s "
 	    "epoch %u",
@@ -1036,8 +1057,44 @@ kmd_rs_authorise(
 	return 0;
 }
 
+/* The ack after the public data in a receive reply: "string cert, string
+ * statement, string signature", nothing after it.  Copied into @out when
+ * not NULL (the apply path checks it: store/evict.h). */
+static int
+kmd_rs_get_ack(km_buf *v, km_catalog_vote *out)
+{
+	const uint8_t *c, *m, *g;
+	size_t clen, mlen, glen;
+
+	if (km_buf_get_string_ptr(v, &c, &clen, KM_CATALOG_CERT_MAX) != 0
+	    || km_buf_get_string_ptr(v, &m, &mlen, KM_CATALOG_VOTE_STMT_MAX)
+	        != 0
+	    || km_buf_get_string_ptr(v, &g, &glen, KM_CATALOG_SIG_MAX) != 0
+	    || km_buf_remaining(v) != 0 || clen == 0 || mlen == 0
+	    || glen == 0) {
+		return KM_ERR_BAD_FORMAT;
+	}
+	if (out == NULL) {
+		return 0;
+	}
+	km_evict_vote_clear(out);
+	if ((out->cert = malloc(clen)) == NULL
+	    || (out->stmt = malloc(mlen)) == NULL
+	    || (out->sig = malloc(glen)) == NULL) {
+		km_evict_vote_clear(out);
+		return KM_ERR_ALLOC;
+	}
+	memcpy(out->cert, c, clen);
+	memcpy(out->stmt, m, mlen);
+	memcpy(out->sig, g, glen);
+	out->cert_len = clen;
+	out->stmt_len = mlen;
+	out->sig_len = glen;
+	return 0;
+}
+
 static int kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in,
-    km_buf *out, char *msg, size_t msglen);
+    km_catalog_vote *acks, km_buf *out, char *msg, size_t msglen);
 
 /* One step on this party; @peer's role decides what it may ask. */
 static int
@@ -1050,7 +1107,7 @@ kmd_rs_step(kmd_state *st, const km_identity *peer, const km_req_hdr *h,
 			    "only an admin may decide a re-share");
 		}
 		return round == KMD_RS_START
-		    ? kmd_rs_coordinate(st, h, in, out, msg, msglen)
+		    ? kmd_rs_coordinate(st, h, in, NULL, out, msg, msglen)
 		    : kmd_rs_authorise(st, h, in, msg, msglen);
 	}
 	/* the rounds come from the coordinator, a node of the mesh */
@@ -1197,8 +1254,8 @@ kmd_rs_add_name(const char **names, size_t n, const char *name)
 }
 
 static int
-kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in, km_buf *out,
-    char *msg, size_t msglen)
+kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in,
+    km_catalog_vote *acks, km_buf *out, char *msg, size_t msglen)
 {
 	kmd_rs_params p;
 	km_catalog_key k;
@@ -1382,7 +1439,10 @@ kmd_rs_coordinate(kmd_state *st, const km_req_hdr *h, km_buf *in, km_buf *out,
 			    &v, reply.data + reply.off, reply.len - reply.off);
 			if (km_buf_get_string_ptr(
 			        &v, &pd, &pdlen, KM_CATALOG_PUBLIC_MAX)
-			    != 0) {
+			        != 0
+			    || kmd_rs_get_ack(
+			           &v, acks != NULL ? &acks[i] : NULL)
+			        != 0) {
 				r = KM_ERR_BAD_FORMAT;
 				snprintf(why, sizeof(why),
 				    "%s: malformed reply", holders[i]);
@@ -1452,12 +1512,15 @@ done:
  * by this node (the Raft leader, daemon/evict.c) without an admin: every
  * party checks on its own that it is exactly km_evict_plan()'s, or the
  * current holders and threshold with refresh on (kmd_rs_evict_authorised).
- * @pub receives "string new public data" for RESHARE_BEGIN.
+ * @pub receives "string new public data" for RESHARE_BEGIN, @acks (an
+ * array of KM_CATALOG_MAX_HOLDERS, zeroed by the caller, which frees it
+ * with km_catalog_votes_free whatever the outcome) every new holder
+ * node's signed ack of it, in the order of their first index.
  */
 int
 kmd_reshare_evicted(kmd_state *st, const km_catalog_key *k,
-    const km_catalog_holder *plan, size_t n, km_buf *pub, char *msg,
-    size_t msglen)
+    const km_catalog_holder *plan, size_t n, km_buf *pub,
+    km_catalog_vote *acks, char *msg, size_t msglen)
 {
 	kmd_rs_params p;
 	km_req_hdr h;
@@ -1478,7 +1541,7 @@ kmd_reshare_evicted(kmd_state *st, const km_catalog_key *k,
 	km_buf_init(&in);
 	if ((r = kmd_rs_put_holders(&in, &p)) == 0) {
 		in.off = 0;
-		r = kmd_rs_coordinate(st, &h, &in, pub, msg, msglen);
+		r = kmd_rs_coordinate(st, &h, &in, acks, pub, msg, msglen);
 	}
 	km_buf_free(&in);
 	return r;

@@ -215,7 +215,7 @@ kmd_trust_init(kmd_state *st, char *err, size_t errlen)
 }
 
 void
-kmd_trust_stop(kmd_state *st)
+kmd_trust_halt(kmd_state *st)
 {
 	struct kmd_trust *t = st->trust;
 
@@ -228,7 +228,19 @@ kmd_trust_stop(kmd_state *st)
 	pthread_mutex_unlock(&t->lock);
 	if (t->started) {
 		pthread_join(t->thread, NULL);
+		t->started = false;
 	}
+}
+
+void
+kmd_trust_stop(kmd_state *st)
+{
+	struct kmd_trust *t = st->trust;
+
+	if (t == NULL) {
+		return;
+	}
+	kmd_trust_halt(st);
 	pthread_cond_destroy(&t->cv);
 	pthread_mutex_destroy(&t->lock);
 	free(t->cert_der);

@@ -340,7 +340,7 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 		km_posture pol;
 
 		/* only the refresh interval matters here (a proactive
-		 * refresh's node-signed entries, km_view_refresh_allowed) */
+		 * refresh's node-signed entries, km_view_node_entry) */
 		if (km_posture_decode(p.trust, p.trust_len, &pol) == 0) {
 			v->refresh_s = pol.refresh_s;
 		}
@@ -431,6 +431,7 @@ km_view_apply(km_view *v, const km_catalog_entry *e)
 				break;
 			}
 			k->next_epoch = p.epoch;
+			k->next_acked = p.nvotes > 0;
 			k->next_threshold = p.threshold;
 			k->next_nholders = p.nholders;
 			memcpy(k->next_holders, p.holders,
@@ -699,9 +700,20 @@ km_view_reshare_allowed(const km_view_key *k,
 	ck.threshold = k->threshold;
 	ck.nholders = k->nholders;
 	ck.holders = cur;
-	if (km_evict_plan(&ck, ev, nev, plan, &np) != 0) {
-		goto out; /* no eviction calls for a re-share of it */
+	r = km_evict_plan(&ck, ev, nev, plan, &np);
+	if (r == KM_ERR_NOT_FOUND) {
+		/* no eviction calls for one: only a proactive refresh, the
+		 * very same holders and threshold (store/evict.c
+		 * km_evict_reshare_allowed); that the posture policy has
+		 * refresh on is checked by the caller (km_view_node_entry),
+		 * the acks and the public key by km_view_reshare_acked */
+		memcpy(plan, cur, k->nholders * sizeof(*cur));
+		np = k->nholders;
+	} else if (r != 0) {
+		r = KM_ERR_AUTH;
+		goto out; /* too few holders would remain */
 	}
+	r = KM_ERR_AUTH;
 	if (p->type == KM_CAT_RESHARE_BEGIN) {
 		if (k->state != KM_KEY_ACTIVE || p->epoch != k->epoch + 1
 		    || p->threshold != k->threshold || p->nholders > n) {
@@ -719,7 +731,12 @@ km_view_reshare_allowed(const km_view_key *k,
 		}
 		km_view_holders_sorted(
 		    k->next_holders, k->next_nholders, next);
-		if (!km_view_holders_equal(next, k->next_nholders, plan, np)) {
+		/* an abort of a pending refresh (the current holders) is
+		 * always the daemons' to accept: it keeps the epoch */
+		if (!km_view_holders_equal(next, k->next_nholders, plan, np)
+		    && (p->type != KM_CAT_RESHARE_ABORT
+		        || !km_view_holders_equal(
+		            next, k->next_nholders, cur, k->nholders))) {
 			goto out;
 		}
 	} else {
@@ -735,63 +752,57 @@ out:
 }
 
 /*
- * The proactive refresh a node may carry out without an admin, as the
- * daemons allow it (store/evict.c km_evict_reshare_allowed): with the
- * posture policy's refresh interval on, exactly the key's current holders
- * (same nodes, same indices) and threshold; an ABORT of such a pending
- * epoch whatever the policy; never for a key that holds an index of an
- * evicted node (that one gets the eviction's plan only).
+ * The daemons' ack rule (store/evict.h km_evict_authorise) as far as the
+ * view can go without the member table: a node-signed RESHARE_BEGIN holds
+ * the key's current public key and carries a valid ack of its public data
+ * from exactly every new holder node, none of them evicted; a node-signed
+ * RESHARE_COMMIT only follows such a BEGIN.  @k was found by the caller's
+ * km_view_reshare_allowed (not NULL).
  */
 static int
-km_view_refresh_allowed(const km_view *v, const km_view_key *k,
-    const km_catalog_payload *p)
+km_view_reshare_acked(
+    km_view *v, const km_view_key *k, const km_catalog_payload *p)
 {
-	km_catalog_holder *cur = NULL, *next = NULL;
-	size_t i, n = KM_CATALOG_MAX_HOLDERS;
-	int r = KM_ERR_AUTH;
+	km_identity ids[KM_CATALOG_VOTES_MAX];
+	char why[256];
+	size_t n = 0, i;
+	int r;
 
-	if (k == NULL || k->nholders > n || k->next_nholders > n
-	    || p->nholders > n) {
-		return KM_ERR_AUTH;
+	if (p->type == KM_CAT_RESHARE_COMMIT) {
+		return k->next_acked ? 0 : KM_ERR_AUTH;
 	}
-	for (i = 0; i < k->nholders; i++) {
+	if (p->type != KM_CAT_RESHARE_BEGIN) {
+		return 0;
+	}
+	if ((r = km_reshare_pub_same(k->key_type, k->public_data,
+	         k->public_len, p->public_data, p->public_len, p->threshold,
+	         p->nholders, why, sizeof(why)))
+	        != 0
+	    || (r = km_reshare_acks_verify(
+	            v->store, true, p, ids, &n, why, sizeof(why)))
+	        != 0) {
+		return r;
+	}
+	for (i = 0; i < n; i++) {
+		if (km_view_evicted(v, ids[i].name)) {
+			return KM_ERR_REVOKED;
+		}
+	}
+	return 0;
+}
+
+/* Whether key @k has an index on an evicted node. */
+static bool
+km_view_holds_evicted(const km_view *v, const km_view_key *k)
+{
+	size_t i;
+
+	for (i = 0; k != NULL && i < k->nholders; i++) {
 		if (km_view_evicted(v, k->holders[i].node)) {
-			return KM_ERR_AUTH;
+			return true;
 		}
 	}
-	if ((cur = calloc(n, sizeof(*cur))) == NULL
-	    || (next = calloc(n, sizeof(*next))) == NULL) {
-		r = KM_ERR_ALLOC;
-		goto out;
-	}
-	km_view_holders_sorted(k->holders, k->nholders, cur);
-	if (p->type == KM_CAT_RESHARE_BEGIN) {
-		if (v->refresh_s == 0 || k->state != KM_KEY_ACTIVE
-		    || p->epoch != k->epoch + 1 || p->threshold != k->threshold) {
-			goto out;
-		}
-		km_view_holders_sorted(p->holders, p->nholders, next);
-		if (km_view_holders_equal(next, p->nholders, cur, k->nholders)) {
-			r = 0;
-		}
-	} else if (p->type == KM_CAT_RESHARE_COMMIT
-	    || p->type == KM_CAT_RESHARE_ABORT) {
-		if ((p->type == KM_CAT_RESHARE_COMMIT && v->refresh_s == 0)
-		    || k->state != KM_KEY_RESHARING || p->epoch != k->next_epoch
-		    || k->next_threshold != k->threshold) {
-			goto out;
-		}
-		km_view_holders_sorted(
-		    k->next_holders, k->next_nholders, next);
-		if (km_view_holders_equal(
-		        next, k->next_nholders, cur, k->nholders)) {
-			r = 0;
-		}
-	}
-out:
-	free(cur);
-	free(next);
-	return r;
+	return false;
 }
 
 /*
@@ -831,8 +842,14 @@ km_view_node_entry(
 		r = km_view_reshare_allowed(k,
 		    (const char(*)[KM_NAME_MAX + 1]) v->evicted, v->nevicted,
 		    &p);
-		if (r == KM_ERR_AUTH) {
-			r = km_view_refresh_allowed(v, k, &p);
+		if (r == 0 && p.type != KM_CAT_RESHARE_ABORT
+		    && !km_view_holds_evicted(v, k) && v->refresh_s == 0) {
+			/* a refresh (no eviction calls for this re-share)
+			 * while the posture policy has refresh off */
+			r = KM_ERR_AUTH;
+		}
+		if (r == 0) {
+			r = km_view_reshare_acked(v, k, &p);
 		}
 		km_catalog_payload_free(&p);
 		return r;
@@ -901,6 +918,11 @@ out:
 	} else if (r == 0 && e->type == KM_CAT_TRUST_VERDICT
 	    && id.role == KM_ROLE_NODE) {
 		r = km_view_verdict_allowed(&id, e->payload, e->payload_len);
+		/* the daemons refuse an evicted signer's verdict at apply
+		 * (store/evict.h km_evict_verdict_signer) */
+		if (r == 0 && km_view_evicted(v, id.name)) {
+			r = KM_ERR_REVOKED;
+		}
 	} else if (r == 0 &&
 	    !(id.role == KM_ROLE_ADMIN && e->type != KM_CAT_TRUST_VERDICT) &&
 	    !(id.role == KM_ROLE_CLIENT &&

@@ -43,6 +43,8 @@ typedef struct km_view_key {
 	km_catalog_holder next_holders[KM_CATALOG_MAX_HOLDERS];
 	uint8_t *next_public_data;
 	size_t next_public_len;
+	/* its RESHARE_BEGIN carried the new holders' acks (checked) */
+	bool next_acked;
 	/* KEY_ATTRS: the application's CKA_ID, when one was set */
 	bool has_app_id;
 	uint8_t *app_id;
@@ -119,8 +121,11 @@ int km_view_evict_consistent(const km_catalog_payload *p, const char *signer);
  *
  * The daemons' rule (store/evict.h km_evict_authorise): a node may begin
  * only the re-share an eviction calls for (km_evict_plan: same threshold,
- * epoch + 1, the holders without the evicted ones), and commit or abort
- * only a pending epoch that is exactly such a re-share.
+ * epoch + 1, the holders without the evicted ones), or, when none does, a
+ * proactive refresh (the very same holders and threshold; whether the
+ * posture policy has refresh on is the daemons' check only), and commit
+ * or abort only a pending epoch that is exactly such a re-share.  The
+ * public key and the new holders' acks: km_view_node_entry.
  *
  * Returns: 0, KM_ERR_AUTH, KM_ERR_ALLOC.
  */

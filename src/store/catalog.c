@@ -491,13 +491,25 @@ km_cat_reason_ok(const char *r)
 	return true;
 }
 
+static bool km_cat_votes_ok(const km_catalog_payload *p);
+
 static bool
 km_cat_evict_ok(const km_catalog_payload *p)
 {
+	if (!km_name_valid(p->node) || !km_cat_reason_ok(p->reason)) {
+		return false;
+	}
+	return km_cat_votes_ok(p);
+}
+
+/* The signed votes of an EVICT, or the signed acks of a RESHARE_BEGIN:
+ * bounded count, every field present and bounded. */
+static bool
+km_cat_votes_ok(const km_catalog_payload *p)
+{
 	size_t i;
 
-	if (!km_name_valid(p->node) || !km_cat_reason_ok(p->reason)
-	    || p->nvotes > KM_CATALOG_VOTES_MAX
+	if (p->nvotes > KM_CATALOG_VOTES_MAX
 	    || (p->nvotes > 0 && p->votes == NULL)) {
 		return false;
 	}
@@ -517,14 +529,23 @@ km_cat_evict_ok(const km_catalog_payload *p)
 
 /* string node, string cert_sha256 (32 bytes), string reason,
  * uint32 n, n x (string cert, string statement, string signature) */
+static void km_cat_votes_put(km_buf *b, const km_catalog_payload *p);
+
 static void
 km_cat_evict_put(km_buf *b, const km_catalog_payload *p)
 {
-	size_t i;
-
 	(void)km_buf_put_cstring(b, p->node);
 	(void)km_buf_put_string(b, p->cert_sha256, 32);
 	(void)km_buf_put_cstring(b, p->reason);
+	km_cat_votes_put(b, p);
+}
+
+/* uint32 n, n x (string cert, string statement, string signature) */
+static void
+km_cat_votes_put(km_buf *b, const km_catalog_payload *p)
+{
+	size_t i;
+
 	(void)km_buf_put_u32(b, (uint32_t)p->nvotes);
 	for (i = 0; i < p->nvotes; i++) {
 		(void)km_buf_put_string(
@@ -538,24 +559,38 @@ km_cat_evict_put(km_buf *b, const km_catalog_payload *p)
 
 static void km_get_bytes(km_buf *b, uint8_t **dst, size_t *len, size_t max);
 
+static void km_cat_votes_get(km_buf *b, km_catalog_payload *p);
+
 /* After the node name (read by the caller). */
 static void
 km_cat_evict_get(km_buf *b, km_catalog_payload *p)
 {
 	const uint8_t *h, *r;
 	size_t hlen, rlen;
-	uint32_t n, i;
 
 	if (km_buf_get_string_ptr(b, &h, &hlen, 32) != 0 || hlen != 32
-	    || km_buf_get_string_ptr(b, &r, &rlen, KM_CATALOG_REASON_MAX) != 0
-	    || km_buf_get_u32(b, &n) != 0) {
+	    || km_buf_get_string_ptr(b, &r, &rlen, KM_CATALOG_REASON_MAX)
+	        != 0) {
 		b->failed = true;
 		return;
 	}
 	memcpy(p->cert_sha256, h, 32);
 	memcpy(p->reason, r, rlen);
 	p->reason[rlen] = '\0';
-	if (strlen(p->reason) != rlen || n > KM_CATALOG_VOTES_MAX) {
+	if (strlen(p->reason) != rlen) {
+		b->failed = true;
+		return;
+	}
+	km_cat_votes_get(b, p);
+}
+
+/* km_cat_votes_put's inverse, bounded. */
+static void
+km_cat_votes_get(km_buf *b, km_catalog_payload *p)
+{
+	uint32_t n, i;
+
+	if (km_buf_get_u32(b, &n) != 0 || n > KM_CATALOG_VOTES_MAX) {
 		b->failed = true;
 		return;
 	}
@@ -599,7 +634,8 @@ km_payload_ok(const km_catalog_payload *p)
 	case KM_CAT_RESHARE_BEGIN:
 		return km_name_valid(p->key_id) && km_epoch_ok(p->epoch)
 		    && km_holders_ok(p->holders, p->nholders, p->threshold)
-		    && p->public_len <= KM_CATALOG_PUBLIC_MAX;
+		    && p->public_len <= KM_CATALOG_PUBLIC_MAX
+		    && km_cat_votes_ok(p);
 	case KM_CAT_MEMBER_ADD:
 		return km_name_valid(p->node) && p->role >= 1 && p->role <= 3
 		    && p->cert_len > 0 && p->cert_len <= KM_CATALOG_CERT_MAX;
@@ -680,6 +716,12 @@ km_catalog_payload_encode(const km_catalog_payload *p, km_buf *out)
 		(void)km_buf_put_u32(out, p->threshold);
 		km_put_holders(out, p);
 		(void)km_buf_put_string(out, p->public_data, p->public_len);
+		/* the new holders' acks (votes field): absent when there
+		 * are none (an admin's), so that entries from before the
+		 * field encode as they did */
+		if (p->nvotes > 0) {
+			km_cat_votes_put(out, p);
+		}
 		break;
 	case KM_CAT_MEMBER_ADD:
 		(void)km_buf_put_cstring(out, p->node);
@@ -852,6 +894,13 @@ km_catalog_payload_decode(
 		km_get_holders(&b, &n);
 		km_get_bytes(
 		    &b, &n.public_data, &n.public_len, KM_CATALOG_PUBLIC_MAX);
+		/* one encoding only: no field, or at least one ack */
+		if (!km_buf_failed(&b) && km_buf_remaining(&b) > 0) {
+			km_cat_votes_get(&b, &n);
+			if (n.nvotes == 0) {
+				b.failed = true;
+			}
+		}
 		break;
 	case KM_CAT_MEMBER_ADD:
 		km_get_name(&b, n.node, false);
@@ -1097,6 +1146,7 @@ km_cat_key_locked(km_store *s, const char *key_id, km_catalog_key *out)
 	    && (r = km_col_bytes(st, 13, &k.app_id, &k.app_id_len)) != 0) {
 		goto out;
 	}
+	k.next_acked = sqlite3_column_int64(st, 14) != 0;
 	(void)sqlite3_reset(st);
 	st = NULL;
 	if ((r = km_cat_holders_locked(
@@ -1703,6 +1753,8 @@ out:
 	return r;
 }
 
+static int km_cat_reshare_drop_old(
+    km_store *s, const km_catalog_key *k, uint32_t epoch);
 static int km_cat_bind_exec(km_store *s, km_stmt_id id, const char *what,
     const char *key, int64_t a, int64_t b, const uint8_t *blob, size_t bloblen,
     int64_t c);
@@ -1895,6 +1947,8 @@ km_cat_bind_exec(km_store *s, km_stmt_id id, const char *what, const char *key,
 	case KM_STMT_CAT_KEY_RESHARE_COMMIT:
 	case KM_STMT_CAT_KEY_RESHARE_ABORT:
 		sqlite3_bind_int64(st, 2, a);
+		break;
+	case KM_STMT_CAT_KEY_SET_ACKED:
 		break;
 	case KM_STMT_CAT_KEY_SET_POLICY:
 		sqlite3_bind_blob(st, 2, blob, (int)bloblen, SQLITE_STATIC);
@@ -2107,6 +2161,15 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 		    || (r = km_cat_insert_holders(s, p)) != 0) {
 			goto out;
 		}
+		/* the acks were checked at authorisation (a node's entry:
+		 * store/evict.h km_evict_authorise); only an epoch begun
+		 * with them may be committed by a node */
+		if (p->nvotes > 0
+		    && (r = km_cat_bind_exec(s, KM_STMT_CAT_KEY_SET_ACKED,
+		            "reshare begin", p->key_id, 0, 0, NULL, 0, 0))
+		        != 0) {
+			goto out;
+		}
 		break;
 	case KM_CAT_RESHARE_COMMIT:
 		if (k.state != KM_KEY_RESHARING || p->epoch != k.next_epoch) {
@@ -2124,10 +2187,10 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 		        != 0
 		    || (r = km_store_share_commit_locked(
 		            s, p->key_id, p->epoch))
-		        != 0
-		    || (r = km_store_share_delete_older_locked(
-		            s, p->key_id, p->epoch))
 		        != 0) {
+			goto out;
+		}
+		if ((r = km_cat_reshare_drop_old(s, &k, p->epoch)) != 0) {
 			goto out;
 		}
 		break;
@@ -2182,6 +2245,50 @@ km_cat_apply_payload(km_store *s, const km_catalog_payload *p, uint64_t seq)
 out:
 	km_catalog_key_free(&k);
 	return r;
+}
+
+/*
+ * The commit of a re-share deletes this node's shares of the older
+ * epochs, unless this node holds an index of the new epoch (@k's pending
+ * holders) and has no share stored for it: then the commit would leave
+ * it with nothing (a coordinator that committed without this node's
+ * share, or a bug).  Defence in depth behind the acks (docs/resharing.md,
+ * "Authority"): the old shares stay, and it says so loudly.  The catalog
+ * itself moves on alike on every replica; only local shares differ.
+ */
+static int
+km_cat_reshare_drop_old(km_store *s, const km_catalog_key *k, uint32_t epoch)
+{
+	sqlite3_stmt *st = NULL;
+	size_t i;
+	int r, rc;
+
+	for (i = 0; s->node[0] != '\0' && i < k->next_nholders; i++) {
+		if (strcmp(k->next_holders[i].node, s->node) != 0) {
+			continue;
+		}
+		if ((r = km_store_stmt(s, KM_STMT_SHARE_GET, &st)) != 0) {
+			return r;
+		}
+		sqlite3_bind_text(st, 1, k->key_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, epoch);
+		sqlite3_bind_int64(st, 3, k->next_holders[i].index);
+		rc = sqlite3_step(st);
+		(void)sqlite3_reset(st);
+		if (rc == SQLITE_ROW) {
+			continue;
+		}
+		if (rc != SQLITE_DONE) {
+			return km_store_sqlerr(s, rc, "share get");
+		}
+		km_log_error("KM-STORE-RESHARE-NO-SHARE",
+		    "key %s epoch %u committed, but this node (%s) has no "
+		    "share for its index %u: the older epochs' shares are "
+		    "KEPT; an admin must check this key",
+		    k->key_id, epoch, s->node, k->next_holders[i].index);
+		return 0;
+	}
+	return km_store_share_delete_older_locked(s, k->key_id, epoch);
 }
 
 /* head' = SHA-256(head || encoded entry || uint32 result) */

@@ -176,7 +176,9 @@ typedef struct km_catalog_payload {
 	 * @node is the node it is about */
 	uint8_t *trust;
 	size_t trust_len;
-	/* EVICT: node is the accused; votes may be empty (admin) */
+	/* EVICT: node is the accused; votes may be empty (admin).
+	 * RESHARE_BEGIN: votes are the new holders' acks (store/evict.h
+	 * km_reshare_ack), empty from an admin. */
 	uint8_t cert_sha256[32];
 	char reason[KM_CATALOG_REASON_MAX + 1];
 	size_t nvotes;
@@ -228,6 +230,9 @@ typedef struct km_catalog_key {
 	/* While RESHARING: the pending epoch. */
 	uint32_t next_epoch;
 	uint32_t next_threshold;
+	/* its RESHARE_BEGIN carried every new holder's signed ack of the
+	 * new public data (docs/resharing.md, "Authority") */
+	bool next_acked;
 	size_t next_nholders;
 	km_catalog_holder *next_holders;
 	uint64_t created_seq;

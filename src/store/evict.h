@@ -134,6 +134,96 @@ int km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
     uint32_t threshold, const km_catalog_holder *holders, size_t n,
     bool need_policy, bool *refresh, char *why, size_t whylen);
 
+/* The context string that starts every re-share ack statement. */
+#define KM_RESHARE_ACK_CTX "keymesh-reshare-ack-v1"
+
+/*
+ * What a new holder signs once it has computed and stored its new
+ * share(s) of a re-share: the new public data it computed itself
+ * (docs/resharing.md, "Authority").  A node-signed RESHARE_BEGIN carries
+ * one such ack from every new holder node, so no single node, and no
+ * leader alone, can set a key's public data or verification keys.
+ */
+typedef struct km_reshare_ack {
+	char key_id[KM_NAME_MAX + 1];
+	uint32_t epoch;            /* the new epoch */
+	uint8_t public_sha256[32]; /* SHA-256 of the new public data */
+} km_reshare_ack;
+
+/**
+ * km_reshare_ack_encode:
+ * "string ctx (KM_RESHARE_ACK_CTX), string key_id, uint32 epoch,
+ * string public_sha256 (32 bytes)".
+ *
+ * Returns: 0, KM_ERR_INVALID_ARG, KM_ERR_ALLOC.
+ */
+int km_reshare_ack_encode(const km_reshare_ack *a, km_buf *out);
+
+/**
+ * km_reshare_ack_decode: the strict inverse (no trailing bytes, the exact
+ * context string, a valid key id, epoch > 0, a 32-byte hash).
+ *
+ * Returns: 0, KM_ERR_BAD_FORMAT, KM_ERR_TOO_LARGE.
+ */
+int km_reshare_ack_decode(const uint8_t *p, size_t len, km_reshare_ack *a);
+
+/**
+ * km_reshare_ack_sign:
+ * @key, @cert_der, @cert_len: this node's identity key and certificate
+ * @key_id, @epoch: the key and its new epoch
+ * @pub, @publen: the new public data this node computed itself
+ * @out: receives the ack as a km_catalog_vote (cert, statement,
+ *       signature; km_evict_vote_clear)
+ *
+ * Returns: 0, KM_ERR_INVALID_ARG, KM_ERR_ALLOC, KM_ERR_CRYPTO.
+ */
+int km_reshare_ack_sign(EVP_PKEY *key, const uint8_t *cert_der,
+    size_t cert_len, const char *key_id, uint32_t epoch, const uint8_t *pub,
+    size_t publen, km_catalog_vote *out);
+
+/**
+ * km_reshare_acks_verify:
+ * @x509: the mesh CA store
+ * @replay: check chains without CRL and dates (a client's view replaying
+ *          old entries) rather than fully (the daemons at apply)
+ * @p: a RESHARE_BEGIN payload; its votes are the acks
+ * @signers: receives the distinct signers, one per distinct new holder
+ *           node (KM_CATALOG_VOTES_MAX entries; may be NULL)
+ * @nsigners: receives their number (may be NULL)
+ * @why, @whylen: one line when refused
+ *
+ * Every ack is signed by a valid node certificate of the mesh CA, names
+ * @p's key, epoch and the SHA-256 of @p's public data; the signers are
+ * distinct and are exactly @p's new holder nodes (each one, no other).
+ * No catalog state: the caller checks the signers' standing.
+ *
+ * Returns: 0, or KM_ERR_AUTH / KM_ERR_VERIFY / KM_ERR_BAD_FORMAT / a
+ * certificate error with @why.
+ */
+int km_reshare_acks_verify(X509_STORE *x509, bool replay,
+    const km_catalog_payload *p, km_identity *signers, size_t *nsigners,
+    char *why, size_t whylen);
+
+/**
+ * km_reshare_pub_same:
+ * @key_type: the key's type (km_key_type)
+ * @cur, @curlen: the key's current public data
+ * @next, @nextlen: a re-share's new public data
+ * @threshold, @n: the re-share's threshold and number of indices
+ * @why, @whylen: one line when refused
+ *
+ * 0 when @next decodes strictly (crypto/rsa.h km_rsa_pub_decode,
+ * crypto/shamir.h km_ec_pub_decode) to the same public key as @cur (RSA:
+ * N and e; EC: the point Y) with @threshold and @n; a re-share never
+ * changes the public key (DESIGN.md §3 "Re-sharing").
+ *
+ * Returns: 0, KM_ERR_AUTH, KM_ERR_NOT_SUPPORTED (a type that cannot be
+ * re-shared), or a decode error with @why.
+ */
+int km_reshare_pub_same(uint32_t key_type, const uint8_t *cur, size_t curlen,
+    const uint8_t *next, size_t nextlen, uint32_t threshold, size_t n,
+    char *why, size_t whylen);
+
 /**
  * km_evict_authorise:
  * @s: the store, at the state just before @e
@@ -151,9 +241,14 @@ int km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
  *     the signer itself is a current member and not the accused;
  *   - RESHARE_BEGIN of epoch + 1 of an active key that
  *     km_evict_reshare_allowed() allows (an eviction's plan, or a
- *     proactive refresh while the posture policy has it on);
+ *     proactive refresh while the posture policy has it on), whose new
+ *     public data holds the key's current public key
+ *     (km_reshare_pub_same) and which carries the acks of exactly its
+ *     new holder nodes (km_reshare_acks_verify), none of them evicted
+ *     and each a current member;
  *   - RESHARE_COMMIT of a pending epoch that is such a re-share (a
- *     refresh: with the policy's refresh still on);
+ *     refresh: with the policy's refresh still on) and was begun with
+ *     acks (km_catalog_key next_acked);
  *   - RESHARE_ABORT of a pending epoch that is such a re-share, or that
  *     has the current holders and threshold whatever the policy and the
  *     evictions say now (aborting keeps the current epoch).
@@ -164,5 +259,27 @@ int km_evict_reshare_allowed(km_store *s, const km_catalog_key *k,
  */
 int km_evict_authorise(km_store *s, X509_STORE *x509,
     const km_catalog_entry *e, km_identity *signer, char *why, size_t whylen);
+
+/**
+ * km_evict_verdict_signer:
+ * @s: the store, at the state just before the verdict
+ * @node: the name in the verdict's signing node certificate
+ * @why, @whylen: one line when refused
+ *
+ * Whether a TRUST_VERDICT signed by @node may apply (docs/trust.md,
+ * "Verdicts"): never from an evicted node; and, once the catalog names
+ * any member node (km_catalog_mesh_nodes: the members table and the
+ * holders of live keys), only from one of them.  A catalog that names
+ * none (a mesh with no key yet) has no shares to protect: then any node
+ * that is not evicted.  Catalog state only, so every replica decides
+ * alike.  Who was leader is not in the catalog: the daemons only ever
+ * propose verdicts as the leader (daemon/catalog.c), and refuse them
+ * through catalog-append.
+ *
+ * Returns: 0; KM_ERR_REVOKED (evicted), KM_ERR_AUTH (not a member) or a
+ * store error, with @why.
+ */
+int km_evict_verdict_signer(
+    km_store *s, const char *node, char *why, size_t whylen);
 
 #endif /* KM_STORE_EVICT_H */

@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "util/util.h"
 
 /* Every statement the store runs, prepared once per connection. */
 typedef enum km_stmt_id {
@@ -37,6 +38,7 @@ typedef enum km_stmt_id {
 	KM_STMT_CAT_KEY_RESHARE_BEGIN,
 	KM_STMT_CAT_KEY_RESHARE_COMMIT,
 	KM_STMT_CAT_KEY_RESHARE_ABORT,
+	KM_STMT_CAT_KEY_SET_ACKED,
 	KM_STMT_CAT_KEY_SET_POLICY,
 	KM_STMT_CAT_LABEL_LIVE,
 	KM_STMT_CAT_HOLDER_INSERT,
@@ -77,6 +79,10 @@ struct km_store {
 	sqlite3 *db;
 	pthread_mutex_t mu; /* one caller at a time on the connection */
 	sqlite3_stmt *stmt[KM_STMT_COUNT];
+	/* this node's name (km_store_set_node), "" when not told: the
+	 * commit of a re-share keeps the old shares when this node holds
+	 * an index of the new epoch without a prepared share for it */
+	char node[KM_NAME_MAX + 1];
 };
 
 /* SQLite result code to KM_ERR_* (BUSY/LOCKED -> KM_ERR_BUSY). */

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -117,6 +118,10 @@ static const char *const km_store_migrations[] = {
 	"  reason TEXT NOT NULL,"
 	"  nvotes INTEGER NOT NULL,"
 	"  seq INTEGER NOT NULL);",
+	/* 4: whether a pending epoch's RESHARE_BEGIN carried every new
+	 * holder's signed ack of its public data (docs/resharing.md,
+	 * "Authority"): a node may commit only such an epoch */
+	"ALTER TABLE keys ADD COLUMN next_acked INTEGER NOT NULL DEFAULT 0;",
 };
 
 static const char *const km_store_sql[KM_STMT_COUNT] = {
@@ -158,7 +163,7 @@ static const char *const km_store_sql[KM_STMT_COUNT] = {
 	[KM_STMT_CAT_KEY_GET]
 	= "SELECT key_id, label, key_type, bits, threshold, epoch, state,"
 	  " public_data, policy, next_epoch, next_threshold, created_seq,"
-	  " updated_seq, app_id FROM keys WHERE key_id = ?1",
+	  " updated_seq, app_id, next_acked FROM keys WHERE key_id = ?1",
 	[KM_STMT_CAT_KEY_BY_LABEL] = "SELECT key_id FROM keys WHERE label = ?1"
 	                             " AND state != 4",
 	[KM_STMT_CAT_KEY_LIST] = "SELECT key_id FROM keys WHERE state != 4"
@@ -171,15 +176,19 @@ static const char *const km_store_sql[KM_STMT_COUNT] = {
 	                              " updated_seq = ?3 WHERE key_id = ?1",
 	[KM_STMT_CAT_KEY_RESHARE_BEGIN]
 	= "UPDATE keys SET state = 3, next_epoch = ?2, next_threshold = ?3,"
-	  " next_public_data = ?4, updated_seq = ?5 WHERE key_id = ?1",
+	  " next_public_data = ?4, updated_seq = ?5, next_acked = 0"
+	  " WHERE key_id = ?1",
+	[KM_STMT_CAT_KEY_SET_ACKED] = "UPDATE keys SET next_acked = 1"
+	                              " WHERE key_id = ?1",
 	[KM_STMT_CAT_KEY_RESHARE_COMMIT]
 	= "UPDATE keys SET state = 2, epoch = next_epoch,"
 	  " threshold = next_threshold, public_data = next_public_data,"
 	  " next_epoch = 0, next_threshold = 0, next_public_data = NULL,"
-	  " updated_seq = ?2 WHERE key_id = ?1",
+	  " next_acked = 0, updated_seq = ?2 WHERE key_id = ?1",
 	[KM_STMT_CAT_KEY_RESHARE_ABORT]
 	= "UPDATE keys SET state = 2, next_epoch = 0, next_threshold = 0,"
-	  " next_public_data = NULL, updated_seq = ?2 WHERE key_id = ?1",
+	  " next_public_data = NULL, next_acked = 0, updated_seq = ?2"
+	  " WHERE key_id = ?1",
 	[KM_STMT_CAT_KEY_SET_POLICY] = "UPDATE keys SET policy = ?2,"
 	                               " updated_seq = ?3 WHERE key_id = ?1",
 	[KM_STMT_CAT_LABEL_LIVE] = "SELECT 1 FROM keys WHERE label = ?1"
@@ -604,6 +613,18 @@ km_store_close(km_store *s)
 	}
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+int
+km_store_set_node(km_store *s, const char *name)
+{
+	if (s == NULL || name == NULL || !km_name_valid(name)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	km_store_lock(s);
+	snprintf(s->node, sizeof(s->node), "%s", name);
+	km_store_unlock(s);
+	return 0;
 }
 
 int

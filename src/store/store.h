@@ -24,7 +24,7 @@
 typedef struct km_store km_store;
 
 /* The schema version this code writes (see the migrations in store.c). */
-#define KM_STORE_SCHEMA_VERSION 3
+#define KM_STORE_SCHEMA_VERSION 4
 
 /* Largest wrapped share blob accepted. */
 #define KM_STORE_BLOB_MAX (64u * 1024)
@@ -70,6 +70,22 @@ int km_store_open_dir(const char *dir, km_store **out);
 
 /** km_store_close: finalises the statements and closes; NULL is fine. */
 void km_store_close(km_store *s);
+
+/**
+ * km_store_set_node:
+ * @s: the store
+ * @name: this node's name (the daemon's; a valid name)
+ *
+ * Tells the store whose shares it keeps.  The commit of a re-share
+ * (RESHARE_COMMIT) then keeps, and logs loudly, the old epoch's shares
+ * of a key when this node holds an index of the new epoch but has no
+ * prepared share for it (docs/resharing.md, "Authority"): a commit must
+ * never leave a holder with no share at all.  Without a name the commit
+ * deletes the old shares as before.
+ *
+ * Returns: 0 or KM_ERR_INVALID_ARG.
+ */
+int km_store_set_node(km_store *s, const char *name);
 
 /** km_store_schema_version: the schema version recorded in the database. */
 int km_store_schema_version(km_store *s, int *version);

@@ -545,3 +545,37 @@ out:
 	}
 	return r;
 }
+
+int
+km_evidence_dedupe_key(
+    const uint8_t *ev, size_t len, const char *accused, uint8_t out[32])
+{
+	const uint8_t *req, *rep;
+	size_t reqlen, replen;
+	uint8_t rh[32];
+	km_buf b;
+	int r;
+
+	if (ev == NULL || accused == NULL || out == NULL
+	    || !km_name_valid(accused)) {
+		return KM_ERR_INVALID_ARG;
+	}
+	if ((r = km_evidence_parse(ev, len, &req, &reqlen, &rep, &replen))
+	    != 0) {
+		return r;
+	}
+	if (EVP_Digest(rep, replen, rh, NULL, EVP_sha256(), NULL) != 1) {
+		return KM_ERR_CRYPTO;
+	}
+	km_buf_init(&b);
+	(void)km_buf_put_cstring(&b, KM_EVIDENCE_DEDUPE_CTX);
+	(void)km_buf_put_cstring(&b, accused);
+	(void)km_buf_put_string(&b, rh, sizeof(rh));
+	r = km_buf_failed(&b) ? KM_ERR_ALLOC : 0;
+	if (r == 0
+	    && EVP_Digest(b.data, b.len, out, NULL, EVP_sha256(), NULL) != 1) {
+		r = KM_ERR_CRYPTO;
+	}
+	km_buf_free(&b);
+	return r;
+}

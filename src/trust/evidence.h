@@ -154,4 +154,26 @@ int km_evidence_verify(const uint8_t *ev, size_t len, X509_STORE *store,
     uint64_t now_ms, km_evidence_lookup_fn lookup, void *arg,
     km_evidence_result *res, char *why, size_t whylen);
 
+/* The context string of the dedupe key (km_evidence_dedupe_key). */
+#define KM_EVIDENCE_DEDUPE_CTX "keymesh-evidence-dedupe-v1"
+
+/**
+ * km_evidence_dedupe_key:
+ * @ev, @len: an evidence blob (km_evidence_parse must accept it)
+ * @accused: the node it accuses (km_evidence_result.accused)
+ * @out: receives SHA-256(string KM_EVIDENCE_DEDUPE_CTX || string accused
+ *       || SHA-256(reply envelope))
+ *
+ * What one bad reply counts as: the reply envelope is the accused's,
+ * signed by it, so the reporter cannot vary it; the request envelope and
+ * the outer blob it can re-sign at will (a fresh signature, the same
+ * bad reply).  Deduplicate and score evidence by this key, never by the
+ * hash of the whole blob (docs/evidence.md).
+ *
+ * Returns: 0, a km_evidence_parse() error, KM_ERR_INVALID_ARG,
+ * KM_ERR_CRYPTO.
+ */
+int km_evidence_dedupe_key(
+    const uint8_t *ev, size_t len, const char *accused, uint8_t out[32]);
+
 #endif /* KM_TRUST_EVIDENCE_H */

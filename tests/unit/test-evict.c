@@ -7,8 +7,10 @@
  * refresh on.  Plus the PKI deny-list.
  *
  * A fresh CA issues node1..node6 (node6 revoked), an admin and a client;
- * a store holds one RSA-like key, 3 of 5 on node1..node5 (the store does
- * no cryptography on public data, so the bytes are placeholders).
+ * a store holds one RSA key, 3 of 5 on node1..node5, whose public data
+ * is real (a node's re-share must keep the public key: its public data is
+ * decoded at apply), and every node-signed RESHARE_BEGIN carries the new
+ * holders' signed acks of its public data.
  */
 #include "config.h"
 
@@ -18,11 +20,15 @@
 
 #include <openssl/x509.h>
 
+#include "crypto/ec_group.h"
+#include "crypto/rsa.h"
+#include "crypto/shamir.h"
 #include "kmt.h"
 #include "pki/pki.h"
 #include "store/catalog.h"
 #include "store/evict.h"
 #include "store/store.h"
+#include "trust/evidence.h"
 #include "trust/policy.h"
 #include "util/err.h"
 #include "util/util.h"
@@ -36,6 +42,94 @@ typedef struct t_id {
 	size_t len;
 	EVP_PKEY *key;
 } t_id;
+/* the keys behind k1 (RSA) and k2 (EC P-256), and another RSA key */
+static EVP_PKEY *t_rsa, *t_rsa2;
+static km_ec_group *t_g;
+static BIGNUM *t_ec_x;
+
+/* RSA public data of @pk shared @k of @n (no secret is kept). */
+static int
+t_rsa_pub(EVP_PKEY *pk, unsigned k, unsigned n, km_buf *out)
+{
+	km_rsa_share *sh[16];
+	km_rsa_pub *pub = NULL;
+	int r;
+
+	memset(sh, 0, sizeof(sh));
+	if ((r = km_rsa_import_pkey(pk, k, n, &pub, sh)) == 0) {
+		r = km_rsa_pub_encode(pub, out);
+	}
+	km_rsa_shares_free(sh, n);
+	km_rsa_pub_free(pub);
+	return r;
+}
+
+/* EC public data of t_ec_x shared @k of @n (fresh verification keys). */
+static int
+t_ec_pub(uint32_t k, uint32_t n, km_buf *out)
+{
+	km_ec_share **sh = NULL;
+	km_ec_pub *pub = NULL;
+	int r;
+
+	if ((r = km_ec_dealer_split(t_g, t_ec_x, k, n, &sh, &pub)) == 0) {
+		r = km_ec_pub_encode(t_g, pub, out);
+	}
+	km_ec_shares_free(sh, n);
+	km_ec_pub_free(pub);
+	return r;
+}
+
+static int t_id_load(const char *name, t_id *id);
+static void t_id_free(t_id *id);
+
+/* Every distinct new holder node of @p (or only those in @only, when not
+ * NULL) signs its ack of @pub, @publen for (@key_id, @epoch); @p->votes
+ * receives them (km_catalog_votes_free). */
+static void
+t_acks(km_catalog_payload *p, const char *const *only, size_t nonly,
+    const char *key_id, uint32_t epoch, const uint8_t *pub, size_t publen)
+{
+	const char *names[KM_CATALOG_MAX_HOLDERS];
+	size_t i, j, n = 0;
+	t_id id;
+
+	if (only != NULL) {
+		for (i = 0; i < nonly; i++) {
+			names[n++] = only[i];
+		}
+	} else {
+		for (i = 0; i < p->nholders; i++) {
+			for (j = 0; j < n; j++) {
+				if (strcmp(names[j], p->holders[i].node)
+				    == 0) {
+					break;
+				}
+			}
+			if (j == n) {
+				names[n++] = p->holders[i].node;
+			}
+		}
+	}
+	CU_ASSERT_FATAL(
+	    (p->votes = calloc(n ? n : 1, sizeof(*p->votes))) != NULL);
+	p->nvotes = n;
+	for (i = 0; i < n; i++) {
+		CU_ASSERT_FATAL(t_id_load(names[i], &id) == 0);
+		CU_ASSERT_FATAL(km_reshare_ack_sign(id.key, id.der, id.len,
+		                    key_id, epoch, pub, publen, &p->votes[i])
+		    == 0);
+		t_id_free(&id);
+	}
+}
+
+static void
+t_acks_free(km_catalog_payload *p)
+{
+	km_catalog_votes_free(p->votes, p->nvotes);
+	p->votes = NULL;
+	p->nvotes = 0;
+}
 
 static char *
 t_slurp(const char *name)
@@ -172,8 +266,9 @@ t_init(void)
 	    = { "node1", "node2", "node3", "node4", "node5", "node6" };
 	km_catalog_payload p;
 	char *ca, *crl, sdir[4200];
-	int result = 0;
+	int r, result = 0;
 	char why[256];
+	km_buf pb;
 	size_t i;
 
 	if ((t_ca = strdup(kmt_tmpdir())) == NULL
@@ -202,6 +297,12 @@ t_init(void)
 	if (km_store_open_dir(sdir, &t_store) != 0) {
 		return -1;
 	}
+	if ((t_rsa = EVP_RSA_gen(2048)) == NULL
+	    || (t_rsa2 = EVP_RSA_gen(2048)) == NULL
+	    || km_ec_group_new(NID_X9_62_prime256v1, &t_g) != 0
+	    || km_ec_scalar_random(t_g, &t_ec_x) != 0) {
+		return -1;
+	}
 	/* the key: 3 of 5 on node1..node5, active at epoch 1 */
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_KEY_CREATE;
@@ -213,12 +314,17 @@ t_init(void)
 	p.epoch = 1;
 	p.nholders = 5;
 	p.holders = t_holders5;
-	p.public_data = (uint8_t *)"pub1";
-	p.public_len = 4;
+	km_buf_init(&pb);
+	if (t_rsa_pub(t_rsa, 3, 5, &pb) != 0) {
+		return -1;
+	}
+	p.public_data = pb.data;
+	p.public_len = pb.len;
 	p.policy = (uint8_t *)"\0\0\0\0\0\0\0\0";
 	p.policy_len = 8;
-	if (t_apply(&p, "adm", &result, why, sizeof(why)) != 0
-	    || result != 0) {
+	r = t_apply(&p, "adm", &result, why, sizeof(why));
+	km_buf_free(&pb);
+	if (r != 0 || result != 0) {
 		return -1;
 	}
 	memset(&p, 0, sizeof(p));
@@ -238,6 +344,10 @@ t_cleanup(void)
 	km_store_close(t_store);
 	X509_STORE_free(t_x509);
 	free(t_ca);
+	EVP_PKEY_free(t_rsa);
+	EVP_PKEY_free(t_rsa2);
+	BN_clear_free(t_ec_x);
+	km_ec_group_free(t_g);
 	return 0;
 }
 
@@ -531,18 +641,57 @@ test_evict_by_votes(void)
 	}
 }
 
+/* A stored share's state, 0 when there is none. */
+static int
+t_share_state(const char *key, uint32_t epoch, uint32_t index)
+{
+	km_share_state ss = 0;
+	uint8_t *blob = NULL;
+	size_t len = 0;
+
+	if (km_store_share_get(t_store, key, epoch, index, &ss, &blob, &len)
+	    != 0) {
+		return 0;
+	}
+	free(blob);
+	return (int)ss;
+}
+
+/* Applies @p as @signer; 0 when applied with outcome 0. */
+static int
+t_try(
+    const km_catalog_payload *p, const char *signer, char *why, size_t whylen)
+{
+	int r, result = -1;
+
+	r = t_apply(p, signer, &result, why, whylen);
+	return r != 0 ? r : result;
+}
+
 static void
 test_reshare_authority(void)
 {
+	static const char *const three[] = { "node1", "node2", "node3" };
+	static const char *const twice[]
+	    = { "node1", "node1", "node2", "node3" };
+	static const char *const extra[]
+	    = { "node1", "node2", "node3", "node4", "node5" };
 	km_catalog_holder plan[KM_CATALOG_MAX_HOLDERS], bad[4];
 	km_catalog_evicted *ev = NULL;
 	km_catalog_payload p;
 	km_catalog_key k;
+	km_buf pub2, other, thr2;
 	size_t nev = 0, np = 0;
 	uint64_t before;
 	char why[256];
 	int result = -1;
 
+	km_buf_init(&pub2);
+	km_buf_init(&other);
+	km_buf_init(&thr2);
+	CU_ASSERT_FATAL(t_rsa_pub(t_rsa, 3, 4, &pub2) == 0);
+	CU_ASSERT_FATAL(t_rsa_pub(t_rsa2, 3, 4, &other) == 0);
+	CU_ASSERT_FATAL(t_rsa_pub(t_rsa, 2, 4, &thr2) == 0);
 	/* node5 is evicted (test_evict_by_votes): k1's plan is node1..4 */
 	memset(&k, 0, sizeof(k));
 	CU_ASSERT_FATAL(km_catalog_key_get(t_store, "k1", &k) == 0);
@@ -561,8 +710,8 @@ test_reshare_authority(void)
 	p.threshold = 3;
 	p.nholders = 4;
 	p.holders = bad;
-	p.public_data = (uint8_t *)"pub2";
-	p.public_len = 4;
+	p.public_data = pub2.data;
+	p.public_len = pub2.len;
 	before = t_seq();
 	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
 	CU_ASSERT(strstr(why, "only as its eviction calls for") != NULL);
@@ -571,6 +720,64 @@ test_reshare_authority(void)
 	CU_ASSERT(t_apply(&p, "node1", &result, why, sizeof(why)) != 0);
 	p.threshold = 3;
 	CU_ASSERT(t_apply(&p, "node5", &result, why, sizeof(why)) != 0);
+	/* the eviction's holders, but no acks: refused (issue #7, harden 1:
+	 * one node alone must not set the public data) */
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "no new holder's ack") != NULL);
+	/* a new holder missing */
+	t_acks(&p, three, 3, "k1", 2, pub2.data, pub2.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "3 of its 4 new holder nodes") != NULL);
+	t_acks_free(&p);
+	/* one node acking twice in place of another */
+	t_acks(&p, twice, 4, "k1", 2, pub2.data, pub2.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "acked twice") != NULL);
+	t_acks_free(&p);
+	/* an ack from a node that is not a new holder (the evicted one) */
+	t_acks(&p, extra, 5, "k1", 2, pub2.data, pub2.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "node5 is not a new holder") != NULL);
+	t_acks_free(&p);
+	/* acks of other public data, another epoch, another key */
+	t_acks(&p, NULL, 0, "k1", 2, other.data, other.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "another key, epoch or public data") != NULL);
+	t_acks_free(&p);
+	t_acks(&p, NULL, 0, "k1", 3, pub2.data, pub2.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	t_acks_free(&p);
+	t_acks(&p, NULL, 0, "k2", 2, pub2.data, pub2.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	t_acks_free(&p);
+	/* a tampered ack signature */
+	t_acks(&p, NULL, 0, "k1", 2, pub2.data, pub2.len);
+	p.votes[2].sig[p.votes[2].sig_len / 2] ^= 0x01;
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "not signed by a valid node") != NULL);
+	t_acks_free(&p);
+	/* every holder acked, but another key's public data, or this key
+	 * with another threshold inside: refused (the public key a client
+	 * verifies with never changes) */
+	p.public_data = other.data;
+	p.public_len = other.len;
+	t_acks(&p, NULL, 0, "k1", 2, other.data, other.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "another public key") != NULL);
+	t_acks_free(&p);
+	p.public_data = thr2.data;
+	p.public_len = thr2.len;
+	t_acks(&p, NULL, 0, "k1", 2, thr2.data, thr2.len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	t_acks_free(&p);
+	p.public_data = (uint8_t *)"garbage";
+	p.public_len = 7;
+	t_acks(&p, NULL, 0, "k1", 2, p.public_data, p.public_len);
+	CU_ASSERT(t_try(&p, "node1", why, sizeof(why)) != 0);
+	CU_ASSERT(strstr(why, "does not decode") != NULL);
+	t_acks_free(&p);
+	p.public_data = pub2.data;
+	p.public_len = pub2.len;
 	CU_ASSERT(t_seq() == before);
 	/* a node may not commit or abort what is not pending */
 	{
@@ -583,20 +790,38 @@ test_reshare_authority(void)
 		CU_ASSERT(
 		    t_apply(&c, "node2", &result, why, sizeof(why)) != 0);
 	}
-	/* exactly the eviction's re-share: accepted, then committed */
+	/* exactly the eviction's re-share, acked by node1..4: accepted */
+	t_acks(&p, NULL, 0, "k1", 2, pub2.data, pub2.len);
+	CU_ASSERT(p.nvotes == 4);
 	CU_ASSERT(t_apply(&p, "node2", &result, why, sizeof(why)) == 0);
 	CU_ASSERT(result == 0);
+	t_acks_free(&p);
+	km_catalog_key_free(&k);
+	memset(&k, 0, sizeof(k));
+	CU_ASSERT_FATAL(km_catalog_key_get(t_store, "k1", &k) == 0);
+	CU_ASSERT(k.state == KM_KEY_RESHARING && k.next_acked);
+	/* this store is node1's; it holds an old share of index 1 and no
+	 * new one: the commit must keep the old (defence in depth) */
+	CU_ASSERT_FATAL(km_store_set_node(t_store, "node1") == 0);
+	CU_ASSERT(km_store_set_node(t_store, "bad name!") != 0);
+	CU_ASSERT_FATAL(km_store_share_prepare(
+	                    t_store, "k1", 1, 1, (const uint8_t *)"old", 3, 0)
+	    == 0);
+	CU_ASSERT_FATAL(km_store_share_commit(t_store, "k1", 1) == 0);
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_RESHARE_COMMIT;
 	snprintf(p.key_id, sizeof(p.key_id), "k1");
 	p.epoch = 2;
 	CU_ASSERT(t_apply(&p, "node3", &result, why, sizeof(why)) == 0);
 	CU_ASSERT(result == 0);
+	CU_ASSERT(t_share_state("k1", 1, 1) == KM_SHARE_COMMITTED);
 	km_catalog_key_free(&k);
 	memset(&k, 0, sizeof(k));
 	CU_ASSERT_FATAL(km_catalog_key_get(t_store, "k1", &k) == 0);
 	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE && k.nholders == 4
-	    && k.threshold == 3);
+	    && k.threshold == 3 && !k.next_acked);
+	CU_ASSERT(k.public_len == pub2.len
+	    && memcmp(k.public_data, pub2.data, pub2.len) == 0);
 	/* nothing left to re-share: a node's BEGIN is refused again */
 	CU_ASSERT(km_evict_plan(&k, ev, nev, plan, &np) == KM_ERR_NOT_FOUND);
 	memset(&p, 0, sizeof(p));
@@ -621,6 +846,54 @@ test_reshare_authority(void)
 	}
 	free(ev);
 	km_catalog_key_free(&k);
+	km_buf_free(&pub2);
+	km_buf_free(&other);
+	km_buf_free(&thr2);
+}
+
+/* The ack statement's codec and signature. */
+static void
+test_ack_codec(void)
+{
+	km_reshare_ack a, d;
+	km_catalog_vote v;
+	km_buf b;
+	t_id id;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.key_id, sizeof(a.key_id), "k1");
+	a.epoch = 7;
+	memset(a.public_sha256, 0x5a, 32);
+	km_buf_init(&b);
+	CU_ASSERT_FATAL(km_reshare_ack_encode(&a, &b) == 0);
+	CU_ASSERT(km_reshare_ack_decode(b.data, b.len, &d) == 0);
+	CU_ASSERT(strcmp(d.key_id, "k1") == 0 && d.epoch == 7
+	    && memcmp(d.public_sha256, a.public_sha256, 32) == 0);
+	/* strict: short, trailing bytes, another context */
+	CU_ASSERT(km_reshare_ack_decode(b.data, b.len - 1, &d) != 0);
+	CU_ASSERT(km_buf_put_u8(&b, 0) == 0);
+	CU_ASSERT(km_reshare_ack_decode(b.data, b.len, &d) != 0);
+	b.data[6] ^= 0x20; /* inside "keymesh-reshare-ack-v1" */
+	CU_ASSERT(km_reshare_ack_decode(b.data, b.len - 1, &d) != 0);
+	km_buf_free(&b);
+	a.epoch = 0;
+	km_buf_init(&b);
+	CU_ASSERT(km_reshare_ack_encode(&a, &b) == KM_ERR_INVALID_ARG);
+	km_buf_free(&b);
+	/* an eviction vote is no ack, and the other way round */
+	CU_ASSERT_FATAL(t_id_load("node2", &id) == 0);
+	memset(&v, 0, sizeof(v));
+	CU_ASSERT_FATAL(
+	    km_reshare_ack_sign(id.key, id.der, id.len, "k1", 7, NULL, 0, &v)
+	    == 0);
+	CU_ASSERT(km_reshare_ack_decode(v.stmt, v.stmt_len, &d) == 0);
+	{
+		km_evict_stmt es;
+
+		CU_ASSERT(km_evict_stmt_decode(v.stmt, v.stmt_len, &es) != 0);
+	}
+	km_evict_vote_clear(&v);
+	t_id_free(&id);
 }
 
 /* An admin's POSTURE_SET with only @refresh_s set. */
@@ -654,8 +927,13 @@ t_refresh_begin(const char *signer, uint32_t epoch, uint32_t threshold,
     km_catalog_holder *h, size_t n, char *why, size_t whylen)
 {
 	km_catalog_payload p;
+	km_buf pub;
 	int r, result = -1;
 
+	/* k2's public key, fresh verification keys, acked by every new
+	 * holder: what the daemons' refresh appends */
+	km_buf_init(&pub);
+	CU_ASSERT_FATAL(t_ec_pub(threshold, (uint32_t)n, &pub) == 0);
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_RESHARE_BEGIN;
 	snprintf(p.key_id, sizeof(p.key_id), "k2");
@@ -663,9 +941,12 @@ t_refresh_begin(const char *signer, uint32_t epoch, uint32_t threshold,
 	p.threshold = threshold;
 	p.nholders = n;
 	p.holders = h;
-	p.public_data = (uint8_t *)"pubR";
-	p.public_len = 4;
+	p.public_data = pub.data;
+	p.public_len = pub.len;
+	t_acks(&p, NULL, 0, "k2", epoch, pub.data, pub.len);
 	r = t_apply(&p, signer, &result, why, whylen);
+	t_acks_free(&p);
+	km_buf_free(&pub);
 	return r != 0 ? r : result;
 }
 
@@ -745,12 +1026,15 @@ test_refresh_authority(void)
 	p.epoch = 1;
 	p.nholders = 3;
 	p.holders = h3;
-	p.public_data = (uint8_t *)"pubE";
-	p.public_len = 4;
+	km_buf_init(&pb);
+	CU_ASSERT_FATAL(t_ec_pub(2, 3, &pb) == 0);
+	p.public_data = pb.data;
+	p.public_len = pb.len;
 	p.policy = (uint8_t *)"\0\0\0\0\0\0\0\0";
 	p.policy_len = 8;
 	CU_ASSERT_FATAL(
 	    t_apply(&p, "adm", &result, why, sizeof(why)) == 0 && result == 0);
+	km_buf_free(&pb);
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_KEY_ACTIVATE;
 	snprintf(p.key_id, sizeof(p.key_id), "k2");
@@ -793,12 +1077,24 @@ test_refresh_authority(void)
 	CU_ASSERT(k.epoch == 1 && k.state == KM_KEY_ACTIVE);
 	km_catalog_key_free(&k);
 
-	/* exactly the same holders and threshold: begun and committed */
+	/* exactly the same holders and threshold: begun and committed; this
+	 * store is node2's now, with its old share and its prepared new
+	 * one: the commit drops the old */
+	CU_ASSERT_FATAL(km_store_set_node(t_store, "node2") == 0);
+	CU_ASSERT_FATAL(km_store_share_prepare(
+	                    t_store, "k2", 1, 2, (const uint8_t *)"old", 3, 0)
+	    == 0);
+	CU_ASSERT_FATAL(km_store_share_commit(t_store, "k2", 1) == 0);
 	CU_ASSERT(
 	    t_refresh_begin("node2", 2, 2, h3, 3, why, sizeof(why)) == 0);
+	CU_ASSERT_FATAL(km_store_share_prepare(
+	                    t_store, "k2", 2, 2, (const uint8_t *)"new", 3, 0)
+	    == 0);
 	CU_ASSERT(
 	    t_refresh_end("node3", KM_CAT_RESHARE_COMMIT, 2, why, sizeof(why))
 	    == 0);
+	CU_ASSERT(t_share_state("k2", 1, 2) == 0); /* gone */
+	CU_ASSERT(t_share_state("k2", 2, 2) == KM_SHARE_COMMITTED);
 	k = t_key("k2");
 	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE && k.threshold == 2
 	    && k.nholders == 3 && strcmp(k.holders[2].node, "node3") == 0);
@@ -822,9 +1118,35 @@ test_refresh_authority(void)
 	CU_ASSERT(
 	    t_refresh_begin("node1", 3, 2, h3, 3, why, sizeof(why)) != 0);
 
-	/* refresh on again: a key holding an evicted node's index (k1 holds
-	 * node4's) is only the eviction's to re-share, never refreshed */
+	/* an admin begins a refresh without acks (its own public data):
+	 * with refresh on a node may abort it, never commit it */
 	CU_ASSERT_FATAL(t_set_refresh(3600) == 0);
+	memset(&p, 0, sizeof(p));
+	p.type = KM_CAT_RESHARE_BEGIN;
+	snprintf(p.key_id, sizeof(p.key_id), "k2");
+	p.epoch = 3;
+	p.threshold = 2;
+	p.nholders = 3;
+	p.holders = h3;
+	p.public_data = (uint8_t *)"admin's";
+	p.public_len = 7;
+	CU_ASSERT(t_try(&p, "adm", why, sizeof(why)) == 0);
+	k = t_key("k2");
+	CU_ASSERT(k.state == KM_KEY_RESHARING && !k.next_acked);
+	km_catalog_key_free(&k);
+	CU_ASSERT(
+	    t_refresh_end("node1", KM_CAT_RESHARE_COMMIT, 3, why, sizeof(why))
+	    != 0);
+	CU_ASSERT(strstr(why, "not begun with the new holders' acks") != NULL);
+	CU_ASSERT(
+	    t_refresh_end("node1", KM_CAT_RESHARE_ABORT, 3, why, sizeof(why))
+	    == 0);
+	k = t_key("k2");
+	CU_ASSERT(k.epoch == 2 && k.state == KM_KEY_ACTIVE);
+	km_catalog_key_free(&k);
+
+	/* refresh on: a key holding an evicted node's index (k1 holds
+	 * node4's) is only the eviction's to re-share, never refreshed */
 	k = t_key("k1");
 	memset(&p, 0, sizeof(p));
 	p.type = KM_CAT_RESHARE_BEGIN;
@@ -839,6 +1161,81 @@ test_refresh_authority(void)
 	CU_ASSERT(strstr(why, "only as its eviction calls for") != NULL);
 	km_catalog_key_free(&k);
 	CU_ASSERT_FATAL(t_set_refresh(0) == 0);
+}
+
+/* Who may sign a TRUST_VERDICT (review finding 2): never an evicted
+ * node, only a member once the catalog names members.  Runs after
+ * test_refresh_authority (node4, node5 evicted; node1..3 hold keys). */
+static void
+test_verdict_signer(void)
+{
+	char why[256], sdir[4200];
+	km_store *empty = NULL;
+
+	CU_ASSERT(
+	    km_evict_verdict_signer(t_store, "node1", why, sizeof(why)) == 0);
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node5", why, sizeof(why))
+	    == KM_ERR_REVOKED);
+	CU_ASSERT(strstr(why, "evicted") != NULL);
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node4", why, sizeof(why))
+	    == KM_ERR_REVOKED);
+	/* a valid node certificate of the CA, but no member */
+	CU_ASSERT(km_evict_verdict_signer(t_store, "node6", why, sizeof(why))
+	    == KM_ERR_AUTH);
+	CU_ASSERT(strstr(why, "not a member") != NULL);
+	/* a catalog naming no member yet: any node not evicted */
+	snprintf(sdir, sizeof(sdir), "%s/empty", t_ca);
+	CU_ASSERT_FATAL(km_store_open_dir(sdir, &empty) == 0);
+	CU_ASSERT(
+	    km_evict_verdict_signer(empty, "node6", why, sizeof(why)) == 0);
+	km_store_close(empty);
+}
+
+/* Evidence is counted once per (accused, reply envelope) (review finding
+ * 4): a reporter re-signing its request makes a new blob with a new hash,
+ * never a new key. */
+static void
+test_dedupe_key(void)
+{
+	static const uint8_t req1[] = "request envelope, signed once";
+	static const uint8_t req2[] = "request envelope, signed again";
+	static const uint8_t rep1[] = "the accused's bad reply";
+	static const uint8_t rep2[] = "another bad reply";
+	uint8_t k1[32], k2[32], k3[32], k4[32], h1[32], h2[32];
+	km_buf b1, b2, b3;
+
+	km_buf_init(&b1);
+	km_buf_init(&b2);
+	km_buf_init(&b3);
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&b1, req1, sizeof(req1), rep1, sizeof(rep1))
+	    == 0);
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&b2, req2, sizeof(req2), rep1, sizeof(rep1))
+	    == 0);
+	CU_ASSERT_FATAL(
+	    km_evidence_encode(&b3, req1, sizeof(req1), rep2, sizeof(rep2))
+	    == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "node3", k1) == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b2.data, b2.len, "node3", k2) == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b3.data, b3.len, "node3", k3) == 0);
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "node4", k4) == 0);
+	/* the whole blobs differ, the key does not */
+	CU_ASSERT(EVP_Digest(b1.data, b1.len, h1, NULL, EVP_sha256(), NULL));
+	CU_ASSERT(EVP_Digest(b2.data, b2.len, h2, NULL, EVP_sha256(), NULL));
+	CU_ASSERT(memcmp(h1, h2, 32) != 0);
+	CU_ASSERT(memcmp(k1, k2, 32) == 0);
+	/* another reply, or another accused: another key */
+	CU_ASSERT(memcmp(k1, k3, 32) != 0);
+	CU_ASSERT(memcmp(k1, k4, 32) != 0);
+	/* bad input */
+	CU_ASSERT(
+	    km_evidence_dedupe_key(b1.data, b1.len - 1, "node3", k1) != 0);
+	CU_ASSERT(km_evidence_dedupe_key(b1.data, b1.len, "bad name!", k1)
+	    == KM_ERR_INVALID_ARG);
+	km_buf_free(&b1);
+	km_buf_free(&b2);
+	km_buf_free(&b3);
 }
 
 static void
@@ -887,8 +1284,11 @@ static const kmt_test t_tests[] = {
 	{ "quorum", test_quorum },
 	{ "refusals", test_refusals },
 	{ "evict_by_votes", test_evict_by_votes },
+	{ "ack_codec", test_ack_codec },
 	{ "reshare_authority", test_reshare_authority },
 	{ "refresh_authority", test_refresh_authority },
+	{ "verdict_signer", test_verdict_signer },
+	{ "dedupe_key", test_dedupe_key },
 	{ "plan", test_plan },
 	KMT_END,
 };

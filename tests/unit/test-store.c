@@ -1295,6 +1295,7 @@ test_migrate_v1(void)
 	CU_ASSERT_FATAL(raw_sql(path,
 	                    "DROP TABLE evicted;"
 	                    "DROP TABLE objects;"
+	                    "ALTER TABLE keys DROP COLUMN next_acked;"
 	                    "ALTER TABLE keys DROP COLUMN app_id;"
 	                    "DELETE FROM schema_version WHERE version >= 2")
 	    == 0);
