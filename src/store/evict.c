@@ -282,9 +282,14 @@ km_evict_check_votes(km_store *s, X509_STORE *x509,
 			    "vote %zu: malformed statement", i + 1);
 			goto out;
 		}
-		if ((r = km_pki_verify_signed(x509, v->cert, v->cert_len,
-		         KM_ROLE_NODE, v->stmt, v->stmt_len, v->sig,
-		         v->sig_len, &id))
+		/* chain and role only: the voter's standing is the
+		 * catalog's (a current member, not evicted, below), as of
+		 * this entry, so that replaying the log later (a node
+		 * catching up after a CRL change or a certificate's end)
+		 * decides alike on every replica */
+		if ((r = km_pki_verify_signed_replay(x509, v->cert,
+		         v->cert_len, KM_ROLE_NODE, v->stmt, v->stmt_len,
+		         v->sig, v->sig_len, &id))
 		    != 0) {
 			r = km_evict_fail(why, whylen, r,
 			    "vote %zu: not signed by a valid node "
@@ -717,7 +722,7 @@ km_evict_check_acks(km_store *s, X509_STORE *x509, const km_catalog_payload *p,
 	int r;
 
 	if ((r = km_reshare_acks_verify(
-	         x509, false, p, ids, &nids, why, whylen))
+	         x509, true, p, ids, &nids, why, whylen))
 	    != 0) {
 		return r;
 	}
@@ -834,7 +839,9 @@ km_evict_authorise(km_store *s, X509_STORE *x509, const km_catalog_entry *e,
 	if ((r = km_catalog_entry_tbs(e, &tbs)) != 0) {
 		goto out;
 	}
-	if ((r = km_pki_verify_signed(x509, e->signer, e->signer_len,
+	/* chain and role only, the standing from the catalog (evicted
+	 * below; a member for EVICT): deterministic on replay, as votes */
+	if ((r = km_pki_verify_signed_replay(x509, e->signer, e->signer_len,
 	         KM_ROLE_NODE, tbs.data, tbs.len, e->sig, e->sig_len, &id))
 	    != 0) {
 		r = km_evict_fail(why, whylen, r,
