@@ -140,7 +140,9 @@ km_p11_ev_send(const km_p11_ev_job *j, const km_buf *blob)
 	int r = KM_ERR_CONN;
 
 	msg[0] = '\0';
-	km_buf_init(&req);
+	/* the evidence holds our request envelope, login ticket included:
+	 * every copy in locked memory, wiped when freed */
+	km_buf_init_secure(&req);
 	km_buf_init(&rep);
 	if ((r = km_rpc_request(&req, KM_MSG_EVIDENCE, NULL, 0, NULL)) != 0
 	    || (r = km_buf_put_string(&req, blob->data, blob->len)) != 0) {
@@ -257,7 +259,7 @@ km_p11_ev_recheck(km_p11_ev_job *j, km_buf *blob, char *why, size_t whylen)
 	uint32_t failed = 0;
 	int r, vr;
 
-	km_buf_init(&qe);
+	km_buf_init_secure(&qe); /* a ticket in it */
 	km_buf_init(&pe);
 	if ((r = km_p11_ev_rsa_x(&j->req, &x, &xlen, &flag_off)) != 0
 	    || (r = km_rsa_pub_decode(j->pub.data, j->pub.len, &pub)) != 0
@@ -338,7 +340,7 @@ km_p11_ev_process(km_p11_ev_job *j)
 		km_p11_ev_send(j, &j->blob);
 		return;
 	}
-	km_buf_init(&blob);
+	km_buf_init_secure(&blob);
 	why[0] = '\0';
 	r = km_p11_ev_recheck(j, &blob, why, sizeof(why));
 	if (r == 0) {
@@ -467,12 +469,12 @@ km_p11_evidence_caught(const km_p11_key *key, uint32_t type, size_t node,
 	snprintf(j->accused, sizeof(j->accused), "%s",
 	    km_mesh_name(km_p11.mesh, node));
 	snprintf(j->key_id, sizeof(j->key_id), "%s", key->key_id);
-	km_buf_init(&j->blob);
+	km_buf_init_secure(&j->blob); /* our request envelope: a ticket */
 	km_buf_init_secure(&j->req);
 	km_buf_init(&j->pub);
 	if (type == KM_MSG_ECDH_PARTIAL) {
 		/* the proof is in the reply already: the exchange is it */
-		km_buf_init(&qe);
+		km_buf_init_secure(&qe);
 		km_buf_init(&pe);
 		r = km_net_call_envelopes(call, &qe, &pe);
 		if (r == 0) {
