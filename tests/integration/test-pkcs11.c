@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1724,7 +1725,14 @@ daemon_log_count(const char *what)
 	    what);
 	if ((p = popen(cmd, "r")) != NULL) {
 		if (fgets(line, sizeof(line), p) != NULL) {
-			n = atoi(line);
+			char *end = NULL;
+			long v = strtol(line, &end, 10);
+
+			/* grep -c prints one count; anything else reads -1 */
+			n = end != line && (*end == '\n' || *end == '\0')
+			        && v >= 0 && v <= INT_MAX
+			    ? (int)v
+			    : -1;
 		}
 		pclose(p);
 	}
