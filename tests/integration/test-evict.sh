@@ -39,77 +39,11 @@ builddir=${KM_BUILDDIR:-$PWD}
 keymesh=$builddir/tools/keymesh
 nodes=5
 
-if [ -n "${KM_SOFTHSM_MODULE+set}" ] && [ -z "$KM_SOFTHSM_MODULE" ]; then
-	echo "SKIP: configure found no libsofthsm2.so"
-	exit 77
-fi
-for c in softhsm2-util pkcs11-tool openssl; do
-	if ! command -v $c >/dev/null 2>&1; then
-		echo "SKIP: $c is not installed"
-		exit 77
-	fi
-done
-[ -x "$keymesh" ] || { echo "FAIL: $keymesh is not built"; exit 1; }
-if ! grep -q '^#define KM_TEST_HOOKS 1' "$builddir/config.h" 2>/dev/null; then
-	echo "SKIP: not a --enable-test-hooks build"
-	exit 77
-fi
-unset KEYMESH_DAEMON KEYMESH_CONF KEYMESH_MODULE KEYMESH_PIN KEYMESH_SO_PIN
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/km-evict.XXXXXX") || exit 1
-mesh=$dir/mesh
-out=$dir/out
 . "$(dirname "$0")/tap.sh"
-signer_pid=""
+. "$(dirname "$0")/mesh.sh"
+kmt_mesh_require hooks
 
-cleanup() {
-	if [ -n "$signer_pid" ]; then
-		kill "$signer_pid" 2>/dev/null
-		wait "$signer_pid" 2>/dev/null
-	fi
-	if [ -n "${KM_TEST_KEEP:-}" ]; then
-		echo "# kept $dir (the mesh still runs)"
-		return
-	fi
-	if [ -f "$mesh/devmesh" ]; then
-		"$keymesh" dev down --dir "$mesh" >/dev/null 2>&1
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-now_ms() {
-	echo $(($(date +%s%N) / 1000000))
-}
-
-coordinator() {
-	"$keymesh" status 2>/dev/null |
-		sed -n 's/^coordinator: \(node[0-9]*\)\( .*\)\{0,1\}$/\1/p'
-}
-
-wait_coordinator() {
-	local not=$1 until=$(($(now_ms) + $2)) c
-	while [ "$(now_ms)" -lt $until ]; do
-		c=$(coordinator)
-		if [ -n "$c" ] && [ "$c" != "$not" ]; then
-			echo "$c"
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
-
-p11() {
-	pkcs11-tool --module "$KEYMESH_MODULE" --login --pin "$KEYMESH_PIN" "$@"
-}
-
-# the "K/N EPOCH STATE" of key $1 in `keymesh key list`
-key_line() {
-	"$keymesh" key list 2>/dev/null |
-		awk -v l="$1" '$1 == l { print $4, $5, $6 }'
-}
+kmt_mesh_tmpdir evict
 
 # waits until key $1 shows "$2" (K/N EPOCH STATE), at most $3 ms
 wait_key() {

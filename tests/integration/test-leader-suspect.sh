@@ -23,73 +23,16 @@ builddir=${KM_BUILDDIR:-$PWD}
 keymesh=$builddir/tools/keymesh
 nodes=5
 suspect_ms=8000
+
+. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/mesh.sh"
+kmt_mesh_require hooks
 # a follower refuses the accused leader this long (60 s in production)
 export KEYMESHD_TEST_SUSPECT_MS=$suspect_ms
 
-if [ -n "${KM_SOFTHSM_MODULE+set}" ] && [ -z "$KM_SOFTHSM_MODULE" ]; then
-	echo "SKIP: configure found no libsofthsm2.so"
-	exit 77
-fi
-for c in softhsm2-util pkcs11-tool openssl; do
-	if ! command -v $c >/dev/null 2>&1; then
-		echo "SKIP: $c is not installed"
-		exit 77
-	fi
-done
-for f in "$keymesh"; do
-	[ -x "$f" ] || { echo "FAIL: $f is not built"; exit 1; }
-done
-if ! grep -q '^#define KM_TEST_HOOKS 1' "$builddir/config.h" 2>/dev/null; then
-	echo "SKIP: not a --enable-test-hooks build"
-	exit 77
-fi
-unset KEYMESH_DAEMON KEYMESH_CONF KEYMESH_MODULE KEYMESH_PIN KEYMESH_SO_PIN
-unset KEYMESHD_TEST_FAULT KEYMESHD_TEST_EVIDENCE KEYMESHD_TEST_ACCUSE_FILE
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/km-leadersus.XXXXXX") || exit 1
+kmt_mesh_tmpdir leadersus
 # every daemon watches this file; it turns faulty once the file names it
 export KEYMESHD_TEST_FAULT_FILE=$dir/faulty
-mesh=$dir/mesh
-out=$dir/out
-. "$(dirname "$0")/tap.sh"
-
-cleanup() {
-	if [ -n "${KM_TEST_KEEP:-}" ]; then
-		echo "# kept $dir (the mesh still runs)"
-		return
-	fi
-	if [ -f "$mesh/devmesh" ]; then
-		"$keymesh" dev down --dir "$mesh" >/dev/null 2>&1
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-fail_now() {
-	not_ok "$1" "$2"
-	echo "$passed passed, $failed failed"
-	exit 1
-}
-
-now_ms() {
-	echo $(($(date +%s%N) / 1000000))
-}
-
-coordinator() {
-	"$keymesh" status 2>/dev/null |
-		sed -n 's/^coordinator: \(node[0-9]*\)\( .*\)\{0,1\}$/\1/p'
-}
-
-# the "K/N EPOCH STATE" of key $1 in `keymesh key list`
-key_line() {
-	"$keymesh" key list 2>/dev/null |
-		awk -v l="$1" '$1 == l { print $4, $5, $6 }'
-}
-
-p11() {
-	pkcs11-tool --module "$KEYMESH_MODULE" --login --pin "$KEYMESH_PIN" "$@"
-}
 
 # ---- a 5-node mesh and a 5-of-5 key
 
