@@ -29,11 +29,15 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +70,8 @@ typedef struct {
 	int round;
 	int startup, find, nopoints;
 	const char *samples;
+	pid_t peers[16]; /* -P: processes whose CPU is accounted too */
+	size_t npeers;
 } bench_opts;
 
 static CK_FUNCTION_LIST_PTR p11;
@@ -73,7 +79,6 @@ static CK_SLOT_ID slot;
 static bench_opts opts;
 
 /* ---- small helpers ------------------------------------------------------ */
-
 
 /* A whole number from the command line, or a one-line error and exit 2. */
 static long
@@ -346,13 +351,294 @@ do_op(bench_op op, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
 typedef struct {
 	bench_op op;
 	CK_OBJECT_HANDLE key;
-	pthread_barrier_t *start;
+	pthread_barrier_t *ready, *start;
 	uint64_t deadline; /* set by the main thread after the barrier */
 	uint64_t *lat;
 	size_t n, cap;
 	CK_RV err;
 	uint64_t t_end;
+	uint64_t cpu_ns, switches; /* this thread's, over the timed loop */
+	pid_t tid;
 } worker;
+
+/* ---- CPU accounting (-P) --------------------------------------------------
+ *
+ * Where the CPU of one operation goes: the timed threads' own CPU time and
+ * context switches (CLOCK_THREAD_CPUTIME_ID, RUSAGE_THREAD), and, from
+ * /proc/PID/task/TID/{schedstat,status,comm}, every other thread of this
+ * process (the module's: nng's I/O and task threads, its view refresher)
+ * and of the -P processes (the daemons), split into nng's threads and the
+ * rest.  Read before the timed loop starts and after it ends; a thread
+ * that exists at only one of the two readings is left out.
+ */
+enum {
+	ACCT_SELF_NNG,
+	ACCT_SELF_OTHER,
+	ACCT_PEER_NNG,
+	ACCT_PEER_OTHER,
+	ACCT_N
+};
+
+typedef struct {
+	pid_t pid, tid;
+	int cls;
+	uint64_t ns, sw;
+} acct_row;
+
+typedef struct {
+	acct_row *r;
+	size_t n, cap;
+} acct_snap;
+
+static uint64_t
+thread_switches(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru) != 0) {
+		return 0;
+	}
+	return (uint64_t)ru.ru_nvcsw + (uint64_t)ru.ru_nivcsw;
+}
+
+static uint64_t
+thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One task's CPU (ns) and context switches; false if it is gone. */
+static bool
+acct_task(pid_t pid, const char *tid, uint64_t *ns, uint64_t *sw, bool *nng)
+{
+	char path[96], line[128];
+	unsigned long long v, t = 0;
+	FILE *f;
+	bool ok = false;
+
+	/* nanoseconds on a CPU; without schedstat (CONFIG_SCHED_INFO), the
+	 * user and system clock ticks of stat */
+	snprintf(
+	    path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, tid);
+	if ((f = fopen(path, "r")) != NULL) {
+		ok = fscanf(f, "%llu", &v) == 1;
+		fclose(f);
+		*ns = v;
+	} else {
+		char buf[512], *p;
+		unsigned long long ut, st;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid,
+		    tid);
+		if ((f = fopen(path, "r")) == NULL) {
+			return false;
+		}
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		ok = (p = strrchr(buf, ')')) != NULL
+		    && sscanf(p + 1,
+		           " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+		           "%llu %llu",
+		           &ut, &st)
+		        == 2;
+		*ns = ok ? (ut + st)
+		        * (1000000000ull
+		            / (unsigned long long)sysconf(_SC_CLK_TCK))
+		         : 0;
+	}
+	if (!ok) {
+		return false;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, tid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return false;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1
+		    || sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v)
+		        == 1) {
+			t += v;
+		}
+	}
+	fclose(f);
+	*sw = t;
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, tid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return false;
+	}
+	*nng = fgets(line, sizeof(line), f) != NULL
+	    && strncmp(line, "nng:", 4) == 0;
+	fclose(f);
+	return true;
+}
+
+static void
+acct_read_pid(acct_snap *a, pid_t pid, bool self)
+{
+	char dir[48];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	if ((d = opendir(dir)) == NULL) {
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		acct_row row;
+		bool nng;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9') {
+			continue;
+		}
+		memset(&row, 0, sizeof(row));
+		row.pid = pid;
+		row.tid = (pid_t)strtol(de->d_name, NULL, 10);
+		if (!acct_task(pid, de->d_name, &row.ns, &row.sw, &nng)) {
+			continue;
+		}
+		row.cls = self ? (nng ? ACCT_SELF_NNG : ACCT_SELF_OTHER)
+		               : (nng ? ACCT_PEER_NNG : ACCT_PEER_OTHER);
+		if (a->n == a->cap) {
+			size_t cap = a->cap ? 2 * a->cap : 256;
+			acct_row *r = realloc(a->r, cap * sizeof(*r));
+
+			if (r == NULL) {
+				fprintf(stderr, "bench-p11: out of memory\n");
+				exit(2);
+			}
+			a->r = r;
+			a->cap = cap;
+		}
+		a->r[a->n++] = row;
+	}
+	closedir(d);
+}
+
+/* The parent process id of @pid, or -1. */
+static pid_t
+acct_ppid(const char *pid)
+{
+	char path[48], buf[512], *p;
+	long ppid;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold anything but ')' last */
+	if ((p = strrchr(buf, ')')) == NULL
+	    || sscanf(p + 1, " %*c %ld", &ppid) != 1) {
+		return -1;
+	}
+	return (pid_t)ppid;
+}
+
+/* This process, the -P processes and their children (p11-kit server
+ * serves each client in a child it forks). */
+static void
+acct_read(acct_snap *a)
+{
+	struct dirent *de;
+	DIR *d;
+	size_t i;
+
+	a->n = 0;
+	acct_read_pid(a, getpid(), true);
+	for (i = 0; i < opts.npeers; i++) {
+		acct_read_pid(a, opts.peers[i], false);
+	}
+	if ((d = opendir("/proc")) == NULL) {
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		pid_t pp;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9'
+		    || (pp = acct_ppid(de->d_name)) <= 0) {
+			continue;
+		}
+		for (i = 0; i < opts.npeers && opts.peers[i] != pp; i++) {
+		}
+		if (i < opts.npeers) {
+			acct_read_pid(
+			    a, (pid_t)strtol(de->d_name, NULL, 10), false);
+		}
+	}
+	closedir(d);
+}
+
+/* Per class, what the threads found in both readings used in between;
+ * threads in @skip (the timed workers, accounted on their own) left out. */
+static void
+acct_diff(const acct_snap *a, const acct_snap *b, const pid_t *skip,
+    size_t nskip, uint64_t ns[ACCT_N], uint64_t sw[ACCT_N])
+{
+	size_t i, j, k;
+
+	memset(ns, 0, sizeof(uint64_t) * ACCT_N);
+	memset(sw, 0, sizeof(uint64_t) * ACCT_N);
+	for (j = 0; j < b->n; j++) {
+		for (k = 0; k < nskip && skip[k] != b->r[j].tid; k++) {
+		}
+		if (k < nskip) {
+			continue;
+		}
+		for (i = 0; i < a->n; i++) {
+			if (a->r[i].pid == b->r[j].pid
+			    && a->r[i].tid == b->r[j].tid) {
+				break;
+			}
+		}
+		if (i == a->n || b->r[j].ns < a->r[i].ns
+		    || b->r[j].sw < a->r[i].sw) {
+			continue;
+		}
+		ns[b->r[j].cls] += b->r[j].ns - a->r[i].ns;
+		sw[b->r[j].cls] += b->r[j].sw - a->r[i].sw;
+	}
+}
+
+/* Per operation: CPU in microseconds and context switches, by class. */
+static void
+acct_print(bench_op op, int conc, size_t ops, uint64_t wns, uint64_t wsw,
+    const uint64_t ns[ACCT_N], const uint64_t sw[ACCT_N])
+{
+	double d = ops > 0 ? (double)ops : 1;
+
+	printf("csv,cpu,%s,%s,%d,%d,%zu,%.1f,%.2f,%.1f,%.2f,%.1f,%.2f,%.1f,"
+	       "%.2f,%.1f,%.2f\n",
+	    opts.system, op_names[op], conc, opts.round, ops,
+	    (double)wns / 1e3 / d, (double)wsw / d,
+	    (double)ns[ACCT_SELF_NNG] / 1e3 / d, (double)sw[ACCT_SELF_NNG] / d,
+	    (double)ns[ACCT_SELF_OTHER] / 1e3 / d,
+	    (double)sw[ACCT_SELF_OTHER] / d,
+	    (double)ns[ACCT_PEER_OTHER] / 1e3 / d,
+	    (double)sw[ACCT_PEER_OTHER] / d,
+	    (double)ns[ACCT_PEER_NNG] / 1e3 / d,
+	    (double)sw[ACCT_PEER_NNG] / d);
+	fprintf(stderr,
+	    "%-14s %-13s %4d  CPU per operation: caller %.2f ms (%.1f "
+	    "switches), module nng %.2f ms (%.1f), module other %.2f ms, "
+	    "servers %.2f ms (%.1f), servers' nng %.2f ms (%.1f)\n",
+	    opts.system, op_names[op], conc, (double)wns / 1e6 / d,
+	    (double)wsw / d, (double)ns[ACCT_SELF_NNG] / 1e6 / d,
+	    (double)sw[ACCT_SELF_NNG] / d,
+	    (double)ns[ACCT_SELF_OTHER] / 1e6 / d,
+	    (double)ns[ACCT_PEER_OTHER] / 1e6 / d,
+	    (double)sw[ACCT_PEER_OTHER] / d,
+	    (double)ns[ACCT_PEER_NNG] / 1e6 / d,
+	    (double)sw[ACCT_PEER_NNG] / d);
+}
 
 static volatile uint64_t point_deadline;
 
@@ -367,7 +653,11 @@ worker_main(void *arg)
 	if ((rv = do_op(w->op, s, w->key)) != CKR_OK) {
 		w->err = rv;
 	}
+	w->tid = (pid_t)syscall(SYS_gettid);
+	pthread_barrier_wait(w->ready);
 	pthread_barrier_wait(w->start);
+	w->cpu_ns = thread_cpu_ns();
+	w->switches = thread_switches();
 	while (w->err == CKR_OK && w->n < w->cap) {
 		uint64_t t0 = now_ns(), t1;
 
@@ -383,6 +673,8 @@ worker_main(void *arg)
 		}
 	}
 	w->t_end = now_ns();
+	w->cpu_ns = thread_cpu_ns() - w->cpu_ns;
+	w->switches = thread_switches() - w->switches;
 	p11->C_CloseSession(s);
 	return NULL;
 }
@@ -392,18 +684,23 @@ run_point(bench_op op, CK_OBJECT_HANDLE key, int conc, FILE *sf)
 {
 	pthread_t th[MAX_CONC];
 	worker w[MAX_CONC];
-	pthread_barrier_t bar;
+	pthread_barrier_t ready, bar;
 	uint64_t *all, t0, t_last = 0;
+	acct_snap before = { 0 }, after = { 0 };
+	uint64_t ans[ACCT_N], asw[ACCT_N], wns = 0, wsw = 0;
+	pid_t tids[MAX_CONC];
 	size_t total = 0, cap, i, j;
 	double secs, tput;
 
 	cap = MAX_SAMPLES / (size_t)conc;
+	pthread_barrier_init(&ready, NULL, (unsigned)conc + 1);
 	pthread_barrier_init(&bar, NULL, (unsigned)conc + 1);
 	__atomic_store_n(&point_deadline, UINT64_MAX, __ATOMIC_RELEASE);
 	for (i = 0; i < (size_t)conc; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
 		w[i].op = op;
 		w[i].key = key;
+		w[i].ready = &ready;
 		w[i].start = &bar;
 		w[i].cap = cap;
 		if ((w[i].lat = calloc(cap, sizeof(uint64_t))) == NULL) {
@@ -414,6 +711,11 @@ run_point(bench_op op, CK_OBJECT_HANDLE key, int conc, FILE *sf)
 			fprintf(stderr, "bench-p11: pthread_create failed\n");
 			exit(2);
 		}
+	}
+	/* every session has done its untimed operation */
+	pthread_barrier_wait(&ready);
+	if (opts.npeers > 0) {
+		acct_read(&before);
 	}
 	pthread_barrier_wait(&bar);
 	t0 = now_ns();
@@ -426,11 +728,22 @@ run_point(bench_op op, CK_OBJECT_HANDLE key, int conc, FILE *sf)
 			    w[i].err);
 		}
 		total += w[i].n;
+		wns += w[i].cpu_ns;
+		wsw += w[i].switches;
+		tids[i] = w[i].tid;
 		if (w[i].t_end > t_last) {
 			t_last = w[i].t_end;
 		}
 	}
 	pthread_barrier_destroy(&bar);
+	pthread_barrier_destroy(&ready);
+	if (opts.npeers > 0) {
+		acct_read(&after);
+		acct_diff(&before, &after, tids, (size_t)conc, ans, asw);
+		acct_print(op, conc, total, wns, wsw, ans, asw);
+		free(before.r);
+		free(after.r);
+	}
 	if ((all = calloc(total, sizeof(uint64_t))) == NULL) {
 		fprintf(stderr, "bench-p11: out of memory\n");
 		exit(2);
@@ -463,6 +776,43 @@ run_point(bench_op op, CK_OBJECT_HANDLE key, int conc, FILE *sf)
 	    (double)all[total - 1] / 1e6, tput);
 	fflush(stdout);
 	free(all);
+}
+
+/* -P: a comma-separated list of process ids that must exist now. */
+static void
+parse_peers(const char *s)
+{
+	char *end, path[32];
+
+	opts.npeers = 0;
+	while (*s != '\0') {
+		long v;
+
+		errno = 0;
+		v = strtol(s, &end, 10);
+		if (end == s || errno != 0 || v < 1 || v > 4194304
+		    || (*end != ',' && *end != '\0')) {
+			fprintf(stderr,
+			    "bench-p11: -P: '%s' is not a list of "
+			    "process ids\n",
+			    s);
+			exit(2);
+		}
+		if (opts.npeers
+		    == sizeof(opts.peers) / sizeof(opts.peers[0])) {
+			fprintf(stderr,
+			    "bench-p11: -P: more than %zu processes\n",
+			    sizeof(opts.peers) / sizeof(opts.peers[0]));
+			exit(2);
+		}
+		snprintf(path, sizeof(path), "/proc/%ld/task", v);
+		if (access(path, R_OK) != 0) {
+			fprintf(stderr, "bench-p11: -P: no process %ld\n", v);
+			exit(2);
+		}
+		opts.peers[opts.npeers++] = (pid_t)v;
+		s = *end == ',' ? end + 1 : end;
+	}
 }
 
 /* ---- start-up and find ------------------------------------------------ */
@@ -554,10 +904,15 @@ usage(void)
 	    "usage: bench-p11 -m MODULE -p PIN [-t TOKEN] [-N SYSTEM]\n"
 	    "         [-a RSA2048-LABEL] [-b RSA3072-LABEL] [-e P256-LABEL]\n"
 	    "         [-c 1,2,8,32] [-d SECONDS-PER-POINT] [-k MIN-OPS]\n"
-	    "         [-r ROUND] [-s SAMPLES-FILE] [-S] [-F] [-x]\n"
+	    "         [-r ROUND] [-s SAMPLES-FILE] [-P PID,PID...] [-S] [-F]"
+	    " [-x]\n"
 	    "  -S  start-up figures (RSS, first C_Sign) with the -a key\n"
 	    "  -F  one C_FindObjects pass over all objects\n"
 	    "  -x  no latency points (with -S and/or -F)\n"
+	    "  -P  per point, the CPU time and context switches per "
+	    "operation\n"
+	    "      of this process's threads and of these processes "
+	    "(servers)\n"
 	    "  an operation runs only if its key label is given\n");
 	exit(2);
 }
@@ -597,7 +952,8 @@ main(int argc, char **argv)
 	opts.min_ops = 3;
 	opts.nconc = 4;
 	memcpy(opts.concs, defconc, sizeof(defconc));
-	while ((c = getopt(argc, argv, "m:t:p:N:a:b:e:c:d:k:r:s:SFx")) != -1) {
+	while (
+	    (c = getopt(argc, argv, "m:t:p:N:a:b:e:c:d:k:r:s:P:SFx")) != -1) {
 		switch (c) {
 		case 'm':
 			opts.module = optarg;
@@ -627,7 +983,8 @@ main(int argc, char **argv)
 			opts.seconds = atof(optarg);
 			break;
 		case 'k':
-			opts.min_ops = (unsigned)bench_arg(optarg, 1, 100000000);
+			opts.min_ops
+			    = (unsigned)bench_arg(optarg, 1, 100000000);
 			break;
 		case 'r':
 			opts.round = (int)bench_arg(optarg, 0, 1000000);
@@ -643,6 +1000,9 @@ main(int argc, char **argv)
 			break;
 		case 'x':
 			opts.nopoints = 1;
+			break;
+		case 'P':
+			parse_peers(optarg);
 			break;
 		default:
 			usage();
