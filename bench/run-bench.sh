@@ -412,7 +412,8 @@ END {
 		P50[key] = p50; P99[key] = p99; TPUT[key] = tput
 		printf "%-16s %-13s %5d %6d %9.3f %9.3f %9.3f-%-9.3f %9.1f %9s %6s\n", f[1], f[2], f[3], n, p50 / 1000, p99 / 1000, lo / 1000, hi / 1000, tput, floor, ratio
 		print "lat," key "," n "," ms(p50) "," ms(p99) "," ms(lo) "," ms(hi) "," sprintf("%.1f", tput) "," floor "," ratio > csv
-		if (!(f[1] in sysseen)) { sysseen[f[1]] = ++nsys; sysname[nsys] = f[1] }
+		# the paired rows repeat one point of two meshes: not plotted
+		if (!(f[1] in sysseen) && f[1] !~ /-paired$/) { sysseen[f[1]] = ++nsys; sysname[nsys] = f[1] }
 	}
 	for (u in unsup) {
 		split(u, f, ","); printf "%-16s %-13s  unsupported (CKR %s)\n", f[1], f[2], unsup[u]
