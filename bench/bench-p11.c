@@ -608,6 +608,72 @@ acct_diff(const acct_snap *a, const acct_snap *b, const pid_t *skip,
 	}
 }
 
+/*
+ * The background: what the same threads use per second with no operation
+ * running (the daemons' Raft heartbeats, beacons and probes, the module's
+ * view refresher), measured once per process over one second and taken
+ * off every point in proportion to its length, so that a point's figures
+ * are what its operations cost.
+ */
+static double idle_ns[ACCT_N], idle_sw[ACCT_N];
+static bool idle_done;
+
+static void
+acct_idle(void)
+{
+	acct_snap a = { 0 }, b = { 0 };
+	uint64_t ns[ACCT_N], sw[ACCT_N], t0, t1;
+	struct timespec one = { 1, 0 };
+	double secs;
+	size_t i;
+
+	if (opts.npeers == 0 || idle_done) {
+		return;
+	}
+	idle_done = true;
+	acct_read(&a);
+	t0 = now_ns();
+	nanosleep(&one, NULL);
+	acct_read(&b);
+	t1 = now_ns();
+	acct_diff(&a, &b, NULL, 0, ns, sw);
+	secs = (double)(t1 - t0) / 1e9;
+	for (i = 0; i < ACCT_N; i++) {
+		idle_ns[i] = (double)ns[i] / secs;
+		idle_sw[i] = (double)sw[i] / secs;
+	}
+	printf("csv,idle,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f\n",
+	    opts.system, opts.round, idle_ns[ACCT_SELF_NNG] / 1e3,
+	    idle_sw[ACCT_SELF_NNG], idle_ns[ACCT_SELF_OTHER] / 1e3,
+	    idle_sw[ACCT_SELF_OTHER], idle_ns[ACCT_PEER_OTHER] / 1e3,
+	    idle_sw[ACCT_PEER_OTHER], idle_ns[ACCT_PEER_NNG] / 1e3,
+	    idle_sw[ACCT_PEER_NNG]);
+	fprintf(stderr,
+	    "%-14s background with no operation, per second: module nng "
+	    "%.2f ms, module other %.2f ms, servers %.2f ms, servers' nng "
+	    "%.2f ms\n",
+	    opts.system, idle_ns[ACCT_SELF_NNG] / 1e6,
+	    idle_ns[ACCT_SELF_OTHER] / 1e6, idle_ns[ACCT_PEER_OTHER] / 1e6,
+	    idle_ns[ACCT_PEER_NNG] / 1e6);
+	free(a.r);
+	free(b.r);
+}
+
+/* A point's use less the background over @secs, never below zero. */
+static void
+acct_less_idle(uint64_t ns[ACCT_N], uint64_t sw[ACCT_N], double secs)
+{
+	size_t i;
+
+	for (i = 0; i < ACCT_N; i++) {
+		double n = (double)ns[i] - idle_ns[i] * secs;
+		double w = (double)sw[i] - idle_sw[i] * secs;
+
+		ns[i] = n > 0 ? (uint64_t)n : 0;
+		sw[i] = w > 0 ? (uint64_t)w : 0;
+	}
+}
+
 /* Per operation: CPU in microseconds and context switches, by class. */
 static void
 acct_print(bench_op op, int conc, size_t ops, uint64_t wns, uint64_t wsw,
@@ -740,6 +806,7 @@ run_point(bench_op op, CK_OBJECT_HANDLE key, int conc, FILE *sf)
 	if (opts.npeers > 0) {
 		acct_read(&after);
 		acct_diff(&before, &after, tids, (size_t)conc, ans, asw);
+		acct_less_idle(ans, asw, (double)(now_ns() - t0) / 1e9);
 		acct_print(op, conc, total, wns, wsw, ans, asw);
 		free(before.r);
 		free(after.r);
@@ -1048,6 +1115,7 @@ main(int argc, char **argv)
 			    opts.system, op_names[o], (unsigned long)rv);
 			continue;
 		}
+		acct_idle();
 		for (i = 0; i < opts.nconc; i++) {
 			run_point((bench_op)o, key, opts.concs[i], sf);
 		}

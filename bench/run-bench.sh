@@ -375,6 +375,13 @@ $2 == "cpu" {
 	for (j = 8; j <= 17; j++) cv[key, j, cn[key]] = $j
 	next
 }
+$2 == "idle" {
+	# csv,idle,system,round, per second: module nng us, switches;
+	# module other us, switches; servers us, switches; servers nng us,
+	# switches (taken off the cpu rows already)
+	s = $3; idn[s]++; idv[s, idn[s]] = $5 + $7 + $9 + $11
+	next
+}
 END {
 	# raw floors: median over rounds of each round median (us)
 	for (rk in rawn) {
@@ -477,6 +484,9 @@ END {
 		print "  caller: the application threads calling C_Sign/C_DeriveKey (the work of the module runs in them)"
 		print "  servers: the keymeshd threads (partials, envelopes, audit) or those of p11-kit server; nng: the transport threads"
 		print "  work ms: k partials of the raw floor, the CPU no implementation can avoid"
+		printf "  the background with no operation running (heartbeats, beacons, the view refresher) is taken off:"
+		for (s in idn) { for (q = 1; q <= idn[s]; q++) tmp[q] = idv[s, q]; printf " %s %.1f ms/s", s, med(tmp, idn[s]) / 1000 }
+		printf "\n"
 	}
 	# plot data: one block per system, conc vs p50 of RSA-2048 (ms)
 	for (op = 1; op <= 3; op++) {
