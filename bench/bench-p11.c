@@ -611,7 +611,7 @@ acct_diff(const acct_snap *a, const acct_snap *b, const pid_t *skip,
 /*
  * The background: what the same threads use per second with no operation
  * running (the daemons' Raft heartbeats, beacons and probes, the module's
- * view refresher), measured once per process over one second and taken
+ * view refresher), measured once per process over two seconds and taken
  * off every point in proportion to its length, so that a point's figures
  * are what its operations cost.
  */
@@ -623,7 +623,7 @@ acct_idle(void)
 {
 	acct_snap a = { 0 }, b = { 0 };
 	uint64_t ns[ACCT_N], sw[ACCT_N], t0, t1;
-	struct timespec one = { 1, 0 };
+	struct timespec two = { 2, 0 };
 	double secs;
 	size_t i;
 
@@ -633,7 +633,7 @@ acct_idle(void)
 	idle_done = true;
 	acct_read(&a);
 	t0 = now_ns();
-	nanosleep(&one, NULL);
+	nanosleep(&two, NULL);
 	acct_read(&b);
 	t1 = now_ns();
 	acct_diff(&a, &b, NULL, 0, ns, sw);
