@@ -537,7 +537,7 @@ END {
 	for (j = 1; j <= np; j++) tmp[j] = rp50[pa, j] > 0 ? 100 * (rp50[pb, j] / rp50[pa, j] - 1) : 0
 	pchg = np > 0 ? med(tmp, np) : 0
 	printf "  (pairs, %% change of each: ", np
-	for (j = 1; j <= np; j++) printf "%s%+.1f", j > 1 ? " " : "", tmp[j]
+	for (j = 1; j <= np; j++) printf "%s%+.1f", (j > 1 ? " " : ""), tmp[j]
 	printf ")\n"
 	target("sign latency with " nkeys " keys within 5% of 3 keys (median of pairs)", np > 0, pchg, 5, "% change", 0, 1)
 	target("C_FindObjects over " nkeys " keys <= 50 ms", hf, FIND[big], 50, "ms")
