@@ -561,7 +561,7 @@ kmd_raft_start(kmd_state *st, const char *ca, const char *crl,
 		snprintf(err, errlen, "cannot start Raft (id %llu at %s, "
 				      "state in %s): %s",
 		    (unsigned long long)c.id, addr ? addr : "?", dir,
-		    km_strerror(r));
+		    r == KM_ERR_BUSY ? "address in use" : km_strerror(r));
 		return r;
 	}
 	km_log_info("KMD-RAFT-START", "catalog on Raft: id %llu at %s, %u "

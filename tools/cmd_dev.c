@@ -79,6 +79,8 @@
  */
 #define KMC_DEV_PORT_LO 20000
 #define KMC_DEV_PORT_HI 32000
+/* dev up picks new ports this many times in all if one is taken meanwhile */
+#define KMC_DEV_PORT_ATTEMPTS 3
 
 typedef struct kmc_dev_node {
 	int index; /* 1..N */
@@ -790,6 +792,30 @@ kmc_dev_user_pin(void)
 	return pin;
 }
 
+/* A socket listening on 127.0.0.1:@port (close-on-exec); -1 when the port
+ * is taken, -2 when no socket can be made. */
+static int
+kmc_dev_listen_fd(int port)
+{
+	struct sockaddr_in sa;
+	int fd, one = 1;
+
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		return -2;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)port);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(fd, 1) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* 2N distinct free loopback ports (see KMC_DEV_PORT_LO): each node's
  * mesh port, then its Raft port. */
 static int
@@ -800,9 +826,8 @@ kmc_dev_pick_ports(kmc_dev *d)
 	int r = KM_ERR_BUSY;
 
 	while (got < 2 * d->nnodes && tries < 4000) {
-		struct sockaddr_in sa;
 		uint16_t rnd;
-		int fd, one = 1, port;
+		int fd, port;
 
 		tries++;
 		if (km_random(&rnd, sizeof(rnd)) != 0) {
@@ -811,21 +836,12 @@ kmc_dev_pick_ports(kmc_dev *d)
 		}
 		port = KMC_DEV_PORT_LO +
 		    rnd % (KMC_DEV_PORT_HI - KMC_DEV_PORT_LO);
-		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) <
-		    0) {
+		/* held open until all are chosen, so they are distinct */
+		if ((fd = kmc_dev_listen_fd(port)) == -2) {
 			r = KM_ERR_IO;
 			goto out;
 		}
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-		    sizeof(one));
-		memset(&sa, 0, sizeof(sa));
-		sa.sin_family = AF_INET;
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sa.sin_port = htons((uint16_t)port);
-		/* held open until all are chosen, so they are distinct */
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    listen(fd, 1) != 0) {
-			close(fd);
+		if (fd < 0) {
 			continue;
 		}
 		fds[got] = fd;
@@ -1174,23 +1190,35 @@ kmc_dev_check_target(const char *cmd, const char *dir)
  * one line per failed node, stops the rest and returns 1. */
 static int
 kmc_dev_start_nodes(kmc_dev *d, kmc_dev_node **nodes, unsigned count,
-    const char *daemon)
+    const char *daemon, bool may_repick)
 {
 	uint64_t t0 = kmc_dev_ms();
-	unsigned i, failed;
+	unsigned i, failed, clashed = 0;
 
 	for (i = 0; i < count; i++) {
+		nodes[i]->why[0] = '\0';
 		if (kmc_dev_spawn(nodes[i], daemon) != 0) {
 			nodes[i]->state = -1;
 		}
 	}
 	failed = kmc_dev_wait_ready(nodes, count, KMC_DEV_READY_MS);
 	for (i = 0; i < count; i++) {
+		if (nodes[i]->state != 1 &&
+		    strstr(nodes[i]->why, "address in use") != NULL) {
+			clashed++;
+		}
+	}
+	/* every failure a port taken since it was picked: worth new ports */
+	may_repick = may_repick && failed > 0 && clashed == failed;
+	for (i = 0; i < count; i++) {
 		kmc_dev_node *n = nodes[i];
 		if (n->state == 1) {
 			fprintf(stderr, "%s ready at %s (pid %ld, %.1f s)\n",
 			    n->name, n->line, (long)n->pid,
 			    (double)(kmc_dev_ms() - t0) / 1000.0);
+		} else if (may_repick) {
+			fprintf(stderr, "%s did not start: %s\n", n->name,
+			    n->why);
 		} else {
 			(void)kmc_fail(d->cmd, "%s failed to start: %s",
 			    n->name, n->why[0] ? n->why : "unknown error");
@@ -1201,7 +1229,42 @@ kmc_dev_start_nodes(kmc_dev *d, kmc_dev_node **nodes, unsigned count,
 	}
 	/* all or nothing: stop what did start (and reap what did not) */
 	kmc_dev_terminate(nodes, count, SIGTERM, KMC_DEV_STOP_MS, false);
-	return 1;
+	return may_repick ? 2 : 1;
+}
+
+/* Remove @path and everything under it (no symbolic link is followed). */
+static int
+kmc_dev_rm_tree(const char *path)
+{
+	char sub[KMC_DEV_PATH];
+	struct dirent *e;
+	struct stat sb;
+	DIR *dir;
+	int r = 0;
+
+	if (lstat(path, &sb) != 0) {
+		return errno == ENOENT ? 0 : -1;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		return unlink(path);
+	}
+	if ((dir = opendir(path)) == NULL) {
+		return -1;
+	}
+	while (r == 0 && (e = readdir(dir)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 ||
+		    strcmp(e->d_name, "..") == 0) {
+			continue;
+		}
+		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path,
+			e->d_name) >= sizeof(sub)) {
+			r = -1;
+			break;
+		}
+		r = kmc_dev_rm_tree(sub);
+	}
+	closedir(dir);
+	return r == 0 ? rmdir(path) : r;
 }
 
 static int
@@ -1217,7 +1280,8 @@ kmc_dev_up(int argc, char **argv)
 	char *pin = NULL, *so_pin = NULL, *end;
 	unsigned long nodes, threshold;
 	uint64_t t0 = kmc_dev_ms();
-	unsigned i;
+	unsigned i, attempt;
+	int taken[2] = { -1, -1 }; /* test hook only */
 	bool started = false;
 	int r, rc = 1;
 
@@ -1332,24 +1396,67 @@ kmc_dev_up(int argc, char **argv)
 	    d->nnodes, (double)(kmc_dev_ms() - t0) / 1000.0);
 	rc = 1;
 
-	if (kmc_dev_pick_ports(d) != 0) {
-		rc = kmc_fail(cmd, "cannot find %u free loopback ports",
-		    d->nnodes);
-		goto out;
-	}
-	for (i = 0; i < d->nnodes; i++) {
-		if (kmc_dev_write_node_conf(d, &d->nodes[i]) != 0) {
-			rc = kmc_fail(cmd, "cannot write %s",
-			    d->nodes[i].conf);
+	/*
+	 * The ports are free when picked, but another program (another dev
+	 * mesh, say) may bind one before its node does.  Then every node
+	 * is stopped, the nodes' new state is removed (its Raft log names
+	 * the old addresses) and the mesh starts again on new ports.
+	 */
+	for (attempt = 1;; attempt++) {
+		if (kmc_dev_pick_ports(d) != 0) {
+			rc = kmc_fail(cmd,
+			    "cannot find %u free loopback ports",
+			    2 * d->nnodes);
 			goto out;
 		}
+		for (i = 0; i < d->nnodes; i++) {
+			if (kmc_dev_write_node_conf(d, &d->nodes[i]) != 0) {
+				rc = kmc_fail(cmd, "cannot write %s",
+				    d->nodes[i].conf);
+				goto out;
+			}
+		}
+		if (kmc_dev_write_client_conf(d) != 0) {
+			rc = kmc_fail(cmd, "cannot write %s/client.conf",
+			    d->dir);
+			goto out;
+		}
+#ifdef KM_TEST_HOOKS
+		/* the clash above, on purpose: node1's mesh port and the last
+		 * node's Raft port are taken before the first start */
+		if (attempt == 1 &&
+		    getenv("KEYMESH_TEST_DEV_TAKE_PORTS") != NULL) {
+			taken[0] = kmc_dev_listen_fd(d->nodes[0].port);
+			taken[1] = kmc_dev_listen_fd(
+			    d->nodes[d->nnodes - 1].raft_port);
+		}
+#endif
+		rc = kmc_dev_start_nodes(d, all, d->nnodes, daemon,
+		    attempt < KMC_DEV_PORT_ATTEMPTS);
+		for (i = 0; i < 2; i++) {
+			if (taken[i] >= 0) {
+				close(taken[i]);
+				taken[i] = -1;
+			}
+		}
+		if (rc != 2) {
+			break;
+		}
+		for (i = 0; i < d->nnodes; i++) {
+			snprintf(path, sizeof(path), "%.3900s/state",
+			    d->nodes[i].dir);
+			if (kmc_dev_rm_tree(path) != 0) {
+				rc = kmc_fail(cmd, "cannot remove %s: %s",
+				    path, strerror(errno));
+				goto out;
+			}
+		}
+		fprintf(stderr, "a port was taken after it was picked: "
+				"starting again on new ports (attempt %u of "
+				"%u)\n",
+		    attempt + 1, KMC_DEV_PORT_ATTEMPTS);
 	}
-	if (kmc_dev_write_client_conf(d) != 0) {
-		rc = kmc_fail(cmd, "cannot write %s/client.conf", d->dir);
-		goto out;
-	}
-
-	if ((rc = kmc_dev_start_nodes(d, all, d->nnodes, daemon)) != 0) {
+	if (rc != 0) {
 		goto out;
 	}
 	started = true;
@@ -1452,7 +1559,7 @@ kmc_dev_start_all(kmc_dev *d)
 	if ((rc = kmc_dev_find_daemon(d->cmd, daemon, sizeof(daemon))) != 0) {
 		return rc;
 	}
-	return kmc_dev_start_nodes(d, todo, count, daemon);
+	return kmc_dev_start_nodes(d, todo, count, daemon, false);
 }
 
 static int
@@ -1506,7 +1613,7 @@ kmc_dev_node_cmd(int argc, char **argv, const char *cmd, int sig)
 		    0) {
 			goto out;
 		}
-		rc = kmc_dev_start_nodes(d, &n, 1, daemon);
+		rc = kmc_dev_start_nodes(d, &n, 1, daemon, false);
 	}
 out:
 	free(d);

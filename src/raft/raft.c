@@ -701,7 +701,9 @@ km_raft_setup(km_raft *r)
 	if ((rv = raft_start(&r->raft)) != 0) {
 		km_log_error(
 		    "KM-RAFT-START", "raft_start: %s", raft_errmsg(&r->raft));
-		r2 = km_raft_err(rv);
+		r2 = km_raft_transport_addr_in_use(&r->transport)
+		    ? KM_ERR_BUSY
+		    : km_raft_err(rv);
 		goto fail;
 	}
 	uv_timer_start(

@@ -97,8 +97,9 @@ typedef struct km_raft km_raft;
  * up from the leader.
  *
  * Returns: 0, KM_ERR_INVALID_ARG, KM_ERR_CONFIG (this id is not among the
- * peers), KM_ERR_BAD_FORMAT (PEM), KM_ERR_IO (state directory, listen
- * address), KM_ERR_ALLOC.
+ * peers), KM_ERR_BAD_FORMAT (PEM), KM_ERR_BUSY (another socket holds the
+ * listen address), KM_ERR_IO (state directory, other listen failures),
+ * KM_ERR_ALLOC.
  */
 int km_raft_start(const km_raft_config *cfg, km_raft **out);
 

@@ -103,6 +103,7 @@ struct km_rt {
 	unsigned handshake_ms;
 	uv_tcp_t listener;
 	bool listening;
+	bool addr_in_use; /* the last listen failed: the port is taken */
 	raft_uv_accept_cb accept_cb;
 	raft_uv_transport_close_cb close_cb;
 	bool closing;
@@ -852,6 +853,7 @@ km_rt_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb)
 {
 	km_rt *t = rt->impl;
 	struct sockaddr_storage ss;
+	int rv;
 
 	if (km_raft_addr_parse(t->address, &ss) != 0) {
 		snprintf(rt->errmsg, sizeof(rt->errmsg), "bad address %s",
@@ -862,14 +864,26 @@ km_rt_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb)
 	uv_tcp_init(t->loop, &t->listener);
 	t->listener.data = t;
 	t->listening = true;
-	if (uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0) != 0
-	    || uv_listen((uv_stream_t *)&t->listener, 64, km_rt_incoming)
+	/* libuv may defer bind's EADDRINUSE to uv_listen */
+	if ((rv = uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0)) != 0
+	    || (rv = uv_listen(
+	            (uv_stream_t *)&t->listener, 64, km_rt_incoming))
 	        != 0) {
-		snprintf(rt->errmsg, sizeof(rt->errmsg), "cannot listen on %s",
-		    t->address);
+		t->addr_in_use = rv == UV_EADDRINUSE;
+		snprintf(rt->errmsg, sizeof(rt->errmsg),
+		    "cannot listen on %s: %s", t->address, uv_strerror(rv));
 		return RAFT_IOERR;
 	}
+	t->addr_in_use = false;
 	return 0;
+}
+
+bool
+km_raft_transport_addr_in_use(struct raft_uv_transport *rt)
+{
+	km_rt *t = rt->impl;
+
+	return t != NULL && t->addr_in_use;
 }
 
 static void

@@ -57,6 +57,13 @@ int km_raft_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
     unsigned handshake_ms);
 
 /**
+ * km_raft_transport_addr_in_use:
+ * Did the last attempt to listen fail because another socket holds the
+ * address?  (libraft reports any listen failure as RAFT_IOERR.)
+ */
+bool km_raft_transport_addr_in_use(struct raft_uv_transport *t);
+
+/**
  * km_raft_transport_free:
  * Releases @t's impl.  Only once its close callback has fired and every
  * connection's handles are closed (the loop has nothing left to run).

@@ -120,10 +120,12 @@ node_url() {
 }
 
 cleanup() {
-	local pid
-	if [ -f "$mesh/devmesh" ]; then
-		"$keymesh" dev down --dir "$mesh" >/dev/null 2>&1
-	fi
+	local pid m
+	for m in "$mesh" "$dir/clash"; do
+		if [ -f "$m/devmesh" ]; then
+			"$keymesh" dev down --dir "$m" >/dev/null 2>&1
+		fi
+	done
 	# belt and braces: nothing this test started may outlive it
 	for pid in $(mesh_daemons); do
 		kill -KILL "$pid" 2>/dev/null
@@ -361,6 +363,44 @@ km dev down --dir "$mesh" >"$out" 2>"$err"
 rc=$?
 check "dev down stops them all again" \
 	eval "test $rc -eq 0 && test -z \"\$(mesh_daemons)\""
+
+# ---- a port taken between its pick and its node's start
+
+# Another program (another test's mesh, say) may bind a picked port before
+# its node does; dev up then starts the whole mesh again on new ports.
+# The test hook takes node1's mesh port and node3's Raft port first.
+if grep -q '^#define KM_TEST_HOOKS 1' "$builddir/config.h" 2>/dev/null; then
+	clash=$dir/clash
+	KEYMESH_TEST_DEV_TAKE_PORTS=1 km dev up --dir "$clash" --nodes 3 \
+		--threshold 2 >"$out" 2>"$err"
+	rc=$?
+	check "dev up with two ports taken meanwhile exits 0" test $rc -eq 0
+	check "... says which node could not listen, and why" \
+		eval "grep -q '^node1 did not start: .*cannot listen on .*: address in use' '$err' &&
+		      grep -q '^node3 did not start: .*cannot start Raft .*: address in use' '$err'"
+	check "... and starts again on new ports" \
+		grep -q 'starting again on new ports (attempt 2 of 3)' "$err"
+	# after the new start, each node ready once, at the URL client.conf
+	# now gives it
+	ready_at_conf() {
+		local i u again
+		again=$(sed -n '/starting again on new ports/,$p' "$err")
+		for i in 1 2 3; do
+			u=$(sed -n "s/^node = node$i //p" "$clash/client.conf")
+			[ -n "$u" ] && grep -q "^node$i ready at $u " <<<"$again" ||
+				return 1
+		done
+		test "$(grep -c '^node[1-3] ready at ' <<<"$again")" -eq 3
+	}
+	check "... where all three nodes run, each at its client.conf URL" \
+		ready_at_conf
+	KEYMESH_CONF=$clash/client.conf km status >"$out" 2>"$err"
+	rc=$?
+	check "... and form one mesh (keymesh status sees all three)" \
+		eval "test $rc -eq 0 && grep -q node1 '$out' &&
+		      grep -q node3 '$out'"
+	km dev down --dir "$clash" >/dev/null 2>&1
+fi
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
