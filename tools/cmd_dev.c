@@ -1187,7 +1187,9 @@ kmc_dev_check_target(const char *cmd, const char *dir)
 }
 
 /* Starts @count nodes in parallel and waits for all; on any failure prints
- * one line per failed node, stops the rest and returns 1. */
+ * one line per failed node, stops the rest and returns 1 -- or 2 when
+ * @may_repick and every failure was a port taken ("address in use"), so
+ * that dev up can try again on new ports. */
 static int
 kmc_dev_start_nodes(kmc_dev *d, kmc_dev_node **nodes, unsigned count,
     const char *daemon, bool may_repick)
